@@ -1,0 +1,406 @@
+//! The `data` stage's work: generate each domain's tasks into disjoint
+//! splits, write the synthetic feedback dialogues, and collect the corpus the
+//! tokenizer is trained on.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::dialogue::{Dialogue, Role};
+use crate::domain::{DomainKind, FeedbackLevel, Task, WRONG_MESSAGE, content_hash};
+use crate::error::{DataError, Result};
+use crate::leak;
+use crate::rng::{Rng, mix_seed};
+use crate::tables::{Split, SyntheticDialogue, TaskRow};
+
+/// How many tasks of one domain to generate, and how hard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainConfig {
+    /// Whether this domain is part of the run.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Difficulty levels, used in turn (see each domain's docs for the scale).
+    /// Defaults to the domain's own easy range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub difficulties: Option<Vec<u32>>,
+    /// Number of train tasks.
+    #[serde(default = "default_train")]
+    pub train: usize,
+    /// Number of validation tasks.
+    #[serde(default = "default_val")]
+    pub val: usize,
+    /// Number of held-out test tasks.
+    #[serde(default = "default_test")]
+    pub test: usize,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_train() -> usize {
+    2000
+}
+fn default_val() -> usize {
+    200
+}
+fn default_test() -> usize {
+    300
+}
+
+impl Default for DomainConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            difficulties: None,
+            train: default_train(),
+            val: default_val(),
+            test: default_test(),
+        }
+    }
+}
+
+/// Difficulties used when a config names none: easy enough for the CPU demo.
+pub fn default_difficulties(kind: DomainKind) -> Vec<u32> {
+    match kind {
+        DomainKind::Arith => vec![1, 2, 3],
+        DomainKind::Listops => vec![1, 2],
+        DomainKind::Sudoku => vec![3, 4, 5],
+        DomainKind::Maze => vec![4, 5],
+    }
+}
+
+/// The synthetic feedback dialogues that warm-start the feedback format.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyntheticConfig {
+    /// Dialogues per train task.
+    pub per_task: usize,
+    /// Teacher feedback levels, used in turn across dialogues.
+    pub feedback_levels: Vec<FeedbackLevel>,
+}
+
+impl Default for SyntheticConfig {
+    fn default() -> Self {
+        Self {
+            per_task: 1,
+            feedback_levels: vec![FeedbackLevel::Location, FeedbackLevel::Explanation],
+        }
+    }
+}
+
+/// The tokenizer trained on the generated corpus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenizerConfig {
+    /// Vocabulary size, including the 256 byte symbols and special tokens.
+    pub vocab_size: usize,
+}
+
+impl Default for TokenizerConfig {
+    fn default() -> Self {
+        Self { vocab_size: 512 }
+    }
+}
+
+/// Everything the `data` stage needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Seed of task generation: the same seed gives byte-identical tables.
+    pub seed: u64,
+    pub arith: DomainConfig,
+    pub listops: DomainConfig,
+    pub sudoku: DomainConfig,
+    pub maze: DomainConfig,
+    pub synthetic: SyntheticConfig,
+    pub tokenizer: TokenizerConfig,
+}
+
+impl DataConfig {
+    pub fn domain(&self, kind: DomainKind) -> &DomainConfig {
+        match kind {
+            DomainKind::Arith => &self.arith,
+            DomainKind::Listops => &self.listops,
+            DomainKind::Sudoku => &self.sudoku,
+            DomainKind::Maze => &self.maze,
+        }
+    }
+
+    fn domain_mut(&mut self, kind: DomainKind) -> &mut DomainConfig {
+        match kind {
+            DomainKind::Arith => &mut self.arith,
+            DomainKind::Listops => &mut self.listops,
+            DomainKind::Sudoku => &mut self.sudoku,
+            DomainKind::Maze => &mut self.maze,
+        }
+    }
+
+    /// Enabled domains, in their canonical order.
+    pub fn enabled(&self) -> Vec<DomainKind> {
+        DomainKind::ALL
+            .into_iter()
+            .filter(|k| self.domain(*k).enabled)
+            .collect()
+    }
+
+    /// Fills defaults that depend on the domain and checks every value,
+    /// naming the offending key (`data.<domain>.<field>`).
+    pub fn resolve(&mut self) -> std::result::Result<(), String> {
+        for kind in DomainKind::ALL {
+            let range = kind.domain().difficulty_range();
+            let dc = self.domain_mut(kind);
+            let diffs = dc.difficulties.get_or_insert_with(|| default_difficulties(kind));
+            if diffs.is_empty() {
+                return Err(format!("data.{kind}.difficulties: must list at least one difficulty"));
+            }
+            if let Some(bad) = diffs.iter().find(|d| !(range.0..=range.1).contains(*d)) {
+                return Err(format!(
+                    "data.{kind}.difficulties: {bad} is outside {}..={} for {kind}",
+                    range.0, range.1
+                ));
+            }
+            if dc.enabled && dc.train + dc.val + dc.test == 0 {
+                return Err(format!("data.{kind}: train, val and test are all 0"));
+            }
+        }
+        if self.enabled().is_empty() {
+            return Err("data: every domain is disabled".into());
+        }
+        if self.synthetic.feedback_levels.is_empty() {
+            return Err("data.synthetic.feedback_levels: must list at least one level".into());
+        }
+        if self.tokenizer.vocab_size < 300 {
+            return Err(format!(
+                "data.tokenizer.vocab_size: {} is too small (at least 300: 256 byte symbols, special tokens and merges)",
+                self.tokenizer.vocab_size
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Candidates tried per requested task before giving up on a domain whose
+/// difficulties do not have enough distinct tasks.
+const ATTEMPTS_PER_TASK: usize = 50;
+
+/// Generates one domain's tasks. Each candidate's split is decided by its
+/// content hash, and duplicates are dropped, so no task text is in two splits
+/// and a task always falls in the same split whatever the quotas.
+pub fn generate_domain(cfg: &DataConfig, kind: DomainKind, tick: &mut dyn FnMut()) -> Result<Vec<TaskRow>> {
+    let dc = cfg.domain(kind);
+    let diffs = dc.difficulties.clone().unwrap_or_else(|| default_difficulties(kind));
+    let quotas = [dc.train, dc.val, dc.test];
+    let total: usize = quotas.iter().sum();
+    let mut filled = [0usize; 3];
+    let mut seen = HashSet::new();
+    let mut rows = Vec::with_capacity(total);
+    let domain = kind.domain();
+    for i in 0..(total * ATTEMPTS_PER_TASK + 1000) {
+        if filled == quotas {
+            break;
+        }
+        let seed = mix_seed(&[cfg.seed, kind as u64, i as u64]);
+        let difficulty = diffs[i % diffs.len()];
+        let task = domain.generate(seed, difficulty);
+        let hash = content_hash(kind, &task.prompt);
+        if !seen.insert(hash) {
+            continue;
+        }
+        let bucket = (mix_seed(&[hash]) % total as u64) as usize;
+        let split_index = if bucket < quotas[0] {
+            0
+        } else if bucket < quotas[0] + quotas[1] {
+            1
+        } else {
+            2
+        };
+        if filled[split_index] < quotas[split_index] {
+            filled[split_index] += 1;
+            rows.push(TaskRow {
+                task,
+                split: Split::ALL[split_index],
+            });
+            tick();
+        }
+    }
+    if filled != quotas {
+        return Err(DataError::Generation(format!(
+            "data.{kind}: found only {} distinct tasks at difficulties {diffs:?} \
+             (train {}/{}, val {}/{}, test {}/{}); ask for fewer tasks or add harder difficulties",
+            seen.len(),
+            filled[0],
+            quotas[0],
+            filled[1],
+            quotas[1],
+            filled[2],
+            quotas[2]
+        )));
+    }
+    rows.sort_by_key(|r| (r.split, r.task.difficulty, r.task.task_id.clone()));
+    Ok(rows)
+}
+
+/// Leak-check counts for one domain.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LeakStats {
+    pub messages: usize,
+    pub leaks: usize,
+}
+
+impl LeakStats {
+    pub fn rate(&self) -> f64 {
+        if self.messages == 0 {
+            0.0
+        } else {
+            self.leaks as f64 / self.messages as f64
+        }
+    }
+}
+
+/// Builds the synthetic dialogues for the train tasks: a wrong attempt from
+/// the error model, the teacher's feedback (replaced by the verdict-only
+/// message if it fails the leak check), then the correct answer.
+pub fn synthetic_dialogues(
+    cfg: &DataConfig,
+    tasks: &[TaskRow],
+) -> Result<(Vec<SyntheticDialogue>, BTreeMap<DomainKind, LeakStats>)> {
+    let mut rows = Vec::new();
+    let mut stats: BTreeMap<DomainKind, LeakStats> = BTreeMap::new();
+    let levels = &cfg.synthetic.feedback_levels;
+    for row in tasks.iter().filter(|r| r.split == Split::Train) {
+        let task = &row.task;
+        let domain = task.domain.domain();
+        let hash = content_hash(task.domain, &task.prompt);
+        for j in 0..cfg.synthetic.per_task {
+            let mut rng = Rng::new(mix_seed(&[cfg.seed, hash, j as u64]));
+            let level = levels[(hash as usize).wrapping_add(j) % levels.len()];
+            let attempt = domain.wrong_attempt(task, &mut rng)?;
+            let verdict = domain.verify(task, &attempt)?;
+            let (feedback, leak_blocked) = teacher_message(task, &attempt, level)?;
+            let entry = stats.entry(task.domain).or_default();
+            entry.messages += 1;
+            entry.leaks += leak_blocked as usize;
+            let mut dialogue = Dialogue::from_task(&task.prompt);
+            dialogue
+                .push(Role::Student, &attempt)
+                .push(Role::Teacher, &feedback)
+                .push(Role::Student, &task.solution);
+            rows.push(SyntheticDialogue {
+                dialogue_id: format!("{}-s{j}", task.task_id),
+                task_id: task.task_id.clone(),
+                domain: task.domain,
+                difficulty: task.difficulty,
+                attempt,
+                attempt_verdict: verdict.name().to_string(),
+                feedback_level: level.name().to_string(),
+                feedback,
+                leak_blocked,
+                answer: task.solution.clone(),
+                text: dialogue.render(),
+            });
+        }
+    }
+    Ok((rows, stats))
+}
+
+/// The teacher's message after the leak check: `(message, leaked)`. A leaking
+/// message is never shown; the verdict-only message replaces it.
+pub fn teacher_message(task: &Task, attempt: &str, level: FeedbackLevel) -> Result<(String, bool)> {
+    let message = task.domain.domain().feedback(task, attempt, level)?;
+    Ok(match leak::check(task, &message)? {
+        Some(_) => (WRONG_MESSAGE.to_string(), true),
+        None => (message, false),
+    })
+}
+
+/// Every text the tokenizer should know: prompts, solutions, attempts,
+/// feedback, and the fixed teacher messages.
+pub fn tokenizer_corpus<'a>(
+    tasks: &'a [TaskRow],
+    dialogues: &'a [SyntheticDialogue],
+) -> impl Iterator<Item = &'a str> + Send + 'a {
+    let fixed = [
+        crate::domain::RETRY_MESSAGE,
+        crate::domain::CORRECT_MESSAGE,
+        WRONG_MESSAGE,
+    ];
+    tasks
+        .iter()
+        .flat_map(|r| [r.task.prompt.as_str(), r.task.solution.as_str()])
+        .chain(dialogues.iter().flat_map(|d| [d.attempt.as_str(), d.feedback.as_str()]))
+        .chain(fixed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> DataConfig {
+        let mut cfg = DataConfig::default();
+        for kind in DomainKind::ALL {
+            let dc = cfg.domain_mut(kind);
+            (dc.train, dc.val, dc.test) = (40, 10, 10);
+        }
+        cfg.resolve().unwrap();
+        cfg
+    }
+
+    #[test]
+    fn quotas_are_met_and_splits_are_disjoint() {
+        let cfg = small();
+        for kind in DomainKind::ALL {
+            let rows = generate_domain(&cfg, kind, &mut || {}).unwrap();
+            assert_eq!(rows.len(), 60);
+            let count = |s| rows.iter().filter(|r| r.split == s).count();
+            assert_eq!((count(Split::Train), count(Split::Val), count(Split::Test)), (40, 10, 10));
+            let prompts: HashSet<&str> = rows.iter().map(|r| r.task.prompt.as_str()).collect();
+            assert_eq!(prompts.len(), rows.len(), "{kind}: a prompt appears twice");
+        }
+    }
+
+    #[test]
+    fn same_seed_same_tasks_and_different_seed_different_tasks() {
+        let a = generate_domain(&small(), DomainKind::Arith, &mut || {}).unwrap();
+        let b = generate_domain(&small(), DomainKind::Arith, &mut || {}).unwrap();
+        let mut other = small();
+        other.seed = 99;
+        let c = generate_domain(&other, DomainKind::Arith, &mut || {}).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn too_many_tasks_for_a_difficulty_is_a_clear_error() {
+        let mut cfg = small();
+        cfg.arith.difficulties = Some(vec![1]);
+        cfg.arith.train = 1000;
+        let err = generate_domain(&cfg, DomainKind::Arith, &mut || {}).unwrap_err().to_string();
+        assert!(err.starts_with("data.arith: found only"), "{err}");
+    }
+
+    #[test]
+    fn resolve_names_the_bad_key() {
+        let mut cfg = DataConfig::default();
+        cfg.maze.difficulties = Some(vec![4, 40]);
+        assert_eq!(cfg.resolve().unwrap_err(), "data.maze.difficulties: 40 is outside 4..=8 for maze");
+    }
+
+    #[test]
+    fn synthetic_dialogues_are_wrong_then_right_and_never_leak() {
+        let cfg = small();
+        let tasks: Vec<TaskRow> = DomainKind::ALL
+            .into_iter()
+            .flat_map(|k| generate_domain(&cfg, k, &mut || {}).unwrap())
+            .collect();
+        let (rows, stats) = synthetic_dialogues(&cfg, &tasks).unwrap();
+        assert_eq!(rows.len(), 4 * 40);
+        for r in &rows {
+            assert_ne!(r.attempt_verdict, "correct");
+            let d = Dialogue::parse(&r.text).unwrap();
+            assert_eq!(d.turns.len(), 4);
+            assert_eq!(d.turns[3].text, r.answer);
+        }
+        assert!(stats.values().all(|s| s.leaks == 0), "{stats:?}");
+    }
+}

@@ -1,0 +1,327 @@
+//! `arith` (the paper's math setting): integer expressions with k operands of
+//! d digits and + − ×, evaluated with the usual precedence.
+//!
+//! Difficulty `n` (1..=10) sets `k = 2 + (n-1)/2` operands of `d = (n+2)/2`
+//! digits: 1 → `3+5=`, 2 → `47-12=`, 3 → `31*4+56=` (k=3, d=2), …
+//! Feedback levels: verdict; direction (too high / too low); direction plus
+//! which digit positions are wrong.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Domain, DomainKind, FeedbackLevel, Task, Verdict, bounded, common_feedback};
+use crate::error::Result;
+use crate::rng::{Rng, mix_seed};
+
+pub struct Arith;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Meta {
+    /// Operands in order, e.g. `[347, 589]`.
+    operands: Vec<i64>,
+    /// Operators between them, as `+`, `-`, `*`.
+    operators: String,
+}
+
+/// Operand count and digit count for a difficulty.
+fn shape(difficulty: u32) -> (usize, u32) {
+    let n = difficulty.clamp(1, 10);
+    (2 + (n as usize - 1) / 2, (n + 2) / 2)
+}
+
+/// Evaluates with × before + and −; `None` on overflow.
+fn evaluate(operands: &[i64], operators: &[u8]) -> Option<i128> {
+    let mut sum: i128 = 0;
+    let mut term: i128 = *operands.first()? as i128;
+    let mut sign: i128 = 1;
+    for (op, &x) in operators.iter().zip(&operands[1..]) {
+        match op {
+            b'*' => term = term.checked_mul(x as i128)?,
+            b'+' | b'-' => {
+                sum = sum.checked_add(sign.checked_mul(term)?)?;
+                sign = if *op == b'+' { 1 } else { -1 };
+                term = x as i128;
+            }
+            _ => return None,
+        }
+    }
+    sum.checked_add(sign.checked_mul(term)?)
+}
+
+/// Evaluates strictly left to right, the classic precedence mistake.
+fn evaluate_left_to_right(operands: &[i64], operators: &[u8]) -> Option<i128> {
+    let mut acc = *operands.first()? as i128;
+    for (op, &x) in operators.iter().zip(&operands[1..]) {
+        acc = match op {
+            b'*' => acc.checked_mul(x as i128)?,
+            b'+' => acc.checked_add(x as i128)?,
+            _ => acc.checked_sub(x as i128)?,
+        };
+    }
+    Some(acc)
+}
+
+/// Parses a model's answer: an optional sign and decimal digits, nothing else.
+/// At most 38 digits, so it always fits an `i128`.
+fn parse_answer(text: &str) -> Option<i128> {
+    let s = bounded(text)?;
+    let (negative, digits) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    if digits.is_empty() || digits.len() > 38 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let value: i128 = digits.parse().ok()?;
+    Some(if negative { -value } else { value })
+}
+
+const PLACE_NAMES: [&str; 10] = [
+    "ones",
+    "tens",
+    "hundreds",
+    "thousands",
+    "ten-thousands",
+    "hundred-thousands",
+    "millions",
+    "ten-millions",
+    "hundred-millions",
+    "billions",
+];
+
+fn place_name(position: usize) -> String {
+    match PLACE_NAMES.get(position) {
+        Some(name) => name.to_string(),
+        None => format!("{}th-from-the-right", position + 1),
+    }
+}
+
+fn join_names(names: &[String]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {}", init.join(", "), last),
+    }
+}
+
+/// Digit positions (0 = ones) where `attempt` and `answer` differ, comparing
+/// magnitudes right-aligned, up to the length of the longer one.
+fn wrong_positions(attempt: i128, answer: i128) -> Vec<usize> {
+    let a: Vec<u8> = attempt.unsigned_abs().to_string().bytes().rev().collect();
+    let b: Vec<u8> = answer.unsigned_abs().to_string().bytes().rev().collect();
+    (0..a.len().max(b.len())).filter(|&i| a.get(i) != b.get(i)).collect()
+}
+
+impl Arith {
+    fn answer(&self, task: &Task) -> Result<i128> {
+        let meta: Meta = task.meta()?;
+        evaluate(&meta.operands, meta.operators.as_bytes()).ok_or_else(|| {
+            crate::DataError::CorruptTask {
+                task_id: task.task_id.clone(),
+                reason: "expression does not evaluate".into(),
+            }
+        })
+    }
+}
+
+impl Domain for Arith {
+    fn kind(&self) -> DomainKind {
+        DomainKind::Arith
+    }
+
+    fn difficulty_range(&self) -> (u32, u32) {
+        (1, 10)
+    }
+
+    fn generate(&self, seed: u64, difficulty: u32) -> Task {
+        let difficulty = difficulty.clamp(1, 10);
+        let (k, d) = shape(difficulty);
+        let lo = if d == 1 { 0 } else { 10i64.pow(d - 1) };
+        let hi = 10i64.pow(d) - 1;
+        for attempt in 0u64.. {
+            let mut rng = Rng::new(mix_seed(&[seed, difficulty as u64, attempt]));
+            let operands: Vec<i64> = (0..k).map(|_| rng.range(lo, hi)).collect();
+            let operators: Vec<u8> = (1..k).map(|_| *rng.choose(b"+-*")).collect();
+            if let Some(value) = evaluate(&operands, &operators) {
+                let mut prompt = operands[0].to_string();
+                for (op, x) in operators.iter().zip(&operands[1..]) {
+                    prompt.push(*op as char);
+                    prompt.push_str(&x.to_string());
+                }
+                prompt.push('=');
+                let meta = Meta {
+                    operands,
+                    operators: String::from_utf8(operators).expect("ascii operators"),
+                };
+                let metadata = serde_json::to_string(&meta).expect("serialisable");
+                return Task::new(DomainKind::Arith, difficulty, seed, prompt, value.to_string(), metadata);
+            }
+        }
+        unreachable!("an unbounded loop either returns or runs forever")
+    }
+
+    fn verify(&self, task: &Task, attempt: &str) -> Result<Verdict> {
+        let answer = self.answer(task)?;
+        Ok(match parse_answer(attempt) {
+            None => Verdict::Malformed,
+            Some(v) if v == answer => Verdict::Correct,
+            Some(_) => Verdict::Wrong,
+        })
+    }
+
+    fn feedback(&self, task: &Task, attempt: &str, level: FeedbackLevel) -> Result<String> {
+        let verdict = self.verify(task, attempt)?;
+        if let Some(message) = common_feedback(verdict, level) {
+            return Ok(message);
+        }
+        let Some(value) = parse_answer(attempt) else {
+            return Ok("Answer with a single integer and nothing else.".to_string());
+        };
+        let answer = self.answer(task)?;
+        let direction = if value > answer {
+            "Your answer is too high."
+        } else {
+            "Your answer is too low."
+        };
+        if level == FeedbackLevel::Location {
+            return Ok(direction.to_string());
+        }
+        let mut message = direction.to_string();
+        if (value < 0) != (answer < 0) {
+            message.push_str(" The sign is wrong.");
+        }
+        let positions = wrong_positions(value, answer);
+        let (a_len, b_len) = (
+            value.unsigned_abs().to_string().len(),
+            answer.unsigned_abs().to_string().len(),
+        );
+        if a_len > b_len {
+            message.push_str(" It has too many digits.");
+        } else if a_len < b_len {
+            message.push_str(" It has too few digits.");
+        }
+        if !positions.is_empty() {
+            let names: Vec<String> = positions.iter().map(|&p| place_name(p)).collect();
+            let noun = if names.len() == 1 { "digit is" } else { "digits are" };
+            message.push_str(&format!(" The {} {noun} wrong.", join_names(&names)));
+        }
+        Ok(message)
+    }
+
+    fn wrong_attempt(&self, task: &Task, rng: &mut Rng) -> Result<String> {
+        let meta: Meta = task.meta()?;
+        let answer = self.answer(task)?;
+        for _ in 0..32 {
+            let candidate = match rng.below(5) {
+                // One digit off.
+                0 => {
+                    let digits = answer.unsigned_abs().to_string().len() as u32;
+                    let place = 10i128.pow(rng.below(digits as u64) as u32);
+                    answer + place * if rng.chance(0.5) { 1 } else { -1 }
+                }
+                // A dropped or extra carry.
+                1 => answer + 10 * if rng.chance(0.5) { 1 } else { -1 },
+                // Ignoring precedence.
+                2 => match evaluate_left_to_right(&meta.operands, meta.operators.as_bytes()) {
+                    Some(v) => v,
+                    None => continue,
+                },
+                // Sign slip.
+                3 => -answer,
+                // Off by a small amount.
+                _ => answer + rng.range(-9, 9) as i128,
+            };
+            if candidate != answer {
+                return Ok(candidate.to_string());
+            }
+        }
+        Ok((answer + 1).to_string())
+    }
+
+    fn leak_rule(&self, task: &Task, message: &str) -> Result<Option<String>> {
+        let answer = self.answer(task)?;
+        let mentions_answer = message
+            .split(|c: char| !(c.is_ascii_digit() || c == '-'))
+            .filter_map(parse_answer)
+            .any(|n| n == answer || n == -answer);
+        Ok(mentions_answer.then(|| "states the answer as a number".to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::testkit;
+
+    fn task(operands: Vec<i64>, operators: &str) -> Task {
+        let value = evaluate(&operands, operators.as_bytes()).unwrap();
+        let meta = serde_json::to_string(&Meta {
+            operands,
+            operators: operators.to_string(),
+        })
+        .unwrap();
+        Task::new(DomainKind::Arith, 1, 0, "x=".into(), value.to_string(), meta)
+    }
+
+    #[test]
+    fn precedence_is_respected() {
+        assert_eq!(evaluate(&[2, 3, 4], b"+*"), Some(14));
+        assert_eq!(evaluate(&[2, 3, 4], b"*-"), Some(2));
+        assert_eq!(evaluate(&[10, 2, 3, 4], b"-*+"), Some(8));
+        assert_eq!(evaluate_left_to_right(&[2, 3, 4], b"+*"), Some(20));
+    }
+
+    #[test]
+    fn difficulty_sets_operands_and_digits() {
+        assert_eq!(shape(1), (2, 1));
+        assert_eq!(shape(3), (3, 2));
+        assert_eq!(shape(10), (6, 6));
+        let t = Arith.generate(5, 4);
+        let meta: Meta = t.meta().unwrap();
+        assert_eq!(meta.operands.len(), 3);
+        assert!(meta.operands.iter().all(|x| (100..1000).contains(x)));
+    }
+
+    #[test]
+    fn answers_parse_strictly() {
+        assert_eq!(parse_answer(" 926 "), Some(926));
+        assert_eq!(parse_answer("-12"), Some(-12));
+        assert_eq!(parse_answer("+7"), Some(7));
+        assert_eq!(parse_answer("9 26"), None);
+        assert_eq!(parse_answer("926."), None);
+        assert_eq!(parse_answer(&"9".repeat(39)), None);
+    }
+
+    #[test]
+    fn feedback_levels_on_a_worked_example() {
+        let t = task(vec![347, 589], "+");
+        assert_eq!(t.solution, "936");
+        assert_eq!(Arith.feedback(&t, "926", FeedbackLevel::Verdict).unwrap(), "Incorrect.");
+        assert_eq!(
+            Arith.feedback(&t, "926", FeedbackLevel::Location).unwrap(),
+            "Your answer is too low."
+        );
+        assert_eq!(
+            Arith.feedback(&t, "926", FeedbackLevel::Explanation).unwrap(),
+            "Your answer is too low. The tens digit is wrong."
+        );
+        assert_eq!(
+            Arith.feedback(&t, "1036", FeedbackLevel::Explanation).unwrap(),
+            "Your answer is too high. It has too many digits. The hundreds and thousands digits are wrong."
+        );
+        assert_eq!(Arith.feedback(&t, "936", FeedbackLevel::Explanation).unwrap(), "Correct.");
+        assert_eq!(Arith.feedback(&t, "926", FeedbackLevel::Retry).unwrap(), "Try again.");
+    }
+
+    #[test]
+    fn leak_rule_catches_the_answer() {
+        let t = task(vec![347, 589], "+");
+        assert!(Arith.leak_rule(&t, "It is 936.").unwrap().is_some());
+        assert!(Arith.leak_rule(&t, "The tens digit is wrong.").unwrap().is_none());
+    }
+
+    #[test]
+    fn shared_domain_checks() {
+        testkit::reference_solutions_verify(&Arith, 30);
+        testkit::garbage_never_panics(&Arith);
+    }
+}

@@ -1,0 +1,935 @@
+//! `maze` (the paper's navigation setting): walk from `S` to `G` through an
+//! n×n grid of open cells `.` and walls `#`, shown as rows joined by `/`:
+//! `S.#./..#./#.../..#G` → `DRDRRD`, one letter per move (U, D, L, R).
+//!
+//! Difficulty `n` (4..=8) is the side of the grid. About 30% of cells are
+//! walls; start and goal are at least n apart (Manhattan) and the shortest
+//! path has at least n-1 moves. The reference solution is the shortest path
+//! breadth-first search finds trying U, D, L, R in that order, but every path
+//! that stays on open cells and stops on `G` is correct.
+//! Feedback levels: verdict; the first move that hits a wall or leaves the
+//! grid, or that the path ends away from the goal; the same with the move's
+//! letter and where it happened, or how far the goal is from where the path
+//! ended. The grid and the goal are in the prompt, so positions tell the
+//! student nothing the teacher alone knows; the moves still to make are never
+//! named.
+//!
+//! Solutions are strings over {u, d, l, r} once normalised, so the generic leak
+//! check would fire on any word holding three such letters in a row ("could",
+//! "during", "failure"). Every message here is worded to avoid such runs.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Domain, DomainKind, FeedbackLevel, Task, Verdict, WRONG_MESSAGE, bounded, common_feedback,
+};
+use crate::error::{DataError, Result};
+use crate::rng::{Rng, mix_seed};
+
+pub struct Maze;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Meta {
+    /// Grid rows of `.` (open) and `#` (wall); start and goal are open cells.
+    rows: Vec<String>,
+    /// (row, column) of `S`, from 0.
+    start: (usize, usize),
+    /// (row, column) of `G`, from 0.
+    goal: (usize, usize),
+}
+
+/// Smallest and largest side. Below 4 there is no room for a path worth
+/// finding; above 8 the prompt outgrows a small student's context.
+const SIDES: (u32, u32) = (4, 8);
+
+const WALL_DENSITY: f64 = 0.3;
+
+/// Deliberately avoids "the letters U, D, L and R", which normalises to a run
+/// `udl` that the generic leak check would match against a path.
+const MALFORMED_MESSAGE: &str =
+    "Answer with moves, one letter each: U for up, D for down, L for left, R for right.";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Move {
+    Up,
+    Down,
+    Left,
+    Right,
+}
+
+impl Move {
+    /// Also the order breadth-first search tries, which fixes the reference path.
+    const ALL: [Move; 4] = [Move::Up, Move::Down, Move::Left, Move::Right];
+
+    fn letter(self) -> char {
+        match self {
+            Move::Up => 'U',
+            Move::Down => 'D',
+            Move::Left => 'L',
+            Move::Right => 'R',
+        }
+    }
+
+    fn from_letter(c: char) -> Option<Move> {
+        Move::ALL.into_iter().find(|m| m.letter() == c)
+    }
+
+    fn opposite(self) -> Move {
+        match self {
+            Move::Up => Move::Down,
+            Move::Down => Move::Up,
+            Move::Left => Move::Right,
+            Move::Right => Move::Left,
+        }
+    }
+}
+
+fn format_moves(moves: &[Move]) -> String {
+    moves.iter().map(|m| m.letter()).collect()
+}
+
+/// Reads an answer: whitespace and commas are ignored, letters may be in
+/// either case, and at most `max_moves` moves are accepted so that a walk
+/// never runs longer than the grid warrants.
+fn parse_moves(text: &str, max_moves: usize) -> Option<Vec<Move>> {
+    let mut moves = Vec::new();
+    for c in bounded(text)?
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != ',')
+    {
+        moves.push(Move::from_letter(c.to_ascii_uppercase())?);
+        if moves.len() > max_moves {
+            return None;
+        }
+    }
+    (!moves.is_empty()).then_some(moves)
+}
+
+type Cell = (usize, usize);
+
+/// Where a walk goes wrong, if it does. Moves are numbered from 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Reaches,
+    HitsWall { index: usize, mv: Move, wall: Cell },
+    LeavesGrid { index: usize, mv: Move, from: Cell },
+    EndsAway { at: Cell },
+}
+
+#[derive(Debug, Clone)]
+struct Layout {
+    side: usize,
+    walls: Vec<bool>,
+    start: Cell,
+    goal: Cell,
+}
+
+impl Layout {
+    fn from_meta(meta: &Meta) -> Option<Layout> {
+        let side = meta.rows.len();
+        let mut walls = Vec::with_capacity(side * side);
+        for row in &meta.rows {
+            if row.chars().count() != side {
+                return None;
+            }
+            for c in row.chars() {
+                walls.push(match c {
+                    '.' => false,
+                    '#' => true,
+                    _ => return None,
+                });
+            }
+        }
+        let layout = Layout {
+            side,
+            walls,
+            start: meta.start,
+            goal: meta.goal,
+        };
+        let open = |(r, c): Cell| r < side && c < side && !layout.walls[r * side + c];
+        (open(meta.start) && open(meta.goal)).then_some(layout)
+    }
+
+    fn is_wall(&self, (r, c): Cell) -> bool {
+        self.walls[r * self.side + c]
+    }
+
+    /// The neighbouring cell in direction `mv`, or `None` off the grid.
+    fn step(&self, (r, c): Cell, mv: Move) -> Option<Cell> {
+        let next = match mv {
+            Move::Up => (r.checked_sub(1)?, c),
+            Move::Down => (r + 1, c),
+            Move::Left => (r, c.checked_sub(1)?),
+            Move::Right => (r, c + 1),
+        };
+        (next.0 < self.side && next.1 < self.side).then_some(next)
+    }
+
+    fn walk(&self, moves: &[Move]) -> Outcome {
+        let mut at = self.start;
+        for (index, &mv) in moves.iter().enumerate() {
+            match self.step(at, mv) {
+                None => {
+                    return Outcome::LeavesGrid {
+                        index,
+                        mv,
+                        from: at,
+                    };
+                }
+                Some(next) if self.is_wall(next) => {
+                    return Outcome::HitsWall {
+                        index,
+                        mv,
+                        wall: next,
+                    };
+                }
+                Some(next) => at = next,
+            }
+        }
+        if at == self.goal {
+            Outcome::Reaches
+        } else {
+            Outcome::EndsAway { at }
+        }
+    }
+
+    fn shortest_path(&self) -> Option<Vec<Move>> {
+        let index = |(r, c): Cell| r * self.side + c;
+        let mut came_from: Vec<Option<(Cell, Move)>> = vec![None; self.walls.len()];
+        let mut seen = vec![false; self.walls.len()];
+        let mut queue = VecDeque::from([self.start]);
+        seen[index(self.start)] = true;
+        while let Some(at) = queue.pop_front() {
+            if at == self.goal {
+                let mut path = Vec::new();
+                let mut cell = at;
+                while let Some((previous, mv)) = came_from[index(cell)] {
+                    path.push(mv);
+                    cell = previous;
+                }
+                path.reverse();
+                return Some(path);
+            }
+            for mv in Move::ALL {
+                if let Some(next) = self.step(at, mv)
+                    && !self.is_wall(next)
+                    && !seen[index(next)]
+                {
+                    seen[index(next)] = true;
+                    came_from[index(next)] = Some((at, mv));
+                    queue.push_back(next);
+                }
+            }
+        }
+        None
+    }
+
+    /// Longest answer worth simulating: enough to visit every cell from every
+    /// direction.
+    fn max_moves(&self) -> usize {
+        4 * self.side * self.side
+    }
+
+    /// The grid as shown to the student.
+    fn prompt(&self) -> String {
+        (0..self.side)
+            .map(|r| {
+                (0..self.side)
+                    .map(|c| match (r, c) {
+                        cell if cell == self.start => 'S',
+                        cell if cell == self.goal => 'G',
+                        cell if self.is_wall(cell) => '#',
+                        _ => '.',
+                    })
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    fn meta(&self) -> Meta {
+        let rows = self
+            .walls
+            .chunks(self.side)
+            .map(|row| row.iter().map(|&w| if w { '#' } else { '.' }).collect())
+            .collect();
+        Meta {
+            rows,
+            start: self.start,
+            goal: self.goal,
+        }
+    }
+}
+
+fn manhattan(a: Cell, b: Cell) -> usize {
+    a.0.abs_diff(b.0) + a.1.abs_diff(b.1)
+}
+
+/// "2 rows down and 1 column left": where `to` lies as seen from `from`.
+fn direction(from: Cell, to: Cell) -> String {
+    let count = |n: usize, noun: &str| format!("{n} {noun}{}", if n == 1 { "" } else { "s" });
+    let mut parts = Vec::new();
+    if to.0 != from.0 {
+        let way = if to.0 > from.0 { "down" } else { "up" };
+        parts.push(format!("{} {way}", count(to.0.abs_diff(from.0), "row")));
+    }
+    if to.1 != from.1 {
+        let way = if to.1 > from.1 { "right" } else { "left" };
+        parts.push(format!("{} {way}", count(to.1.abs_diff(from.1), "column")));
+    }
+    parts.join(" and ")
+}
+
+impl Maze {
+    fn layout(&self, task: &Task) -> Result<Layout> {
+        let meta: Meta = task.meta()?;
+        Layout::from_meta(&meta).ok_or_else(|| DataError::CorruptTask {
+            task_id: task.task_id.clone(),
+            reason: "maze rows are not a square grid of `.` and `#` with open start and goal"
+                .into(),
+        })
+    }
+}
+
+impl Domain for Maze {
+    fn kind(&self) -> DomainKind {
+        DomainKind::Maze
+    }
+
+    fn difficulty_range(&self) -> (u32, u32) {
+        SIDES
+    }
+
+    fn generate(&self, seed: u64, difficulty: u32) -> Task {
+        let difficulty = difficulty.clamp(SIDES.0, SIDES.1);
+        let side = difficulty as usize;
+        for attempt in 0u64.. {
+            let mut rng = Rng::new(mix_seed(&[seed, difficulty as u64, attempt]));
+            let walls: Vec<bool> = (0..side * side).map(|_| rng.chance(WALL_DENSITY)).collect();
+            let open: Vec<Cell> = (0..side * side)
+                .filter(|&i| !walls[i])
+                .map(|i| (i / side, i % side))
+                .collect();
+            if open.is_empty() {
+                continue;
+            }
+            let start = *rng.choose(&open);
+            let far: Vec<Cell> = open
+                .iter()
+                .copied()
+                .filter(|&g| manhattan(start, g) >= side)
+                .collect();
+            if far.is_empty() {
+                continue;
+            }
+            let goal = *rng.choose(&far);
+            let layout = Layout {
+                side,
+                walls,
+                start,
+                goal,
+            };
+            match layout.shortest_path() {
+                Some(path) if path.len() + 1 >= side => {
+                    let metadata = serde_json::to_string(&layout.meta()).expect("serialisable");
+                    return Task::new(
+                        DomainKind::Maze,
+                        difficulty,
+                        seed,
+                        layout.prompt(),
+                        format_moves(&path),
+                        metadata,
+                    );
+                }
+                _ => continue,
+            }
+        }
+        unreachable!("an unbounded loop either returns or runs forever")
+    }
+
+    fn verify(&self, task: &Task, attempt: &str) -> Result<Verdict> {
+        let layout = self.layout(task)?;
+        Ok(match parse_moves(attempt, layout.max_moves()) {
+            None => Verdict::Malformed,
+            Some(moves) if layout.walk(&moves) == Outcome::Reaches => Verdict::Correct,
+            Some(_) => Verdict::Wrong,
+        })
+    }
+
+    fn feedback(&self, task: &Task, attempt: &str, level: FeedbackLevel) -> Result<String> {
+        let verdict = self.verify(task, attempt)?;
+        if let Some(message) = common_feedback(verdict, level) {
+            return Ok(message);
+        }
+        let layout = self.layout(task)?;
+        let Some(moves) = parse_moves(attempt, layout.max_moves()) else {
+            return Ok(MALFORMED_MESSAGE.to_string());
+        };
+        let explain = level == FeedbackLevel::Explanation;
+        Ok(match layout.walk(&moves) {
+            Outcome::Reaches => WRONG_MESSAGE.to_string(),
+            Outcome::HitsWall { index, mv, wall } => {
+                let k = index + 1;
+                if explain {
+                    let (r, c) = (wall.0 + 1, wall.1 + 1);
+                    format!(
+                        "Move {k} ({}) hits a wall at row {r}, column {c}.",
+                        mv.letter()
+                    )
+                } else {
+                    format!("Move {k} hits a wall.")
+                }
+            }
+            Outcome::LeavesGrid { index, mv, from } => {
+                let k = index + 1;
+                if explain {
+                    let (r, c) = (from.0 + 1, from.1 + 1);
+                    format!(
+                        "Move {k} ({}) leaves the grid from row {r}, column {c}.",
+                        mv.letter()
+                    )
+                } else {
+                    format!("Move {k} leaves the grid.")
+                }
+            }
+            Outcome::EndsAway { at } => {
+                if explain {
+                    let (r, c) = (at.0 + 1, at.1 + 1);
+                    let way = direction(at, layout.goal);
+                    format!("The path ends at row {r}, column {c}; the goal is {way}.")
+                } else {
+                    "The path ends away from the goal.".to_string()
+                }
+            }
+        })
+    }
+
+    fn wrong_attempt(&self, task: &Task, rng: &mut Rng) -> Result<String> {
+        let layout = self.layout(task)?;
+        let path = parse_moves(&task.solution, layout.max_moves()).unwrap_or_default();
+        for _ in 0..32 {
+            let mut moves = path.clone();
+            let len = moves.len();
+            match rng.below(6) {
+                // A forgotten move.
+                0 if len > 1 => {
+                    moves.remove(rng.below(len as u64) as usize);
+                }
+                // One turn taken the wrong way.
+                1 if len > 0 => {
+                    let i = rng.below(len as u64) as usize;
+                    let others: Vec<Move> =
+                        Move::ALL.into_iter().filter(|&m| m != moves[i]).collect();
+                    moves[i] = *rng.choose(&others);
+                }
+                // Two moves in the wrong order.
+                2 if len > 1 => {
+                    let i = rng.below(len as u64 - 1) as usize;
+                    moves.swap(i, i + 1);
+                }
+                // Stopping one move short.
+                3 if len > 1 => {
+                    moves.pop();
+                }
+                // A detour: one extra step somewhere along the way.
+                4 => {
+                    let i = rng.below(len as u64 + 1) as usize;
+                    moves.insert(i, *rng.choose(&Move::ALL));
+                }
+                // Walking on past the goal.
+                5 => moves.push(*rng.choose(&Move::ALL)),
+                _ => continue,
+            }
+            if layout.walk(&moves) != Outcome::Reaches {
+                return Ok(format_moves(&moves));
+            }
+        }
+        // One step back off the goal changes the path's parity, and every path
+        // from start to goal has the same parity: this never reaches the goal.
+        let mut moves = path;
+        moves.push(moves.last().map_or(Move::Up, |m| m.opposite()));
+        Ok(format_moves(&moves))
+    }
+
+    fn leak_rule(&self, task: &Task, message: &str) -> Result<Option<String>> {
+        let solution = task.solution.as_str();
+        let mut words = message.split(|c: char| !c.is_alphanumeric());
+        if !solution.is_empty() && words.any(|word| word == solution) {
+            return Ok(Some("states the path".to_string()));
+        }
+        let part_of_path = message
+            .split(|c: char| !matches!(c, 'U' | 'D' | 'L' | 'R'))
+            .flat_map(|run| run.as_bytes().windows(3))
+            .any(|window| solution.as_bytes().windows(3).any(|w| w == window));
+        Ok(part_of_path.then(|| "states part of the path".to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::{CORRECT_MESSAGE, testkit};
+    use crate::leak;
+    use crate::rng::Rng;
+
+    /// A task from a drawn grid, with the reference path from the search.
+    fn task(prompt: &str) -> Task {
+        let mut start = (0, 0);
+        let mut goal = (0, 0);
+        let rows: Vec<String> = prompt
+            .split('/')
+            .enumerate()
+            .map(|(r, row)| {
+                row.chars()
+                    .enumerate()
+                    .map(|(c, ch)| match ch {
+                        'S' => {
+                            start = (r, c);
+                            '.'
+                        }
+                        'G' => {
+                            goal = (r, c);
+                            '.'
+                        }
+                        other => other,
+                    })
+                    .collect()
+            })
+            .collect();
+        let meta = Meta { rows, start, goal };
+        let layout = Layout::from_meta(&meta).unwrap();
+        assert_eq!(layout.prompt(), prompt);
+        let path = format_moves(&layout.shortest_path().unwrap());
+        let side = layout.side as u32;
+        Task::new(
+            DomainKind::Maze,
+            side,
+            0,
+            prompt.into(),
+            path,
+            serde_json::to_string(&meta).unwrap(),
+        )
+    }
+
+    const EXAMPLE: &str = "S.#./..#./#.../..#G";
+
+    /// Longest run of letters from {u, d, l, r} in the normalised text: a run
+    /// of three could spell part of some path.
+    fn longest_move_letter_run(message: &str) -> usize {
+        leak::normalise(message)
+            .split(|c| !matches!(c, 'u' | 'd' | 'l' | 'r'))
+            .map(str::len)
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn search_finds_the_first_shortest_path_in_move_order() {
+        let t = task(EXAMPLE);
+        assert_eq!(t.solution, "DRDRRD");
+        assert_eq!(Maze.verify(&t, "DRDRRD").unwrap(), Verdict::Correct);
+        // Another shortest path is just as correct.
+        assert_eq!(Maze.verify(&t, "RDDRRD").unwrap(), Verdict::Correct);
+    }
+
+    #[test]
+    fn generated_mazes_meet_their_guarantees() {
+        let mut walls = 0usize;
+        let mut cells = 0usize;
+        for seed in 0..200 {
+            for n in 4..=8u32 {
+                let t = Maze.generate(seed, n);
+                let layout = Maze.layout(&t).unwrap();
+                let side = n as usize;
+                assert_eq!(t.difficulty, n);
+                assert_eq!(layout.side, side);
+                assert_eq!(t.prompt, layout.prompt());
+                assert_eq!(t.prompt.matches('S').count(), 1);
+                assert_eq!(t.prompt.matches('G').count(), 1);
+                assert!(manhattan(layout.start, layout.goal) >= side);
+                let path = layout.shortest_path().unwrap();
+                assert!(path.len() + 1 >= side);
+                assert_eq!(format_moves(&path), t.solution);
+                walls += layout.walls.iter().filter(|&&w| w).count();
+                cells += layout.walls.len();
+            }
+        }
+        let density = walls as f64 / cells as f64;
+        assert!((0.2..0.35).contains(&density), "{density}");
+        assert_eq!(Maze.generate(1, 0).difficulty, 4);
+        assert_eq!(Maze.generate(1, 99).difficulty, 8);
+    }
+
+    #[test]
+    fn answers_parse_leniently_but_only_as_moves() {
+        let t = task(EXAMPLE);
+        for ok in ["DRDRRD", "drdrrd", "D, R, D, R, R, D", " D R\nD R R D "] {
+            assert_eq!(Maze.verify(&t, ok).unwrap(), Verdict::Correct, "{ok}");
+        }
+        for bad in ["", " , ", "DRDRRDX", "D-R-D-R-R-D", "DOWN", "ＤＲＤＲＲＤ"] {
+            assert_eq!(Maze.verify(&t, bad).unwrap(), Verdict::Malformed, "{bad}");
+        }
+        // 4·4·4 = 64 moves is the limit.
+        assert_eq!(Maze.verify(&t, &"UD".repeat(32)).unwrap(), Verdict::Wrong);
+        assert_eq!(
+            Maze.verify(&t, &format!("{}DRDRRD", "DU".repeat(29)))
+                .unwrap(),
+            Verdict::Correct
+        );
+        assert_eq!(
+            Maze.verify(&t, &"UD".repeat(33)).unwrap(),
+            Verdict::Malformed
+        );
+    }
+
+    #[test]
+    fn only_ending_on_the_goal_counts() {
+        let t = task(EXAMPLE);
+        // Over the goal and off it again.
+        assert_eq!(Maze.verify(&t, "DRDRRDU").unwrap(), Verdict::Wrong);
+        // A longer path that ends on the goal.
+        assert_eq!(Maze.verify(&t, "DRDRRUDD").unwrap(), Verdict::Correct);
+        assert_eq!(Maze.verify(&t, "DRDRRDUD").unwrap(), Verdict::Correct);
+    }
+
+    #[test]
+    fn feedback_levels_on_worked_examples() {
+        let t = task(EXAMPLE);
+        let say = |attempt: &str, level| Maze.feedback(&t, attempt, level).unwrap();
+        use FeedbackLevel::{Explanation, Location, Retry};
+
+        assert_eq!(say("DRDRRD", Explanation), "Correct.");
+        assert_eq!(say("RR", Retry), "Try again.");
+        assert_eq!(say("RR", FeedbackLevel::Verdict), "Incorrect.");
+
+        assert_eq!(say("RRDD", Location), "Move 2 hits a wall.");
+        assert_eq!(
+            say("RRDD", Explanation),
+            "Move 2 (R) hits a wall at row 1, column 3."
+        );
+        assert_eq!(
+            say("DDR", Explanation),
+            "Move 2 (D) hits a wall at row 3, column 1."
+        );
+        assert_eq!(say("DL", Location), "Move 2 leaves the grid.");
+        assert_eq!(
+            say("DL", Explanation),
+            "Move 2 (L) leaves the grid from row 2, column 1."
+        );
+        assert_eq!(
+            say("U", Explanation),
+            "Move 1 (U) leaves the grid from row 1, column 1."
+        );
+        assert_eq!(say("DR", Location), "The path ends away from the goal.");
+        assert_eq!(
+            say("DR", Explanation),
+            "The path ends at row 2, column 2; the goal is 2 rows down and 2 columns right."
+        );
+        assert_eq!(
+            say("DRDRRDU", Explanation),
+            "The path ends at row 3, column 4; the goal is 1 row down."
+        );
+        assert_eq!(
+            say("DRDD", Explanation),
+            "The path ends at row 4, column 2; the goal is 2 columns right."
+        );
+        assert_eq!(
+            say("DRDRRDL", Explanation),
+            "Move 7 (L) hits a wall at row 4, column 3."
+        );
+        for level in [FeedbackLevel::Verdict, Location, Explanation] {
+            assert_eq!(say("DRX", level), MALFORMED_MESSAGE);
+        }
+        assert_eq!(say("DRX", Retry), "Try again.");
+    }
+
+    #[test]
+    fn direction_names_both_axes() {
+        assert_eq!(direction((3, 3), (0, 0)), "3 rows up and 3 columns left");
+        assert_eq!(direction((0, 2), (0, 1)), "1 column left");
+        assert_eq!(direction((0, 0), (1, 0)), "1 row down");
+    }
+
+    #[test]
+    fn leak_rule_catches_the_path_and_pieces_of_it() {
+        let t = task(EXAMPLE);
+        assert!(Maze.leak_rule(&t, "Try DRDRRD.").unwrap().is_some());
+        assert!(
+            Maze.leak_rule(&t, "Start with RDR, then see.")
+                .unwrap()
+                .is_some()
+        );
+        assert!(Maze.leak_rule(&t, "Go D R D.").unwrap().is_none());
+        assert!(
+            Maze.leak_rule(&t, "Move 2 (R) hits a wall.")
+                .unwrap()
+                .is_none()
+        );
+        assert!(Maze.leak_rule(&t, MALFORMED_MESSAGE).unwrap().is_none());
+        // The generic rule catches the path however it is spelled.
+        assert!(leak::check(&t, "go d, r, d, r, r, d").unwrap().is_some());
+    }
+
+    #[test]
+    fn no_message_holds_three_move_letters_in_a_row() {
+        assert!(longest_move_letter_run("It could fail") >= 3);
+        assert!(longest_move_letter_run(MALFORMED_MESSAGE) <= 2);
+        let templates = [
+            "Try again.",
+            "Incorrect.",
+            "hits a wall.",
+            "hits a wall at",
+            "leaves the grid.",
+            "leaves the grid from",
+            "ends away from",
+            "ends at",
+        ];
+        let mut seen: HashSet<&str> = HashSet::new();
+        for seed in 0..2_000u64 {
+            let t = Maze.generate(seed, 4 + (seed % 5) as u32);
+            let mut rng = Rng::new(seed);
+            for _ in 0..4 {
+                let wrong = Maze.wrong_attempt(&t, &mut rng).unwrap();
+                for level in FeedbackLevel::ALL {
+                    let message = Maze.feedback(&t, &wrong, level).unwrap();
+                    assert!(longest_move_letter_run(&message) <= 2, "{message}");
+                    seen.extend(templates.iter().filter(|p| message.contains(*p)));
+                }
+            }
+        }
+        assert_eq!(seen.len(), templates.len(), "{seen:?}");
+    }
+
+    /// How a walk over the prompt's own drawing fails, worked out
+    /// independently of `Layout`. Cells are 1-based, as in messages.
+    #[derive(Debug, PartialEq)]
+    enum Walk {
+        OffGrid {
+            k: usize,
+            letter: char,
+            from: (i64, i64),
+        },
+        IntoWall {
+            k: usize,
+            letter: char,
+            wall: (i64, i64),
+        },
+        Ends {
+            at: (i64, i64),
+            goal: (i64, i64),
+        },
+    }
+
+    fn simulate(prompt: &str, attempt: &str) -> Walk {
+        let grid: Vec<Vec<char>> = prompt.split('/').map(|r| r.chars().collect()).collect();
+        let find = |ch: char| {
+            let r = grid.iter().position(|row| row.contains(&ch)).unwrap();
+            let c = grid[r].iter().position(|&x| x == ch).unwrap();
+            (r as i64 + 1, c as i64 + 1)
+        };
+        let (mut at, goal) = (find('S'), find('G'));
+        let n = grid.len() as i64;
+        for (i, letter) in attempt.chars().enumerate() {
+            let (dr, dc) = match letter {
+                'U' => (-1, 0),
+                'D' => (1, 0),
+                'L' => (0, -1),
+                _ => (0, 1),
+            };
+            let next = (at.0 + dr, at.1 + dc);
+            if next.0 < 1 || next.1 < 1 || next.0 > n || next.1 > n {
+                return Walk::OffGrid {
+                    k: i + 1,
+                    letter,
+                    from: at,
+                };
+            }
+            if grid[next.0 as usize - 1][next.1 as usize - 1] == '#' {
+                return Walk::IntoWall {
+                    k: i + 1,
+                    letter,
+                    wall: next,
+                };
+            }
+            at = next;
+        }
+        Walk::Ends { at, goal }
+    }
+
+    fn numbers(message: &str) -> Vec<i64> {
+        message
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn feedback_is_true() {
+        for seed in 0..2_000u64 {
+            let t = Maze.generate(seed, 4 + (seed % 5) as u32);
+            let mut rng = Rng::new(seed);
+            for _ in 0..3 {
+                let wrong = Maze.wrong_attempt(&t, &mut rng).unwrap();
+                assert_eq!(Maze.verify(&t, &wrong).unwrap(), Verdict::Wrong);
+                let location = Maze.feedback(&t, &wrong, FeedbackLevel::Location).unwrap();
+                let explanation = Maze
+                    .feedback(&t, &wrong, FeedbackLevel::Explanation)
+                    .unwrap();
+                let context = format!("{} {wrong} {location} {explanation}", t.prompt);
+                match simulate(&t.prompt, &wrong) {
+                    Walk::OffGrid {
+                        k,
+                        letter,
+                        from: (r, c),
+                    } => {
+                        assert_eq!(location, format!("Move {k} leaves the grid."), "{context}");
+                        let expected = format!(
+                            "Move {k} ({letter}) leaves the grid from row {r}, column {c}."
+                        );
+                        assert_eq!(explanation, expected, "{context}");
+                    }
+                    Walk::IntoWall {
+                        k,
+                        letter,
+                        wall: (r, c),
+                    } => {
+                        assert_eq!(location, format!("Move {k} hits a wall."), "{context}");
+                        let expected =
+                            format!("Move {k} ({letter}) hits a wall at row {r}, column {c}.");
+                        assert_eq!(explanation, expected, "{context}");
+                    }
+                    Walk::Ends { at, goal } => {
+                        assert_ne!(at, goal, "{context}");
+                        assert_eq!(location, "The path ends away from the goal.", "{context}");
+                        let ns = numbers(&explanation);
+                        assert_eq!((ns[0], ns[1]), at, "{context}");
+                        let (dr, dc) = (goal.0 - at.0, goal.1 - at.1);
+                        let mut rest = ns[2..].iter();
+                        if dr != 0 {
+                            assert_eq!(rest.next(), Some(&dr.abs()), "{context}");
+                            let noun = if dr.abs() == 1 { "row" } else { "rows" };
+                            let way = if dr > 0 { "down" } else { "up" };
+                            let phrase = format!("the goal is {} {noun} {way}", dr.abs());
+                            assert!(explanation.contains(&phrase), "{context}");
+                        }
+                        if dc != 0 {
+                            assert_eq!(rest.next(), Some(&dc.abs()), "{context}");
+                            let noun = if dc.abs() == 1 { "column" } else { "columns" };
+                            let way = if dc > 0 { "right" } else { "left" };
+                            assert!(
+                                explanation.ends_with(&format!(" {} {noun} {way}.", dc.abs())),
+                                "{context}"
+                            );
+                        }
+                        assert_eq!(rest.next(), None, "{context}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_attempts_cover_every_kind_of_mistake() {
+        let mut kinds = HashSet::new();
+        for seed in 0..300u64 {
+            let t = Maze.generate(seed, 6);
+            let wrong = Maze.wrong_attempt(&t, &mut Rng::new(seed)).unwrap();
+            let message = Maze.feedback(&t, &wrong, FeedbackLevel::Location).unwrap();
+            let kind = ["wall", "grid", "ends"]
+                .into_iter()
+                .find(|k| message.contains(k));
+            kinds.insert(kind.unwrap());
+        }
+        assert_eq!(kinds.len(), 3, "{kinds:?}");
+    }
+
+    #[test]
+    fn leak_rate_is_zero() {
+        for i in 0..10_000u64 {
+            let t = Maze.generate(i, 4 + (i % 5) as u32);
+            let wrong = Maze.wrong_attempt(&t, &mut Rng::new(i ^ 0x5eed)).unwrap();
+            for attempt in [wrong.as_str(), "DRX"] {
+                for level in FeedbackLevel::ALL {
+                    let message = Maze.feedback(&t, attempt, level).unwrap();
+                    assert_eq!(
+                        leak::check(&t, &message).unwrap(),
+                        None,
+                        "{t:?} {attempt} {message}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn shared_domain_checks() {
+        testkit::reference_solutions_verify(&Maze, 30);
+        testkit::garbage_never_panics(&Maze);
+    }
+
+    /// Verify and feedback are total on untrusted text, and what they say is
+    /// consistent and leak-free.
+    fn judge(seed: u64, side: u32, attempt: &str) -> std::result::Result<(), TestCaseError> {
+        let t = Maze.generate(seed, side);
+        let verdict = Maze.verify(&t, attempt);
+        prop_assert!(verdict.is_ok());
+        for level in FeedbackLevel::ALL {
+            let message = Maze.feedback(&t, attempt, level);
+            prop_assert!(message.is_ok());
+            let message = message.unwrap();
+            prop_assert!(!message.is_empty());
+            prop_assert_eq!(
+                message == CORRECT_MESSAGE,
+                verdict.as_ref().unwrap().is_correct()
+            );
+            prop_assert_eq!(leak::check(&t, &message).unwrap(), None);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+        #[test]
+        fn any_string_is_judged(seed in 0u64..500, n in 4u32..=8, s in any::<String>()) {
+            judge(seed, n, &s)?;
+        }
+
+        #[test]
+        fn any_printable_string_is_judged(seed in 0u64..500, n in 4u32..=8, s in "\\PC*") {
+            judge(seed, n, &s)?;
+        }
+
+        #[test]
+        fn move_shaped_strings_are_judged(seed in 0u64..500, n in 4u32..=8, s in "[UDLRudlr, ]{0,200}") {
+            judge(seed, n, &s)?;
+        }
+
+        #[test]
+        fn near_misses_are_judged(
+            seed in 0u64..500,
+            n in 4u32..=8,
+            edit in 0u8..3,
+            at in any::<prop::sample::Index>(),
+            c in prop_oneof![prop::sample::select(vec!['U', 'D', 'L', 'R', 'u', ',', ' ']), any::<char>()],
+        ) {
+            let mut chars: Vec<char> = Maze.generate(seed, n).solution.chars().collect();
+            let len = chars.len();
+            match edit {
+                0 => chars[at.index(len)] = c,
+                1 => chars.insert(at.index(len + 1), c),
+                _ => {
+                    chars.remove(at.index(len));
+                }
+            }
+            judge(seed, n, &chars.into_iter().collect::<String>())?;
+        }
+    }
+}

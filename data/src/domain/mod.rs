@@ -1,0 +1,298 @@
+//! Task domains: generators, verifiers for untrusted text, programmatic teachers
+//! with privileged access to the solution, and error models.
+//!
+//! Each domain mirrors one of the paper's settings: `arith` (math), `listops`
+//! (coding, checked by hidden tests), `sudoku` (puzzle) and `maze`
+//! (navigation). A domain's privileged information (hidden tests, the
+//! solution grid, the maze layout) lives in the task's JSON `metadata`; only
+//! the verifier and the teacher read it.
+
+pub mod arith;
+pub mod listops;
+pub mod maze;
+pub mod sudoku;
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DataError, Result};
+use crate::rng::Rng;
+
+/// Longest untrusted answer a verifier looks at; longer text is malformed.
+/// Bounding the input is what makes every verifier linear-time at worst.
+pub const MAX_ANSWER_CHARS: usize = 4096;
+
+/// The four task domains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DomainKind {
+    Arith,
+    Listops,
+    Sudoku,
+    Maze,
+}
+
+impl DomainKind {
+    pub const ALL: [DomainKind; 4] = [Self::Arith, Self::Listops, Self::Sudoku, Self::Maze];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Arith => "arith",
+            Self::Listops => "listops",
+            Self::Sudoku => "sudoku",
+            Self::Maze => "maze",
+        }
+    }
+
+    /// The domain implementation for this kind.
+    pub fn domain(self) -> &'static dyn Domain {
+        match self {
+            Self::Arith => &arith::Arith,
+            Self::Listops => &listops::Listops,
+            Self::Sudoku => &sudoku::Sudoku,
+            Self::Maze => &maze::Maze,
+        }
+    }
+}
+
+impl fmt::Display for DomainKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for DomainKind {
+    type Err = DataError;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| DataError::UnknownDomain(s.to_string()))
+    }
+}
+
+/// One verifiable single-turn task. `solution` is a reference answer (any
+/// answer the verifier accepts is correct); `metadata` holds the domain's
+/// privileged information as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    pub task_id: String,
+    pub domain: DomainKind,
+    pub difficulty: u32,
+    pub seed: u64,
+    pub prompt: String,
+    pub solution: String,
+    pub metadata: String,
+}
+
+impl Task {
+    /// Builds a task whose id is derived from its content, so identical tasks
+    /// share an id whatever seed produced them.
+    pub fn new(
+        domain: DomainKind,
+        difficulty: u32,
+        seed: u64,
+        prompt: String,
+        solution: String,
+        metadata: String,
+    ) -> Self {
+        let task_id = format!("{}-{:016x}", domain, content_hash(domain, &prompt));
+        Self {
+            task_id,
+            domain,
+            difficulty,
+            seed,
+            prompt,
+            solution,
+            metadata,
+        }
+    }
+
+    /// Parses the domain's privileged metadata.
+    pub fn meta<M: for<'de> Deserialize<'de>>(&self) -> Result<M> {
+        serde_json::from_str(&self.metadata).map_err(|e| DataError::CorruptTask {
+            task_id: self.task_id.clone(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// Hash of what the student sees, used for ids and to keep splits disjoint.
+pub fn content_hash(domain: DomainKind, prompt: &str) -> u64 {
+    let normalised: String = prompt.split_whitespace().collect::<Vec<_>>().join(" ");
+    crate::rng::fnv1a(format!("{domain}\u{0}{normalised}").as_bytes())
+}
+
+/// The verifier's judgement of an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Correct,
+    /// Well-formed but wrong.
+    Wrong,
+    /// Not an answer in the domain's format at all.
+    Malformed,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Correct => "correct",
+            Self::Wrong => "wrong",
+            Self::Malformed => "malformed",
+        }
+    }
+
+    pub fn is_correct(self) -> bool {
+        self == Self::Correct
+    }
+}
+
+/// How much the teacher says about a wrong attempt. `Retry` is the
+/// no-information control of the paper ("Try again.").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedbackLevel {
+    Retry,
+    Verdict,
+    Location,
+    Explanation,
+}
+
+impl FeedbackLevel {
+    pub const ALL: [FeedbackLevel; 4] = [Self::Retry, Self::Verdict, Self::Location, Self::Explanation];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Retry => "retry",
+            Self::Verdict => "verdict",
+            Self::Location => "location",
+            Self::Explanation => "explanation",
+        }
+    }
+}
+
+impl FromStr for FeedbackLevel {
+    type Err = DataError;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|l| l.name() == s)
+            .ok_or_else(|| DataError::UnknownFeedbackLevel(s.to_string()))
+    }
+}
+
+/// The no-information control message.
+pub const RETRY_MESSAGE: &str = "Try again.";
+/// What every teacher says to a correct attempt.
+pub const CORRECT_MESSAGE: &str = "Correct.";
+/// The verdict-only message for a wrong attempt.
+pub const WRONG_MESSAGE: &str = "Incorrect.";
+
+/// A task domain. Implementations are stateless; everything a call needs is
+/// in the task.
+pub trait Domain: Sync {
+    fn kind(&self) -> DomainKind;
+
+    /// Smallest and largest meaningful difficulty; others are clamped.
+    fn difficulty_range(&self) -> (u32, u32);
+
+    /// Deterministic: the same `(seed, difficulty)` gives the same task.
+    fn generate(&self, seed: u64, difficulty: u32) -> Task;
+
+    /// Judges untrusted text. Must never panic or hang, whatever `attempt` is;
+    /// errors only when the task itself is corrupt.
+    fn verify(&self, task: &Task, attempt: &str) -> Result<Verdict>;
+
+    /// The programmatic teacher: feedback on an attempt, written with the
+    /// solution in view but never revealing it. `Retry` gives
+    /// [`RETRY_MESSAGE`] whatever the attempt; a correct attempt gets
+    /// [`CORRECT_MESSAGE`].
+    fn feedback(&self, task: &Task, attempt: &str, level: FeedbackLevel) -> Result<String>;
+
+    /// A plausible wrong attempt, of the kind a student makes.
+    fn wrong_attempt(&self, task: &Task, rng: &mut Rng) -> Result<String>;
+
+    /// Domain-specific leak rule: `Some(reason)` if `message` gives away the
+    /// solution. [`crate::leak::check`] adds the generic substring rule.
+    fn leak_rule(&self, task: &Task, message: &str) -> Result<Option<String>>;
+}
+
+/// Returns `None` when the text is too long to be judged, so verifiers share
+/// one bound.
+pub(crate) fn bounded(attempt: &str) -> Option<&str> {
+    if attempt.len() > MAX_ANSWER_CHARS {
+        None
+    } else {
+        Some(attempt.trim())
+    }
+}
+
+/// Shared prefix of every teacher: the retry control and the correct case.
+/// Returns `Some(message)` when the teacher's domain logic need not run.
+pub(crate) fn common_feedback(verdict: Verdict, level: FeedbackLevel) -> Option<String> {
+    if verdict.is_correct() {
+        return Some(CORRECT_MESSAGE.to_string());
+    }
+    match level {
+        FeedbackLevel::Retry => Some(RETRY_MESSAGE.to_string()),
+        FeedbackLevel::Verdict if verdict == Verdict::Wrong => Some(WRONG_MESSAGE.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testkit {
+    //! Checks every domain must pass: determinism, correct reference
+    //! solutions, wrong attempts that are wrong, no panics on garbage.
+
+    use super::*;
+
+    pub fn reference_solutions_verify(domain: &dyn Domain, n: u64) {
+        let (lo, hi) = domain.difficulty_range();
+        for seed in 0..n {
+            for d in lo..=hi {
+                let t = domain.generate(seed, d);
+                assert_eq!(domain.verify(&t, &t.solution).unwrap(), Verdict::Correct, "{t:?}");
+                assert_eq!(domain.generate(seed, d), t, "generation must be deterministic");
+                let mut rng = Rng::new(seed);
+                let wrong = domain.wrong_attempt(&t, &mut rng).unwrap();
+                assert_ne!(domain.verify(&t, &wrong).unwrap(), Verdict::Correct, "{t:?} {wrong}");
+            }
+        }
+    }
+
+    pub fn garbage_never_panics(domain: &dyn Domain) {
+        let t = domain.generate(3, domain.difficulty_range().1);
+        for s in [
+            "",
+            " ",
+            "\0",
+            "\u{202e}٣٤",
+            "-",
+            "--1",
+            "99999999999999999999999999999999999999999999999",
+            "[",
+            "[1 2",
+            "]]]]",
+            "|||",
+            "sort |",
+            "map +",
+            "take -1",
+            "////",
+            "UUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUUU",
+            &"x".repeat(100_000),
+        ] {
+            let v = domain.verify(&t, s).unwrap();
+            for level in FeedbackLevel::ALL {
+                let msg = domain.feedback(&t, s, level).unwrap();
+                assert!(!msg.is_empty());
+                if v != Verdict::Correct {
+                    assert_ne!(msg, CORRECT_MESSAGE);
+                }
+            }
+        }
+    }
+}

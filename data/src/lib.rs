@@ -1,0 +1,19 @@
+//! didact-data: task domains with verifiers and programmatic teachers, the
+//! leak check, the dialogue format, the tables every stage hands on, and the
+//! tokenizer. Knows nothing of models or training.
+
+pub mod atomic;
+pub mod dataset;
+pub mod dialogue;
+pub mod domain;
+pub mod error;
+pub mod leak;
+pub mod rng;
+pub mod tables;
+pub mod tokenizer;
+
+pub use dialogue::{Dialogue, Role, Turn};
+pub use domain::{Domain, DomainKind, FeedbackLevel, Task, Verdict};
+pub use error::{DataError, Result};
+pub use tables::{Split, TaskRow};
+pub use tokenizer::Tokenizer;

@@ -1,0 +1,394 @@
+//! The tables stages hand on, as polars frames persisted to parquet. One
+//! schema definition per table is used by both the writer and the reader;
+//! reading checks it, so a missing or mistyped column is a clear error naming
+//! the file and the column, never a panic deep inside a stage.
+
+use std::fs::File;
+use std::path::Path;
+
+use polars::prelude::*;
+
+use crate::domain::{DomainKind, Task};
+use crate::error::{DataError, Result};
+
+/// Column types used by didact's tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    Str,
+    U32,
+    U64,
+    F64,
+    Bool,
+}
+
+impl ColumnType {
+    fn dtype(self) -> DataType {
+        match self {
+            Self::Str => DataType::String,
+            Self::U32 => DataType::UInt32,
+            Self::U64 => DataType::UInt64,
+            Self::F64 => DataType::Float64,
+            Self::Bool => DataType::Boolean,
+        }
+    }
+}
+
+/// The columns a table must have, with their types. Extra columns are allowed
+/// so that later versions can add to a table without breaking old readers.
+#[derive(Debug, Clone, Copy)]
+pub struct TableSchema {
+    pub name: &'static str,
+    pub columns: &'static [(&'static str, ColumnType)],
+}
+
+/// `tasks.parquet`: one row per task. `metadata` is the domain's privileged
+/// information as JSON (hidden tests, solution grid, maze layout).
+pub const TASKS: TableSchema = TableSchema {
+    name: "tasks",
+    columns: &[
+        ("task_id", ColumnType::Str),
+        ("domain", ColumnType::Str),
+        ("difficulty", ColumnType::U32),
+        ("split", ColumnType::Str),
+        ("seed", ColumnType::U64),
+        ("prompt", ColumnType::Str),
+        ("solution", ColumnType::Str),
+        ("metadata", ColumnType::Str),
+    ],
+};
+
+/// `synthetic_dialogues.parquet`: for train tasks, a wrong attempt from the
+/// error model, the teacher's feedback on it, and the correct answer; used to
+/// warm-start the feedback format. `leak_blocked` marks feedback that failed
+/// the leak check and was replaced by the verdict-only message.
+pub const SYNTHETIC_DIALOGUES: TableSchema = TableSchema {
+    name: "synthetic_dialogues",
+    columns: &[
+        ("dialogue_id", ColumnType::Str),
+        ("task_id", ColumnType::Str),
+        ("domain", ColumnType::Str),
+        ("difficulty", ColumnType::U32),
+        ("attempt", ColumnType::Str),
+        ("attempt_verdict", ColumnType::Str),
+        ("feedback_level", ColumnType::Str),
+        ("feedback", ColumnType::Str),
+        ("leak_blocked", ColumnType::Bool),
+        ("answer", ColumnType::Str),
+        ("text", ColumnType::Str),
+    ],
+};
+
+/// Which part of the data a task belongs to. Splits are disjoint by content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Val,
+    Test,
+}
+
+impl Split {
+    pub const ALL: [Split; 3] = [Split::Train, Split::Val, Split::Test];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Val => "val",
+            Split::Test => "test",
+        }
+    }
+}
+
+impl std::str::FromStr for Split {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Split::ALL
+            .into_iter()
+            .find(|x| x.name() == s)
+            .ok_or_else(|| format!("unknown split `{s}` (expected train, val or test)"))
+    }
+}
+
+fn schema_err(path: &Path, reason: impl Into<String>) -> DataError {
+    DataError::Schema {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// Checks that `df` has every column of `schema` with the right type.
+pub fn check_schema(df: &DataFrame, schema: &TableSchema, path: &Path) -> Result<()> {
+    for (name, ty) in schema.columns {
+        let column = df.column(name).map_err(|_| {
+            schema_err(
+                path,
+                format!("table `{}` is missing column `{name}`", schema.name),
+            )
+        })?;
+        if column.dtype() != &ty.dtype() {
+            return Err(schema_err(
+                path,
+                format!(
+                    "table `{}`: column `{name}` has type {}, expected {}",
+                    schema.name,
+                    column.dtype(),
+                    ty.dtype()
+                ),
+            ));
+        }
+        if column.null_count() > 0 {
+            return Err(schema_err(
+                path,
+                format!("table `{}`: column `{name}` has missing values", schema.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the schema and writes `df` to `path` atomically.
+pub fn write_table(path: &Path, schema: &TableSchema, df: &mut DataFrame) -> Result<()> {
+    check_schema(df, schema, path)?;
+    crate::atomic::write_with(path, |file| {
+        ParquetWriter::new(file)
+            .with_statistics(StatisticsOptions::empty())
+            .finish(df)
+            .map(|_| ())
+            .map_err(|e| DataError::Parquet {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })
+    })
+}
+
+/// Reads a parquet table and checks it against `schema`.
+pub fn read_table(path: &Path, schema: &TableSchema) -> Result<DataFrame> {
+    let file = File::open(path).map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let df = ParquetReader::new(file).finish().map_err(|e| DataError::Parquet {
+        path: path.to_path_buf(),
+        reason: first_line(&e.to_string()),
+    })?;
+    check_schema(&df, schema, path)?;
+    Ok(df)
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").to_string()
+}
+
+/// Typed access to a string column whose presence [`check_schema`] verified.
+pub fn strs<'a>(df: &'a DataFrame, name: &str) -> Result<Vec<&'a str>> {
+    let ca = df
+        .column(name)
+        .and_then(|c| c.str())
+        .map_err(|e| DataError::Generation(e.to_string()))?;
+    Ok(ca.iter().map(|v| v.unwrap_or_default()).collect())
+}
+
+fn u64s(df: &DataFrame, name: &str) -> Result<Vec<u64>> {
+    let ca = df
+        .column(name)
+        .and_then(|c| c.u64())
+        .map_err(|e| DataError::Generation(e.to_string()))?;
+    Ok(ca.iter().map(|v| v.unwrap_or_default()).collect())
+}
+
+fn u32s(df: &DataFrame, name: &str) -> Result<Vec<u32>> {
+    let ca = df
+        .column(name)
+        .and_then(|c| c.u32())
+        .map_err(|e| DataError::Generation(e.to_string()))?;
+    Ok(ca.iter().map(|v| v.unwrap_or_default()).collect())
+}
+
+fn bools(df: &DataFrame, name: &str) -> Result<Vec<bool>> {
+    let ca = df
+        .column(name)
+        .and_then(|c| c.bool())
+        .map_err(|e| DataError::Generation(e.to_string()))?;
+    Ok(ca.iter().map(|v| v.unwrap_or_default()).collect())
+}
+
+fn frame(columns: Vec<Column>) -> Result<DataFrame> {
+    DataFrame::new_infer_height(columns).map_err(|e| DataError::Generation(e.to_string()))
+}
+
+/// A task with the split it belongs to: one row of `tasks.parquet`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRow {
+    pub task: Task,
+    pub split: Split,
+}
+
+pub fn tasks_frame(rows: &[TaskRow]) -> Result<DataFrame> {
+    let s = |f: fn(&TaskRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
+    frame(vec![
+        Column::new("task_id".into(), s(|r| &r.task.task_id)),
+        Column::new("domain".into(), s(|r| r.task.domain.name())),
+        Column::new(
+            "difficulty".into(),
+            rows.iter().map(|r| r.task.difficulty).collect::<Vec<u32>>(),
+        ),
+        Column::new("split".into(), s(|r| r.split.name())),
+        Column::new("seed".into(), rows.iter().map(|r| r.task.seed).collect::<Vec<u64>>()),
+        Column::new("prompt".into(), s(|r| &r.task.prompt)),
+        Column::new("solution".into(), s(|r| &r.task.solution)),
+        Column::new("metadata".into(), s(|r| &r.task.metadata)),
+    ])
+}
+
+/// Reads `tasks.parquet` back into typed rows.
+pub fn read_tasks(path: &Path) -> Result<Vec<TaskRow>> {
+    let df = read_table(path, &TASKS)?;
+    let (ids, domains, splits) = (strs(&df, "task_id")?, strs(&df, "domain")?, strs(&df, "split")?);
+    let (prompts, solutions, metas) = (strs(&df, "prompt")?, strs(&df, "solution")?, strs(&df, "metadata")?);
+    let (difficulties, seeds) = (u32s(&df, "difficulty")?, u64s(&df, "seed")?);
+    (0..df.height())
+        .map(|i| {
+            let bad = |what: String| schema_err(path, format!("row {i}: {what}"));
+            let domain: DomainKind = domains[i].parse().map_err(|e: DataError| bad(e.to_string()))?;
+            let split: Split = splits[i].parse().map_err(bad)?;
+            Ok(TaskRow {
+                task: Task {
+                    task_id: ids[i].to_string(),
+                    domain,
+                    difficulty: difficulties[i],
+                    seed: seeds[i],
+                    prompt: prompts[i].to_string(),
+                    solution: solutions[i].to_string(),
+                    metadata: metas[i].to_string(),
+                },
+                split,
+            })
+        })
+        .collect()
+}
+
+/// One row of `synthetic_dialogues.parquet`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntheticDialogue {
+    pub dialogue_id: String,
+    pub task_id: String,
+    pub domain: DomainKind,
+    pub difficulty: u32,
+    pub attempt: String,
+    pub attempt_verdict: String,
+    pub feedback_level: String,
+    pub feedback: String,
+    pub leak_blocked: bool,
+    pub answer: String,
+    /// The rendered dialogue (see [`crate::dialogue`]).
+    pub text: String,
+}
+
+pub fn synthetic_frame(rows: &[SyntheticDialogue]) -> Result<DataFrame> {
+    let s = |f: fn(&SyntheticDialogue) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
+    frame(vec![
+        Column::new("dialogue_id".into(), s(|r| &r.dialogue_id)),
+        Column::new("task_id".into(), s(|r| &r.task_id)),
+        Column::new("domain".into(), s(|r| r.domain.name())),
+        Column::new(
+            "difficulty".into(),
+            rows.iter().map(|r| r.difficulty).collect::<Vec<u32>>(),
+        ),
+        Column::new("attempt".into(), s(|r| &r.attempt)),
+        Column::new("attempt_verdict".into(), s(|r| &r.attempt_verdict)),
+        Column::new("feedback_level".into(), s(|r| &r.feedback_level)),
+        Column::new("feedback".into(), s(|r| &r.feedback)),
+        Column::new(
+            "leak_blocked".into(),
+            rows.iter().map(|r| r.leak_blocked).collect::<Vec<bool>>(),
+        ),
+        Column::new("answer".into(), s(|r| &r.answer)),
+        Column::new("text".into(), s(|r| &r.text)),
+    ])
+}
+
+/// Reads `synthetic_dialogues.parquet` back into typed rows.
+pub fn read_synthetic(path: &Path) -> Result<Vec<SyntheticDialogue>> {
+    let df = read_table(path, &SYNTHETIC_DIALOGUES)?;
+    let col = |n| strs(&df, n);
+    let (ids, tasks, domains, attempts) = (col("dialogue_id")?, col("task_id")?, col("domain")?, col("attempt")?);
+    let (verdicts, levels, feedback) = (col("attempt_verdict")?, col("feedback_level")?, col("feedback")?);
+    let (answers, texts) = (col("answer")?, col("text")?);
+    let (difficulties, blocked) = (u32s(&df, "difficulty")?, bools(&df, "leak_blocked")?);
+    (0..df.height())
+        .map(|i| {
+            let domain: DomainKind = domains[i]
+                .parse()
+                .map_err(|e: DataError| schema_err(path, format!("row {i}: {e}")))?;
+            Ok(SyntheticDialogue {
+                dialogue_id: ids[i].to_string(),
+                task_id: tasks[i].to_string(),
+                domain,
+                difficulty: difficulties[i],
+                attempt: attempts[i].to_string(),
+                attempt_verdict: verdicts[i].to_string(),
+                feedback_level: levels[i].to_string(),
+                feedback: feedback[i].to_string(),
+                leak_blocked: blocked[i],
+                answer: answers[i].to_string(),
+                text: texts[i].to_string(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Domain;
+    use crate::domain::arith::Arith;
+
+    fn rows() -> Vec<TaskRow> {
+        (0..5)
+            .map(|i| TaskRow {
+                task: Arith.generate(i, 3),
+                split: Split::ALL[i as usize % 3],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tasks_round_trip_through_parquet() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tasks.parquet");
+        write_table(&path, &TASKS, &mut tasks_frame(&rows()).unwrap()).unwrap();
+        assert_eq!(read_tasks(&path).unwrap(), rows());
+    }
+
+    #[test]
+    fn missing_and_mistyped_columns_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tasks.parquet");
+        let mut df = tasks_frame(&rows()).unwrap().drop("solution").unwrap();
+        let mut f = File::create(&path).unwrap();
+        ParquetWriter::new(&mut f).finish(&mut df).unwrap();
+        let err = read_tasks(&path).unwrap_err().to_string();
+        assert!(err.contains("tasks.parquet") && err.contains("missing column `solution`"), "{err}");
+
+        let mut df = tasks_frame(&rows()).unwrap();
+        df.replace("seed", Column::new("seed".into(), vec!["x"; 5])).unwrap();
+        let mut f = File::create(&path).unwrap();
+        ParquetWriter::new(&mut f).finish(&mut df).unwrap();
+        let err = read_tasks(&path).unwrap_err().to_string();
+        assert!(err.contains("column `seed` has type str, expected u64"), "{err}");
+    }
+
+    #[test]
+    fn truncated_and_absent_files_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tasks.parquet");
+        write_table(&path, &TASKS, &mut tasks_frame(&rows()).unwrap()).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let err = read_tasks(&path).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("{}: not a readable parquet file", path.display())), "{err}");
+        assert!(!err.contains('\n'));
+        let err = read_tasks(&dir.path().join("absent.parquet")).unwrap_err().to_string();
+        assert!(err.contains("absent.parquet"), "{err}");
+    }
+}

@@ -1,0 +1,194 @@
+//! Run configuration: one typed struct per stage, read from TOML with
+//! `deny_unknown_fields`, with `--set key.path=value` overrides applied
+//! before type checking so that a typo in either is caught the same way.
+
+use std::path::{Path, PathBuf};
+
+use didact_data::dataset::DataConfig;
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The `data` stage: task generation, synthetic dialogues, tokenizer.
+    pub data: DataConfig,
+}
+
+/// A configuration error: always names the file, and the key when there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read config: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("--set {arg}: {message}")]
+    Override { arg: String, message: String },
+}
+
+impl Config {
+    /// Reads `path`, applies `overrides` (`key.path=value`, value in TOML
+    /// syntax or a bare string), checks every key and type, and resolves
+    /// defaults.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, path, overrides)
+    }
+
+    pub fn from_toml(text: &str, path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            invalid(match e.span() {
+                Some(span) => {
+                    let (line, col) = line_col(text, span.start);
+                    format!("line {line}, column {col}: {}", e.message().trim())
+                }
+                None => e.message().trim().to_string(),
+            })
+        })?;
+        for arg in overrides {
+            apply_override(&mut table, arg)?;
+        }
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.inner().message().trim().to_string();
+            let hint = suggestion(&inner).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+            if key == "." || key.is_empty() {
+                invalid(format!("{inner}{hint}"))
+            } else {
+                invalid(format!("`{key}`: {inner}{hint}"))
+            }
+        })?;
+        config.data.resolve().map_err(invalid)?;
+        Ok(config)
+    }
+
+    /// The resolved configuration as TOML, written into the run directory.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises")
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// For serde's "unknown field `x`, expected one of `a`, `b`" message, the
+/// expected name closest to `x`.
+fn suggestion(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (unknown, expected) = rest.split_once('`')?;
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|candidate| (strsim::levenshtein(unknown, candidate), candidate))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min()
+        .map(|(_, c)| c.to_string())
+}
+
+fn apply_override(table: &mut toml::Table, arg: &str) -> Result<(), ConfigError> {
+    let err = |message: &str| ConfigError::Override {
+        arg: arg.to_string(),
+        message: message.to_string(),
+    };
+    let (key, raw) = arg
+        .split_once('=')
+        .ok_or_else(|| err("expected key.path=value"))?;
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(err("empty key segment"));
+    }
+    let value: toml::Value = match format!("v = {raw}").parse::<toml::Table>() {
+        Ok(mut t) => t.remove("v").expect("parsed key"),
+        Err(_) => toml::Value::String(raw.trim().to_string()),
+    };
+    let (last, parents) = parts.split_last().expect("non-empty");
+    let mut node = table;
+    for p in parents {
+        node = node
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| err(&format!("`{p}` is not a table")))?;
+    }
+    node.insert(last.to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, overrides: &[&str]) -> Result<Config, String> {
+        let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        Config::from_toml(text, Path::new("configs/x.toml"), &overrides).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn empty_config_gets_defaults() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(c.data.arith.train, 2000);
+        assert!(c.data.arith.difficulties.is_some());
+    }
+
+    #[test]
+    fn typo_names_file_key_and_suggestion() {
+        let err = load("[data.arith]\ntrian = 5\n", &[]).unwrap_err();
+        assert!(err.starts_with("configs/x.toml: `data.arith`: unknown field `trian`"), "{err}");
+        assert!(err.ends_with("(did you mean `train`?)"), "{err}");
+        let err = load("[dta]\n", &[]).unwrap_err();
+        assert!(err.contains("unknown field `dta`") && err.contains("did you mean `data`"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key_and_expectation() {
+        let err = load("[data.arith]\ntrain = \"many\"\n", &[]).unwrap_err();
+        assert!(err.starts_with("configs/x.toml: `data.arith.train`: invalid type: string \"many\""), "{err}");
+        assert!(err.contains("expected usize"), "{err}");
+    }
+
+    #[test]
+    fn syntax_error_gives_line_and_column() {
+        let err = load("[data]\nseed = = 3\n", &[]).unwrap_err();
+        assert!(err.starts_with("configs/x.toml: line 2, column"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn overrides_apply_and_are_checked() {
+        let c = load("[data]\nseed = 1\n", &["data.seed=7", "data.maze.difficulties=[5,6]"]).unwrap();
+        assert_eq!(c.data.seed, 7);
+        assert_eq!(c.data.maze.difficulties, Some(vec![5, 6]));
+        let err = load("", &["data.sed=7"]).unwrap_err();
+        assert!(err.contains("`data`: unknown field `sed`") && err.contains("did you mean `seed`"), "{err}");
+        let err = load("", &["data.seed"]).unwrap_err();
+        assert_eq!(err, "--set data.seed: expected key.path=value");
+    }
+
+    #[test]
+    fn semantic_checks_name_the_key() {
+        let err = load("[data.arith]\ndifficulties = [0]\n", &[]).unwrap_err();
+        assert_eq!(err, "configs/x.toml: data.arith.difficulties: 0 is outside 1..=10 for arith");
+    }
+
+    #[test]
+    fn resolved_config_round_trips() {
+        let c = load("[data]\nseed = 3\n", &[]).unwrap();
+        assert_eq!(load(&c.to_toml(), &[]).unwrap(), c);
+    }
+}

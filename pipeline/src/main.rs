@@ -1,0 +1,125 @@
+//! `didact`: turn verifiable tasks into didactic dialogues, train on them, and
+//! analyse self-correction. Each subcommand runs one stage of the pipeline
+//! (or all of them) in a run directory.
+
+mod config;
+mod manifest;
+mod progress;
+mod show;
+mod stages;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::stages::{STAGES, StageContext, run_stage};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "didact",
+    version,
+    about = "Learning from language feedback: didactic dialogues, RL²F students, critics and self-correction",
+    long_about = "didact turns single-turn verifiable tasks (arith, listops, sudoku, maze) into \
+multi-turn didactic dialogues in which a teacher who knows the answer critiques the student's \
+attempt without revealing it. Every stage reads and writes files in one run directory \
+(default runs/<config name>/), records itself in manifest.json, and is skipped when its \
+outputs are up to date."
+)]
+struct Cli {
+    /// Run configuration (TOML).
+    #[arg(long, short, global = true, default_value = "configs/default.toml")]
+    config: PathBuf,
+    /// Run directory [default: runs/<config file stem>].
+    #[arg(long, global = true)]
+    run_dir: Option<PathBuf>,
+    /// Override a config value, e.g. `--set data.seed=7` or
+    /// `--set data.maze.difficulties=[5,6]`. Repeatable.
+    #[arg(long = "set", global = true, value_name = "KEY.PATH=VALUE")]
+    overrides: Vec<String>,
+    /// Rerun stages even if their outputs are up to date.
+    #[arg(long, global = true)]
+    force: bool,
+    /// More log output (-v debug, -vv trace).
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only warnings and errors; no progress bars.
+    #[arg(long, short, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate tasks (train/val/test per domain), the synthetic feedback
+    /// dialogues and the tokenizer: tasks.parquet,
+    /// synthetic_dialogues.parquet, tokenizer.json.
+    Data,
+    /// Run every stage in order, skipping those that are up to date.
+    Pipeline,
+    /// Print tasks or dialogues from the run's tables.
+    Show(show::ShowArgs),
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DIDACT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("didact={level},didact_data={level}")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .compact()
+        .init();
+}
+
+fn default_run_dir(config: &Path) -> PathBuf {
+    let stem = config.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned());
+    Path::new("runs").join(stem)
+}
+
+fn run(cli: &Cli) -> Result<()> {
+    let run_dir = cli.run_dir.clone().unwrap_or_else(|| default_run_dir(&cli.config));
+    if let Command::Show(args) = &cli.command {
+        return show::show(&run_dir, args);
+    }
+    let config = Config::load(&cli.config, &cli.overrides)?;
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("{}: cannot create run directory", run_dir.display()))?;
+    didact_data::atomic::write(&run_dir.join("config.toml"), config.to_toml().as_bytes())?;
+    let ctx = StageContext {
+        config: &config,
+        run_dir: &run_dir,
+        progress: !cli.quiet,
+    };
+    let selected: Vec<&str> = match cli.command {
+        Command::Data => vec!["data"],
+        Command::Pipeline => STAGES.iter().map(|s| s.name).collect(),
+        Command::Show(_) => unreachable!("handled above"),
+    };
+    tracing::info!("run directory {}", run_dir.display());
+    for name in selected {
+        let stage = stages::find(name).expect("stage names come from STAGES");
+        run_stage(stage, &ctx, cli.force)?;
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

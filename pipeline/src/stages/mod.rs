@@ -1,0 +1,123 @@
+//! The stage runner. Each stage is one module with one `run`; the order of
+//! stages lives in [`STAGES`] and nowhere else.
+
+pub mod data;
+
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::manifest::{FileRecord, Manifest, StageRecord, git_revision};
+
+/// What a stage run needs.
+pub struct StageContext<'a> {
+    pub config: &'a Config,
+    pub run_dir: &'a Path,
+    /// Show progress bars (off with `-q`).
+    pub progress: bool,
+}
+
+/// What a stage produced: files relative to the run directory, metrics for
+/// the manifest, and the lines it contributes to the run's summary.
+pub struct StageOutput {
+    pub outputs: Vec<String>,
+    pub metrics: serde_json::Value,
+    pub summary: Vec<String>,
+}
+
+/// A pipeline stage.
+pub struct Stage {
+    pub name: &'static str,
+    /// Files (relative to the run directory) the stage reads.
+    pub inputs: &'static [&'static str],
+    /// The part of the config the stage depends on, as JSON; its hash decides
+    /// whether the stage's outputs are up to date.
+    pub config_section: fn(&Config) -> serde_json::Value,
+    pub run: fn(&StageContext) -> Result<StageOutput>,
+}
+
+/// Every stage, in pipeline order.
+pub const STAGES: &[Stage] = &[data::STAGE];
+
+pub fn find(name: &str) -> Option<&'static Stage> {
+    STAGES.iter().find(|s| s.name == name)
+}
+
+/// Hash of the stage's config section and of the hashes of the stages before
+/// it, so that changing an upstream stage invalidates everything after it.
+pub fn config_hash(stage: &Stage, config: &Config) -> String {
+    let mut hasher = Sha256::new();
+    for s in STAGES {
+        hasher.update(s.name.as_bytes());
+        hasher.update((s.config_section)(config).to_string().as_bytes());
+        if s.name == stage.name {
+            break;
+        }
+    }
+    hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// How a stage run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ran,
+    Skipped,
+}
+
+/// Runs one stage unless its outputs are up to date, and records it.
+pub fn run_stage(stage: &Stage, ctx: &StageContext, force: bool) -> Result<Outcome> {
+    let hash = config_hash(stage, ctx.config);
+    let mut manifest = Manifest::load(ctx.run_dir)?;
+    if !force && manifest.is_up_to_date(stage.name, &hash, ctx.run_dir) {
+        tracing::info!(
+            "{}: up to date (config {hash}), skipped; --force reruns it",
+            stage.name
+        );
+        return Ok(Outcome::Skipped);
+    }
+    for input in stage.inputs {
+        let path = ctx.run_dir.join(input);
+        anyhow::ensure!(
+            path.exists(),
+            "{}: input {} is missing; run the stage that writes it first (or `didact pipeline`)",
+            stage.name,
+            path.display()
+        );
+    }
+    tracing::info!("{}: running (config {hash})", stage.name);
+    let start = Instant::now();
+    let output = (stage.run)(ctx).with_context(|| format!("stage {}", stage.name))?;
+    let wall_time_s = start.elapsed().as_secs_f64();
+    let outputs = output
+        .outputs
+        .iter()
+        .map(|p| {
+            let full: PathBuf = ctx.run_dir.join(p);
+            let bytes = std::fs::metadata(&full)
+                .with_context(|| format!("{}: stage {} did not write it", full.display(), stage.name))?
+                .len();
+            Ok(FileRecord { path: p.clone(), bytes })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    manifest.stages.insert(
+        stage.name.to_string(),
+        StageRecord {
+            config_hash: hash,
+            inputs: stage.inputs.iter().map(|s| s.to_string()).collect(),
+            outputs,
+            wall_time_s,
+            git_revision: git_revision(),
+            finished_at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            metrics: output.metrics,
+        },
+    );
+    manifest.save(ctx.run_dir)?;
+    for line in &output.summary {
+        println!("{line}");
+    }
+    tracing::info!("{}: done in {wall_time_s:.1}s", stage.name);
+    Ok(Outcome::Ran)
+}
