@@ -150,9 +150,13 @@ impl DataConfig {
         for kind in DomainKind::ALL {
             let range = kind.domain().difficulty_range();
             let dc = self.domain_mut(kind);
-            let diffs = dc.difficulties.get_or_insert_with(|| default_difficulties(kind));
+            let diffs = dc
+                .difficulties
+                .get_or_insert_with(|| default_difficulties(kind));
             if diffs.is_empty() {
-                return Err(format!("data.{kind}.difficulties: must list at least one difficulty"));
+                return Err(format!(
+                    "data.{kind}.difficulties: must list at least one difficulty"
+                ));
             }
             if let Some(bad) = diffs.iter().find(|d| !(range.0..=range.1).contains(*d)) {
                 return Err(format!(
@@ -187,9 +191,16 @@ const ATTEMPTS_PER_TASK: usize = 50;
 /// Generates one domain's tasks. Each candidate's split is decided by its
 /// content hash, and duplicates are dropped, so no task text is in two splits
 /// and a task always falls in the same split whatever the quotas.
-pub fn generate_domain(cfg: &DataConfig, kind: DomainKind, tick: &mut dyn FnMut()) -> Result<Vec<TaskRow>> {
+pub fn generate_domain(
+    cfg: &DataConfig,
+    kind: DomainKind,
+    tick: &mut dyn FnMut(),
+) -> Result<Vec<TaskRow>> {
     let dc = cfg.domain(kind);
-    let diffs = dc.difficulties.clone().unwrap_or_else(|| default_difficulties(kind));
+    let diffs = dc
+        .difficulties
+        .clone()
+        .unwrap_or_else(|| default_difficulties(kind));
     let quotas = [dc.train, dc.val, dc.test];
     let total: usize = quotas.iter().sum();
     let mut filled = [0usize; 3];
@@ -328,7 +339,11 @@ pub fn tokenizer_corpus<'a>(
     tasks
         .iter()
         .flat_map(|r| [r.task.prompt.as_str(), r.task.solution.as_str()])
-        .chain(dialogues.iter().flat_map(|d| [d.attempt.as_str(), d.feedback.as_str()]))
+        .chain(
+            dialogues
+                .iter()
+                .flat_map(|d| [d.attempt.as_str(), d.feedback.as_str()]),
+        )
         .chain(fixed)
 }
 
@@ -353,7 +368,10 @@ mod tests {
             let rows = generate_domain(&cfg, kind, &mut || {}).unwrap();
             assert_eq!(rows.len(), 60);
             let count = |s| rows.iter().filter(|r| r.split == s).count();
-            assert_eq!((count(Split::Train), count(Split::Val), count(Split::Test)), (40, 10, 10));
+            assert_eq!(
+                (count(Split::Train), count(Split::Val), count(Split::Test)),
+                (40, 10, 10)
+            );
             let prompts: HashSet<&str> = rows.iter().map(|r| r.task.prompt.as_str()).collect();
             assert_eq!(prompts.len(), rows.len(), "{kind}: a prompt appears twice");
         }
@@ -375,7 +393,9 @@ mod tests {
         let mut cfg = small();
         cfg.arith.difficulties = Some(vec![1]);
         cfg.arith.train = 1000;
-        let err = generate_domain(&cfg, DomainKind::Arith, &mut || {}).unwrap_err().to_string();
+        let err = generate_domain(&cfg, DomainKind::Arith, &mut || {})
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("data.arith: found only"), "{err}");
     }
 
@@ -383,7 +403,10 @@ mod tests {
     fn resolve_names_the_bad_key() {
         let mut cfg = DataConfig::default();
         cfg.maze.difficulties = Some(vec![4, 40]);
-        assert_eq!(cfg.resolve().unwrap_err(), "data.maze.difficulties: 40 is outside 4..=8 for maze");
+        assert_eq!(
+            cfg.resolve().unwrap_err(),
+            "data.maze.difficulties: 40 is outside 4..=8 for maze"
+        );
     }
 
     #[test]

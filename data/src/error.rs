@@ -9,7 +9,9 @@ pub enum DataError {
     CorruptTask { task_id: String, reason: String },
     #[error("unknown domain `{0}` (expected one of: arith, listops, sudoku, maze)")]
     UnknownDomain(String),
-    #[error("unknown feedback level `{0}` (expected one of: verdict, location, explanation, retry)")]
+    #[error(
+        "unknown feedback level `{0}` (expected one of: verdict, location, explanation, retry)"
+    )]
     UnknownFeedbackLevel(String),
     #[error("{path}: {source}")]
     Io {

@@ -51,7 +51,11 @@ mod tests {
     #[test]
     fn substring_and_domain_rules_fire() {
         let t = Arith.generate(1, 6);
-        assert!(check(&t, &format!("the answer is {}", t.solution)).unwrap().is_some());
+        assert!(
+            check(&t, &format!("the answer is {}", t.solution))
+                .unwrap()
+                .is_some()
+        );
         assert!(check(&t, "Your answer is too low.").unwrap().is_none());
     }
 }

@@ -79,7 +79,9 @@ pub const SYNTHETIC_DIALOGUES: TableSchema = TableSchema {
 };
 
 /// Which part of the data a task belongs to. Splits are disjoint by content.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Split {
     Train,
@@ -139,7 +141,10 @@ pub fn check_schema(df: &DataFrame, schema: &TableSchema, path: &Path) -> Result
         if column.null_count() > 0 {
             return Err(schema_err(
                 path,
-                format!("table `{}`: column `{name}` has missing values", schema.name),
+                format!(
+                    "table `{}`: column `{name}` has missing values",
+                    schema.name
+                ),
             ));
         }
     }
@@ -167,10 +172,12 @@ pub fn read_table(path: &Path, schema: &TableSchema) -> Result<DataFrame> {
         path: path.to_path_buf(),
         source,
     })?;
-    let df = ParquetReader::new(file).finish().map_err(|e| DataError::Parquet {
-        path: path.to_path_buf(),
-        reason: first_line(&e.to_string()),
-    })?;
+    let df = ParquetReader::new(file)
+        .finish()
+        .map_err(|e| DataError::Parquet {
+            path: path.to_path_buf(),
+            reason: first_line(&e.to_string()),
+        })?;
     check_schema(&df, schema, path)?;
     Ok(df)
 }
@@ -233,7 +240,10 @@ pub fn tasks_frame(rows: &[TaskRow]) -> Result<DataFrame> {
             rows.iter().map(|r| r.task.difficulty).collect::<Vec<u32>>(),
         ),
         Column::new("split".into(), s(|r| r.split.name())),
-        Column::new("seed".into(), rows.iter().map(|r| r.task.seed).collect::<Vec<u64>>()),
+        Column::new(
+            "seed".into(),
+            rows.iter().map(|r| r.task.seed).collect::<Vec<u64>>(),
+        ),
         Column::new("prompt".into(), s(|r| &r.task.prompt)),
         Column::new("solution".into(), s(|r| &r.task.solution)),
         Column::new("metadata".into(), s(|r| &r.task.metadata)),
@@ -243,13 +253,23 @@ pub fn tasks_frame(rows: &[TaskRow]) -> Result<DataFrame> {
 /// Reads `tasks.parquet` back into typed rows.
 pub fn read_tasks(path: &Path) -> Result<Vec<TaskRow>> {
     let df = read_table(path, &TASKS)?;
-    let (ids, domains, splits) = (strs(&df, "task_id")?, strs(&df, "domain")?, strs(&df, "split")?);
-    let (prompts, solutions, metas) = (strs(&df, "prompt")?, strs(&df, "solution")?, strs(&df, "metadata")?);
+    let (ids, domains, splits) = (
+        strs(&df, "task_id")?,
+        strs(&df, "domain")?,
+        strs(&df, "split")?,
+    );
+    let (prompts, solutions, metas) = (
+        strs(&df, "prompt")?,
+        strs(&df, "solution")?,
+        strs(&df, "metadata")?,
+    );
     let (difficulties, seeds) = (u32s(&df, "difficulty")?, u64s(&df, "seed")?);
     (0..df.height())
         .map(|i| {
             let bad = |what: String| schema_err(path, format!("row {i}: {what}"));
-            let domain: DomainKind = domains[i].parse().map_err(|e: DataError| bad(e.to_string()))?;
+            let domain: DomainKind = domains[i]
+                .parse()
+                .map_err(|e: DataError| bad(e.to_string()))?;
             let split: Split = splits[i].parse().map_err(bad)?;
             Ok(TaskRow {
                 task: Task {
@@ -311,8 +331,17 @@ pub fn synthetic_frame(rows: &[SyntheticDialogue]) -> Result<DataFrame> {
 pub fn read_synthetic(path: &Path) -> Result<Vec<SyntheticDialogue>> {
     let df = read_table(path, &SYNTHETIC_DIALOGUES)?;
     let col = |n| strs(&df, n);
-    let (ids, tasks, domains, attempts) = (col("dialogue_id")?, col("task_id")?, col("domain")?, col("attempt")?);
-    let (verdicts, levels, feedback) = (col("attempt_verdict")?, col("feedback_level")?, col("feedback")?);
+    let (ids, tasks, domains, attempts) = (
+        col("dialogue_id")?,
+        col("task_id")?,
+        col("domain")?,
+        col("attempt")?,
+    );
+    let (verdicts, levels, feedback) = (
+        col("attempt_verdict")?,
+        col("feedback_level")?,
+        col("feedback")?,
+    );
     let (answers, texts) = (col("answer")?, col("text")?);
     let (difficulties, blocked) = (u32s(&df, "difficulty")?, bools(&df, "leak_blocked")?);
     (0..df.height())
@@ -368,14 +397,21 @@ mod tests {
         let mut f = File::create(&path).unwrap();
         ParquetWriter::new(&mut f).finish(&mut df).unwrap();
         let err = read_tasks(&path).unwrap_err().to_string();
-        assert!(err.contains("tasks.parquet") && err.contains("missing column `solution`"), "{err}");
+        assert!(
+            err.contains("tasks.parquet") && err.contains("missing column `solution`"),
+            "{err}"
+        );
 
         let mut df = tasks_frame(&rows()).unwrap();
-        df.replace("seed", Column::new("seed".into(), vec!["x"; 5])).unwrap();
+        df.replace("seed", Column::new("seed".into(), vec!["x"; 5]))
+            .unwrap();
         let mut f = File::create(&path).unwrap();
         ParquetWriter::new(&mut f).finish(&mut df).unwrap();
         let err = read_tasks(&path).unwrap_err().to_string();
-        assert!(err.contains("column `seed` has type str, expected u64"), "{err}");
+        assert!(
+            err.contains("column `seed` has type str, expected u64"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -386,9 +422,14 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
         let err = read_tasks(&path).unwrap_err().to_string();
-        assert!(err.starts_with(&format!("{}: not a readable parquet file", path.display())), "{err}");
+        assert!(
+            err.starts_with(&format!("{}: not a readable parquet file", path.display())),
+            "{err}"
+        );
         assert!(!err.contains('\n'));
-        let err = read_tasks(&dir.path().join("absent.parquet")).unwrap_err().to_string();
+        let err = read_tasks(&dir.path().join("absent.parquet"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("absent.parquet"), "{err}");
     }
 }

@@ -20,7 +20,9 @@ use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::{AddedToken, SplitDelimiterBehavior};
 
-use crate::dialogue::{Dialogue, END_TOKEN, EncodedDialogue, PAD_TOKEN, Role, TokenKind, special_tokens};
+use crate::dialogue::{
+    Dialogue, END_TOKEN, EncodedDialogue, PAD_TOKEN, Role, TokenKind, special_tokens,
+};
 use crate::error::{DataError, Result};
 
 const PIECES: &str = r"[a-z]+|\s+|[^a-z\s]";
@@ -49,8 +51,12 @@ impl Tokenizer {
         S: AsRef<str> + Send,
     {
         let here = Path::new("<training>");
-        let split = Split::new(SplitPattern::Regex(PIECES.into()), SplitDelimiterBehavior::Isolated, false)
-            .map_err(|e| tok_err(here, e))?;
+        let split = Split::new(
+            SplitPattern::Regex(PIECES.into()),
+            SplitDelimiterBehavior::Isolated,
+            false,
+        )
+        .map_err(|e| tok_err(here, e))?;
         let pre = Sequence::new(vec![
             PreTokenizerWrapper::Split(split),
             PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, false, false)),
@@ -70,7 +76,9 @@ impl Tokenizer {
             .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
             .build();
         let mut trainer = TrainerWrapper::from(trainer);
-        inner.train(&mut trainer, corpus).map_err(|e| tok_err(here, e))?;
+        inner
+            .train(&mut trainer, corpus)
+            .map_err(|e| tok_err(here, e))?;
         Self::from_inner(inner, here)
     }
 
@@ -113,7 +121,10 @@ impl Tokenizer {
     }
 
     pub fn role_id(&self, role: Role) -> u32 {
-        self.role_ids[Role::ALL.iter().position(|r| *r == role).expect("every role")]
+        self.role_ids[Role::ALL
+            .iter()
+            .position(|r| *r == role)
+            .expect("every role")]
     }
 
     pub fn end_id(&self) -> u32 {
@@ -153,7 +164,10 @@ impl Tokenizer {
                 opens: Some(turn.role),
             });
             let content = self.encode(&turn.text)?;
-            kinds.extend(std::iter::repeat_n(TokenKind::Content(turn.role), content.len()));
+            kinds.extend(std::iter::repeat_n(
+                TokenKind::Content(turn.role),
+                content.len(),
+            ));
             ids.extend(content);
             previous = Some(turn.role);
         }
@@ -173,11 +187,26 @@ mod tests {
     fn corpus() -> Vec<String> {
         let mut d = Dialogue::from_task("347+589=");
         d.push(Role::Student, "926")
-            .push(Role::Teacher, "Your answer is too low. The tens digit is wrong.")
+            .push(
+                Role::Teacher,
+                "Your answer is too low. The tens digit is wrong.",
+            )
             .push(Role::Student, "936");
         let mut v = vec![d.render()];
-        v.extend(["[3 1 2] -> [1 2 3]", "sort | rev | take 3", "S.#./..#G", "RRDDLU", "12.4/3..1"].map(String::from));
-        v.extend(std::iter::repeat_n("the tens digit is wrong".to_string(), 20));
+        v.extend(
+            [
+                "[3 1 2] -> [1 2 3]",
+                "sort | rev | take 3",
+                "S.#./..#G",
+                "RRDDLU",
+                "12.4/3..1",
+            ]
+            .map(String::from),
+        );
+        v.extend(std::iter::repeat_n(
+            "the tens digit is wrong".to_string(),
+            20,
+        ));
         v
     }
 
@@ -196,7 +225,13 @@ mod tests {
     #[test]
     fn encode_decode_round_trips_any_text() {
         let tok = Tokenizer::train(corpus().into_iter(), 300).unwrap();
-        for text in ["347+589=", "Your answer is too low.", "ünïcödé ✓ 🙂", "  two  spaces\n", "[3 1 2] -> []"] {
+        for text in [
+            "347+589=",
+            "Your answer is too low.",
+            "ünïcödé ✓ 🙂",
+            "  two  spaces\n",
+            "[3 1 2] -> []",
+        ] {
             let ids = tok.encode(text).unwrap();
             assert_eq!(tok.decode(&ids).unwrap(), text);
         }
@@ -232,9 +267,18 @@ mod tests {
         let tok = Tokenizer::train(corpus().into_iter(), 300).unwrap();
         tok.save(&path).unwrap();
         let back = Tokenizer::load(&path).unwrap();
-        assert_eq!(back.encode("936 wrong").unwrap(), tok.encode("936 wrong").unwrap());
-        let err = Tokenizer::load(&dir.path().join("nope.json")).err().unwrap().to_string();
-        assert!(err.contains("nope.json") && err.contains("not found"), "{err}");
+        assert_eq!(
+            back.encode("936 wrong").unwrap(),
+            tok.encode("936 wrong").unwrap()
+        );
+        let err = Tokenizer::load(&dir.path().join("nope.json"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("nope.json") && err.contains("not found"),
+            "{err}"
+        );
         std::fs::write(&path, "{ truncated").unwrap();
         let err = Tokenizer::load(&path).err().unwrap().to_string();
         assert!(err.contains("tokenizer.json"), "{err}");

@@ -59,16 +59,19 @@ impl Config {
         for arg in overrides {
             apply_override(&mut table, arg)?;
         }
-        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-            let key = e.path().to_string();
-            let inner = e.inner().message().trim().to_string();
-            let hint = suggestion(&inner).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
-            if key == "." || key.is_empty() {
-                invalid(format!("{inner}{hint}"))
-            } else {
-                invalid(format!("`{key}`: {inner}{hint}"))
-            }
-        })?;
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
+                let key = e.path().to_string();
+                let inner = e.inner().message().trim().to_string();
+                let hint = suggestion(&inner)
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                if key == "." || key.is_empty() {
+                    invalid(format!("{inner}{hint}"))
+                } else {
+                    invalid(format!("`{key}`: {inner}{hint}"))
+                }
+            })?;
         config.data.resolve().map_err(invalid)?;
         Ok(config)
     }
@@ -149,16 +152,25 @@ mod tests {
     #[test]
     fn typo_names_file_key_and_suggestion() {
         let err = load("[data.arith]\ntrian = 5\n", &[]).unwrap_err();
-        assert!(err.starts_with("configs/x.toml: `data.arith`: unknown field `trian`"), "{err}");
+        assert!(
+            err.starts_with("configs/x.toml: `data.arith`: unknown field `trian`"),
+            "{err}"
+        );
         assert!(err.ends_with("(did you mean `train`?)"), "{err}");
         let err = load("[dta]\n", &[]).unwrap_err();
-        assert!(err.contains("unknown field `dta`") && err.contains("did you mean `data`"), "{err}");
+        assert!(
+            err.contains("unknown field `dta`") && err.contains("did you mean `data`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn wrong_type_names_the_key_and_expectation() {
         let err = load("[data.arith]\ntrain = \"many\"\n", &[]).unwrap_err();
-        assert!(err.starts_with("configs/x.toml: `data.arith.train`: invalid type: string \"many\""), "{err}");
+        assert!(
+            err.starts_with("configs/x.toml: `data.arith.train`: invalid type: string \"many\""),
+            "{err}"
+        );
         assert!(err.contains("expected usize"), "{err}");
     }
 
@@ -171,11 +183,18 @@ mod tests {
 
     #[test]
     fn overrides_apply_and_are_checked() {
-        let c = load("[data]\nseed = 1\n", &["data.seed=7", "data.maze.difficulties=[5,6]"]).unwrap();
+        let c = load(
+            "[data]\nseed = 1\n",
+            &["data.seed=7", "data.maze.difficulties=[5,6]"],
+        )
+        .unwrap();
         assert_eq!(c.data.seed, 7);
         assert_eq!(c.data.maze.difficulties, Some(vec![5, 6]));
         let err = load("", &["data.sed=7"]).unwrap_err();
-        assert!(err.contains("`data`: unknown field `sed`") && err.contains("did you mean `seed`"), "{err}");
+        assert!(
+            err.contains("`data`: unknown field `sed`") && err.contains("did you mean `seed`"),
+            "{err}"
+        );
         let err = load("", &["data.seed"]).unwrap_err();
         assert_eq!(err, "--set data.seed: expected key.path=value");
     }
@@ -183,7 +202,10 @@ mod tests {
     #[test]
     fn semantic_checks_name_the_key() {
         let err = load("[data.arith]\ndifficulties = [0]\n", &[]).unwrap_err();
-        assert_eq!(err, "configs/x.toml: data.arith.difficulties: 0 is outside 1..=10 for arith");
+        assert_eq!(
+            err,
+            "configs/x.toml: data.arith.difficulties: 0 is outside 1..=10 for arith"
+        );
     }
 
     #[test]

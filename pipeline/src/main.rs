@@ -71,8 +71,9 @@ fn init_logging(verbose: u8, quiet: bool) {
         (false, 1) => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("DIDACT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("didact={level},didact_data={level}")));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DIDACT_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("didact={level},didact_data={level}"))
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
@@ -82,17 +83,23 @@ fn init_logging(verbose: u8, quiet: bool) {
 }
 
 fn default_run_dir(config: &Path) -> PathBuf {
-    let stem = config.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned());
+    let stem = config
+        .file_stem()
+        .map_or("run".into(), |s| s.to_string_lossy().into_owned());
     Path::new("runs").join(stem)
 }
 
 fn run(cli: &Cli) -> Result<()> {
-    let run_dir = cli.run_dir.clone().unwrap_or_else(|| default_run_dir(&cli.config));
+    let run_dir = cli
+        .run_dir
+        .clone()
+        .unwrap_or_else(|| default_run_dir(&cli.config));
     if let Command::Show(args) = &cli.command {
         return show::show(&run_dir, args);
     }
     let config = Config::load(&cli.config, &cli.overrides)?;
-    std::fs::create_dir_all(&run_dir).with_context(|| format!("{}: cannot create run directory", run_dir.display()))?;
+    std::fs::create_dir_all(&run_dir)
+        .with_context(|| format!("{}: cannot create run directory", run_dir.display()))?;
     didact_data::atomic::write(&run_dir.join("config.toml"), config.to_toml().as_bytes())?;
     let ctx = StageContext {
         config: &config,

@@ -42,7 +42,8 @@ impl Manifest {
         if !path.exists() {
             return Ok(Self::default());
         }
-        let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
         serde_json::from_str(&text).with_context(|| {
             format!(
                 "{}: not a didact manifest (delete it, or the run directory, to start over)",
@@ -79,7 +80,8 @@ pub fn git_revision() -> String {
     };
     match run(&["rev-parse", "HEAD"]) {
         Some(rev) if !rev.is_empty() => {
-            let dirty = run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+            let dirty = run(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
             if dirty { format!("{rev}-dirty") } else { rev }
         }
         _ => "unknown".to_string(),
@@ -124,6 +126,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(FILE), b"{ nope").unwrap();
         let err = format!("{:#}", Manifest::load(dir.path()).unwrap_err());
-        assert!(err.contains("manifest.json: not a didact manifest"), "{err}");
+        assert!(
+            err.contains("manifest.json: not a didact manifest"),
+            "{err}"
+        );
     }
 }

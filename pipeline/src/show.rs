@@ -63,8 +63,10 @@ pub fn show(run_dir: &Path, args: &ShowArgs) -> Result<()> {
             }
         }
         ShowTable::Dialogues => {
-            let split_of: std::collections::HashMap<&str, Split> =
-                tasks.iter().map(|r| (r.task.task_id.as_str(), r.split)).collect();
+            let split_of: std::collections::HashMap<&str, Split> = tasks
+                .iter()
+                .map(|r| (r.task.task_id.as_str(), r.split))
+                .collect();
             for d in read_synthetic(&run_dir.join(SYNTHETIC_FILE))? {
                 let split = split_of.get(d.task_id.as_str()).copied();
                 if args.domain.is_some_and(|x| x != d.domain)
@@ -77,7 +79,11 @@ pub fn show(run_dir: &Path, args: &ShowArgs) -> Result<()> {
                     break;
                 }
                 let dialogue = Dialogue::parse(&d.text)?;
-                let leak = if d.leak_blocked { " · leak blocked" } else { "" };
+                let leak = if d.leak_blocked {
+                    " · leak blocked"
+                } else {
+                    ""
+                };
                 println!(
                     "{}  [{} · feedback {}{leak}]\n{dialogue}",
                     d.dialogue_id, d.domain, d.feedback_level

@@ -108,7 +108,9 @@ fn join_names(names: &[String]) -> String {
 fn wrong_positions(attempt: i128, answer: i128) -> Vec<usize> {
     let a: Vec<u8> = attempt.unsigned_abs().to_string().bytes().rev().collect();
     let b: Vec<u8> = answer.unsigned_abs().to_string().bytes().rev().collect();
-    (0..a.len().max(b.len())).filter(|&i| a.get(i) != b.get(i)).collect()
+    (0..a.len().max(b.len()))
+        .filter(|&i| a.get(i) != b.get(i))
+        .collect()
 }
 
 impl Arith {
@@ -153,7 +155,14 @@ impl Domain for Arith {
                     operators: String::from_utf8(operators).expect("ascii operators"),
                 };
                 let metadata = serde_json::to_string(&meta).expect("serialisable");
-                return Task::new(DomainKind::Arith, difficulty, seed, prompt, value.to_string(), metadata);
+                return Task::new(
+                    DomainKind::Arith,
+                    difficulty,
+                    seed,
+                    prompt,
+                    value.to_string(),
+                    metadata,
+                );
             }
         }
         unreachable!("an unbounded loop either returns or runs forever")
@@ -201,7 +210,11 @@ impl Domain for Arith {
         }
         if !positions.is_empty() {
             let names: Vec<String> = positions.iter().map(|&p| place_name(p)).collect();
-            let noun = if names.len() == 1 { "digit is" } else { "digits are" };
+            let noun = if names.len() == 1 {
+                "digit is"
+            } else {
+                "digits are"
+            };
             message.push_str(&format!(" The {} {noun} wrong.", join_names(&names)));
         }
         Ok(message)
@@ -259,7 +272,14 @@ mod tests {
             operators: operators.to_string(),
         })
         .unwrap();
-        Task::new(DomainKind::Arith, 1, 0, "x=".into(), value.to_string(), meta)
+        Task::new(
+            DomainKind::Arith,
+            1,
+            0,
+            "x=".into(),
+            value.to_string(),
+            meta,
+        )
     }
 
     #[test]
@@ -295,28 +315,48 @@ mod tests {
     fn feedback_levels_on_a_worked_example() {
         let t = task(vec![347, 589], "+");
         assert_eq!(t.solution, "936");
-        assert_eq!(Arith.feedback(&t, "926", FeedbackLevel::Verdict).unwrap(), "Incorrect.");
+        assert_eq!(
+            Arith.feedback(&t, "926", FeedbackLevel::Verdict).unwrap(),
+            "Incorrect."
+        );
         assert_eq!(
             Arith.feedback(&t, "926", FeedbackLevel::Location).unwrap(),
             "Your answer is too low."
         );
         assert_eq!(
-            Arith.feedback(&t, "926", FeedbackLevel::Explanation).unwrap(),
+            Arith
+                .feedback(&t, "926", FeedbackLevel::Explanation)
+                .unwrap(),
             "Your answer is too low. The tens digit is wrong."
         );
         assert_eq!(
-            Arith.feedback(&t, "1036", FeedbackLevel::Explanation).unwrap(),
+            Arith
+                .feedback(&t, "1036", FeedbackLevel::Explanation)
+                .unwrap(),
             "Your answer is too high. It has too many digits. The hundreds and thousands digits are wrong."
         );
-        assert_eq!(Arith.feedback(&t, "936", FeedbackLevel::Explanation).unwrap(), "Correct.");
-        assert_eq!(Arith.feedback(&t, "926", FeedbackLevel::Retry).unwrap(), "Try again.");
+        assert_eq!(
+            Arith
+                .feedback(&t, "936", FeedbackLevel::Explanation)
+                .unwrap(),
+            "Correct."
+        );
+        assert_eq!(
+            Arith.feedback(&t, "926", FeedbackLevel::Retry).unwrap(),
+            "Try again."
+        );
     }
 
     #[test]
     fn leak_rule_catches_the_answer() {
         let t = task(vec![347, 589], "+");
         assert!(Arith.leak_rule(&t, "It is 936.").unwrap().is_some());
-        assert!(Arith.leak_rule(&t, "The tens digit is wrong.").unwrap().is_none());
+        assert!(
+            Arith
+                .leak_rule(&t, "The tens digit is wrong.")
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

@@ -162,7 +162,12 @@ pub enum FeedbackLevel {
 }
 
 impl FeedbackLevel {
-    pub const ALL: [FeedbackLevel; 4] = [Self::Retry, Self::Verdict, Self::Location, Self::Explanation];
+    pub const ALL: [FeedbackLevel; 4] = [
+        Self::Retry,
+        Self::Verdict,
+        Self::Location,
+        Self::Explanation,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -255,11 +260,23 @@ pub(crate) mod testkit {
         for seed in 0..n {
             for d in lo..=hi {
                 let t = domain.generate(seed, d);
-                assert_eq!(domain.verify(&t, &t.solution).unwrap(), Verdict::Correct, "{t:?}");
-                assert_eq!(domain.generate(seed, d), t, "generation must be deterministic");
+                assert_eq!(
+                    domain.verify(&t, &t.solution).unwrap(),
+                    Verdict::Correct,
+                    "{t:?}"
+                );
+                assert_eq!(
+                    domain.generate(seed, d),
+                    t,
+                    "generation must be deterministic"
+                );
                 let mut rng = Rng::new(seed);
                 let wrong = domain.wrong_attempt(&t, &mut rng).unwrap();
-                assert_ne!(domain.verify(&t, &wrong).unwrap(), Verdict::Correct, "{t:?} {wrong}");
+                assert_ne!(
+                    domain.verify(&t, &wrong).unwrap(),
+                    Verdict::Correct,
+                    "{t:?} {wrong}"
+                );
             }
         }
     }

@@ -45,14 +45,27 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
     let tasks_path = ctx.run_dir.join(TASKS_FILE);
     tables::write_table(&tasks_path, &TASKS, &mut tables::tasks_frame(&tasks)?)?;
     let synthetic_path = ctx.run_dir.join(SYNTHETIC_FILE);
-    tables::write_table(&synthetic_path, &SYNTHETIC_DIALOGUES, &mut tables::synthetic_frame(&dialogues)?)?;
+    tables::write_table(
+        &synthetic_path,
+        &SYNTHETIC_DIALOGUES,
+        &mut tables::synthetic_frame(&dialogues)?,
+    )?;
 
-    let tokenizer = Tokenizer::train(dataset::tokenizer_corpus(&tasks, &dialogues), cfg.tokenizer.vocab_size)?;
+    let tokenizer = Tokenizer::train(
+        dataset::tokenizer_corpus(&tasks, &dialogues),
+        cfg.tokenizer.vocab_size,
+    )?;
     let (texts, tokens) = check_round_trip(&tokenizer, &tasks, &dialogues)?;
     tokenizer.save(&ctx.run_dir.join(TOKENIZER_FILE))?;
 
     let counts = split_counts(&tasks);
-    let summary = summary_lines(&counts, &leaks, dialogues.len(), tokenizer.vocab_size(), tokens as f64 / texts as f64);
+    let summary = summary_lines(
+        &counts,
+        &leaks,
+        dialogues.len(),
+        tokenizer.vocab_size(),
+        tokens as f64 / texts as f64,
+    );
     let metrics = json!({
         "tasks": counts.iter().map(|(k, v)| (k.name(), v)).collect::<BTreeMap<_, _>>(),
         "synthetic_dialogues": dialogues.len(),
@@ -62,7 +75,11 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
         "mean_tokens_per_text": tokens as f64 / texts.max(1) as f64,
     });
     Ok(StageOutput {
-        outputs: vec![TASKS_FILE.into(), SYNTHETIC_FILE.into(), TOKENIZER_FILE.into()],
+        outputs: vec![
+            TASKS_FILE.into(),
+            SYNTHETIC_FILE.into(),
+            TOKENIZER_FILE.into(),
+        ],
         metrics,
         summary,
     })
@@ -80,7 +97,10 @@ fn check_round_trip(
     let mut check = |text: &str| -> Result<()> {
         let ids = tokenizer.encode(text)?;
         let back = tokenizer.decode(&ids)?;
-        anyhow::ensure!(back == text, "tokenizer does not round-trip {text:?} (got {back:?})");
+        anyhow::ensure!(
+            back == text,
+            "tokenizer does not round-trip {text:?} (got {back:?})"
+        );
         texts += 1;
         tokens += ids.len();
         Ok(())

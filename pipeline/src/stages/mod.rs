@@ -57,7 +57,12 @@ pub fn config_hash(stage: &Stage, config: &Config) -> String {
             break;
         }
     }
-    hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+    hasher
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// How a stage run ended.
@@ -97,9 +102,14 @@ pub fn run_stage(stage: &Stage, ctx: &StageContext, force: bool) -> Result<Outco
         .map(|p| {
             let full: PathBuf = ctx.run_dir.join(p);
             let bytes = std::fs::metadata(&full)
-                .with_context(|| format!("{}: stage {} did not write it", full.display(), stage.name))?
+                .with_context(|| {
+                    format!("{}: stage {} did not write it", full.display(), stage.name)
+                })?
                 .len();
-            Ok(FileRecord { path: p.clone(), bytes })
+            Ok(FileRecord {
+                path: p.clone(),
+                bytes,
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     manifest.stages.insert(
@@ -110,7 +120,9 @@ pub fn run_stage(stage: &Stage, ctx: &StageContext, force: bool) -> Result<Outco
             outputs,
             wall_time_s,
             git_revision: git_revision(),
-            finished_at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            finished_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
             metrics: output.metrics,
         },
     );
