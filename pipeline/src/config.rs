@@ -60,18 +60,7 @@ impl Config {
             apply_override(&mut table, arg)?;
         }
         let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|e| {
-                let key = e.path().to_string();
-                let inner = e.inner().message().trim().to_string();
-                let hint = suggestion(&inner)
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
-                if key == "." || key.is_empty() {
-                    invalid(format!("{inner}{hint}"))
-                } else {
-                    invalid(format!("`{key}`: {inner}{hint}"))
-                }
-            })?;
+            .map_err(|e| invalid(describe(&e.path().to_string(), e.inner().message().trim())))?;
         config.data.resolve().map_err(invalid)?;
         Ok(config)
     }
@@ -80,6 +69,24 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("config serialises")
     }
+}
+
+/// One line naming the key: "unknown key `data.arith.trian`, expected one of
+/// … (did you mean `train`?)" or "`data.seed`: invalid type: …".
+fn describe(key: &str, message: &str) -> String {
+    let key = if key.is_empty() || key == "." {
+        "config"
+    } else {
+        key
+    };
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let expected = rest.split_once("`, ").map_or("", |(_, e)| e);
+        let hint = suggestion(message)
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
+        return format!("unknown key `{key}`, {expected}{hint}");
+    }
+    format!("`{key}`: {message}")
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -153,13 +160,13 @@ mod tests {
     fn typo_names_file_key_and_suggestion() {
         let err = load("[data.arith]\ntrian = 5\n", &[]).unwrap_err();
         assert!(
-            err.starts_with("configs/x.toml: `data.arith`: unknown field `trian`"),
+            err.starts_with("configs/x.toml: unknown key `data.arith.trian`, expected one of"),
             "{err}"
         );
         assert!(err.ends_with("(did you mean `train`?)"), "{err}");
         let err = load("[dta]\n", &[]).unwrap_err();
         assert!(
-            err.contains("unknown field `dta`") && err.contains("did you mean `data`"),
+            err.contains("unknown key `dta`") && err.contains("did you mean `data`"),
             "{err}"
         );
     }
@@ -192,7 +199,7 @@ mod tests {
         assert_eq!(c.data.maze.difficulties, Some(vec![5, 6]));
         let err = load("", &["data.sed=7"]).unwrap_err();
         assert!(
-            err.contains("`data`: unknown field `sed`") && err.contains("did you mean `seed`"),
+            err.contains("unknown key `data.sed`") && err.contains("did you mean `seed`"),
             "{err}"
         );
         let err = load("", &["data.seed"]).unwrap_err();

@@ -264,6 +264,8 @@ impl Domain for Arith {
 mod tests {
     use super::*;
     use crate::domain::testkit;
+    use crate::rng::Rng;
+    use proptest::prelude::*;
 
     fn task(operands: Vec<i64>, operators: &str) -> Task {
         let value = evaluate(&operands, operators.as_bytes()).unwrap();
@@ -363,5 +365,114 @@ mod tests {
     fn shared_domain_checks() {
         testkit::reference_solutions_verify(&Arith, 30);
         testkit::garbage_never_panics(&Arith);
+    }
+
+    #[test]
+    fn feedback_is_true() {
+        // Recompute each claim from the numbers, independently of the teacher.
+        for i in 0..2_000u64 {
+            let t = Arith.generate(i, 1 + (i % 10) as u32);
+            let answer: i128 = t.solution.parse().unwrap();
+            for j in 0..3 {
+                let wrong = Arith.wrong_attempt(&t, &mut Rng::new(i * 7 + j)).unwrap();
+                let value: i128 = wrong.parse().unwrap();
+                let msg = Arith
+                    .feedback(&t, &wrong, FeedbackLevel::Explanation)
+                    .unwrap();
+                assert_eq!(
+                    msg.contains("too high"),
+                    value > answer,
+                    "{t:?} {wrong} {msg}"
+                );
+                assert_eq!(
+                    msg.contains("too low"),
+                    value < answer,
+                    "{t:?} {wrong} {msg}"
+                );
+                assert_eq!(
+                    msg.contains("sign is wrong"),
+                    (value < 0) != (answer < 0),
+                    "{msg}"
+                );
+                let (va, vb) = (
+                    value.unsigned_abs().to_string(),
+                    answer.unsigned_abs().to_string(),
+                );
+                let padded = |s: &str, n: usize| format!("{s:0>n$}");
+                let n = va.len().max(vb.len());
+                let (pa, pb) = (padded(&va, n), padded(&vb, n));
+                for (pos, (a, b)) in pa.bytes().rev().zip(pb.bytes().rev()).enumerate() {
+                    let beyond = pos >= va.len() || pos >= vb.len();
+                    let named = msg.contains(&format!(" {}", place_name(pos)));
+                    if pos < PLACE_NAMES.len() {
+                        assert_eq!(
+                            named,
+                            a != b || beyond,
+                            "position {pos}: {t:?} {wrong} {msg}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn leak_rate_is_zero_over_ten_thousand_dialogues() {
+        let mut leaks = 0;
+        for i in 0..10_000u64 {
+            let t = Arith.generate(i, 1 + (i % 10) as u32);
+            let wrong = Arith.wrong_attempt(&t, &mut Rng::new(i)).unwrap();
+            for level in FeedbackLevel::ALL {
+                let msg = Arith.feedback(&t, &wrong, level).unwrap();
+                leaks += crate::leak::check(&t, &msg).unwrap().is_some() as usize;
+            }
+        }
+        assert_eq!(leaks, 0);
+    }
+
+    fn judge(seed: u64, difficulty: u32, attempt: &str) -> Result<(), TestCaseError> {
+        let t = Arith.generate(seed, difficulty);
+        let verdict = Arith.verify(&t, attempt).unwrap();
+        for level in FeedbackLevel::ALL {
+            let msg = Arith.feedback(&t, attempt, level).unwrap();
+            prop_assert!(!msg.is_empty());
+            prop_assert_eq!(msg == crate::domain::CORRECT_MESSAGE, verdict.is_correct());
+            prop_assert_eq!(crate::leak::check(&t, &msg).unwrap(), None);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+        #[test]
+        fn any_string_is_judged(seed in 0u64..500, d in 1u32..=10, s in any::<String>()) {
+            judge(seed, d, &s)?;
+        }
+
+        #[test]
+        fn number_shaped_strings_are_judged(seed in 0u64..500, d in 1u32..=10, s in "[-+ 0-9.,e]{0,60}") {
+            judge(seed, d, &s)?;
+        }
+
+        #[test]
+        fn near_misses_are_judged(
+            seed in 0u64..500,
+            d in 1u32..=10,
+            edit in 0u8..3,
+            at in any::<prop::sample::Index>(),
+            c in prop_oneof![prop::sample::select(vec!['0', '9', '-', ' ', '\u{0}']), any::<char>()],
+        ) {
+            let mut chars: Vec<char> = Arith.generate(seed, d).solution.chars().collect();
+            let len = chars.len();
+            match edit {
+                0 => chars[at.index(len)] = c,
+                1 => chars.insert(at.index(len + 1), c),
+                _ => {
+                    chars.remove(at.index(len));
+                }
+            }
+            judge(seed, d, &chars.into_iter().collect::<String>())?;
+        }
     }
 }
