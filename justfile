@@ -1,6 +1,7 @@
 # didact task runner. `just --list` shows every recipe.
 
 config := "configs/default.toml"
+python := env_var_or_default("PYTHON", "python3")
 
 # Run every pipeline stage on the default config (runs/default/).
 pipeline *ARGS:
@@ -22,3 +23,11 @@ test *ARGS:
 lint:
     cargo fmt --all -- --check
     cargo clippy --release --workspace --all-targets -- -D warnings
+
+# Throughput of the student (train, prefill, generation) against PyTorch on
+# the same model and batch; writes bench/results.md. Set PYTHON to a Python
+# with torch and transformers for the reference (skipped if it has none).
+bench:
+    cargo bench -p didact-student --bench throughput
+    -{{python}} scripts/bench_torch.py
+    python3 scripts/bench_report.py

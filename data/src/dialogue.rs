@@ -202,6 +202,29 @@ pub struct EncodedDialogue {
 }
 
 impl EncodedDialogue {
+    /// Like [`EncodedDialogue::loss_mask`], but only for `role`'s turns that
+    /// answer feedback (turns after a teacher or critic turn). Training a
+    /// student on synthetic dialogues with it teaches the retry without
+    /// teaching the error model's deliberate first mistakes.
+    pub fn loss_mask_after_feedback(&self, role: Role) -> Vec<bool> {
+        let mut seen_feedback = false;
+        let mut current: Option<Role> = None;
+        self.kinds
+            .iter()
+            .map(|k| match *k {
+                TokenKind::Content(r) => r == role && seen_feedback,
+                TokenKind::Boundary { closes, opens } => {
+                    let trained = closes == Some(role) && seen_feedback && current == Some(role);
+                    if matches!(opens, Some(Role::Teacher | Role::Critic)) {
+                        seen_feedback = true;
+                    }
+                    current = opens;
+                    trained
+                }
+            })
+            .collect()
+    }
+
     /// The loss mask of an objective that trains `role`'s turns: true for
     /// content tokens of those turns and for the token that closes each.
     /// The student objective is `loss_mask(Role::Student)`; the critic
@@ -288,5 +311,6 @@ mod tests {
         assert_eq!(enc.loss_mask(Student), m(&[3, 4, 7, 8]));
         assert_eq!(enc.loss_mask(Teacher), m(&[5, 6]));
         assert_eq!(enc.loss_mask(Critic), m(&[]));
+        assert_eq!(enc.loss_mask_after_feedback(Student), m(&[7, 8]));
     }
 }

@@ -78,6 +78,83 @@ pub const SYNTHETIC_DIALOGUES: TableSchema = TableSchema {
     ],
 };
 
+/// `train_log.parquet`: one row per (stage, step, metric), long format so a
+/// stage can log any metric (loss, learning rate, tokens/s, accuracy by
+/// domain) without a schema change. Each training stage replaces its own rows.
+pub const TRAIN_LOG: TableSchema = TableSchema {
+    name: "train_log",
+    columns: &[
+        ("stage", ColumnType::Str),
+        ("step", ColumnType::U64),
+        ("metric", ColumnType::Str),
+        ("value", ColumnType::F64),
+    ],
+};
+
+/// One row of `train_log.parquet`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainLogRow {
+    pub stage: String,
+    pub step: u64,
+    pub metric: String,
+    pub value: f64,
+}
+
+pub fn train_log_frame(rows: &[TrainLogRow]) -> Result<DataFrame> {
+    frame(vec![
+        Column::new(
+            "stage".into(),
+            rows.iter().map(|r| r.stage.as_str()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "step".into(),
+            rows.iter().map(|r| r.step).collect::<Vec<u64>>(),
+        ),
+        Column::new(
+            "metric".into(),
+            rows.iter().map(|r| r.metric.as_str()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "value".into(),
+            rows.iter().map(|r| r.value).collect::<Vec<f64>>(),
+        ),
+    ])
+}
+
+pub fn read_train_log(path: &Path) -> Result<Vec<TrainLogRow>> {
+    let df = read_table(path, &TRAIN_LOG)?;
+    let (stages, metrics) = (strs(&df, "stage")?, strs(&df, "metric")?);
+    let steps = u64s(&df, "step")?;
+    let values = df
+        .column("value")
+        .and_then(|c| c.f64())
+        .map_err(|e| DataError::Generation(e.to_string()))?
+        .iter()
+        .map(|v| v.unwrap_or(f64::NAN))
+        .collect::<Vec<f64>>();
+    Ok((0..df.height())
+        .map(|i| TrainLogRow {
+            stage: stages[i].to_string(),
+            step: steps[i],
+            metric: metrics[i].to_string(),
+            value: values[i],
+        })
+        .collect())
+}
+
+/// Replaces `stage`'s rows of the train log at `path` (creating it if
+/// needed) with `rows`, keeping other stages' rows; written atomically.
+pub fn replace_train_log(path: &Path, stage: &str, rows: &[TrainLogRow]) -> Result<()> {
+    let mut all = if path.exists() {
+        read_train_log(path)?
+    } else {
+        Vec::new()
+    };
+    all.retain(|r| r.stage != stage);
+    all.extend_from_slice(rows);
+    write_table(path, &TRAIN_LOG, &mut train_log_frame(&all)?)
+}
+
 /// Which part of the data a task belongs to. Splits are disjoint by content.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
@@ -412,6 +489,28 @@ mod tests {
             err.contains("column `seed` has type str, expected u64"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn train_log_keeps_other_stages_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("train_log.parquet");
+        let row = |stage: &str, step, value| TrainLogRow {
+            stage: stage.into(),
+            step,
+            metric: "train_loss".into(),
+            value,
+        };
+        replace_train_log(
+            &path,
+            "pretrain",
+            &[row("pretrain", 1, 2.0), row("pretrain", 2, 1.0)],
+        )
+        .unwrap();
+        replace_train_log(&path, "student", &[row("student", 1, 0.5)]).unwrap();
+        replace_train_log(&path, "pretrain", &[row("pretrain", 1, 3.0)]).unwrap();
+        let back = read_train_log(&path).unwrap();
+        assert_eq!(back, vec![row("student", 1, 0.5), row("pretrain", 1, 3.0)]);
     }
 
     #[test]

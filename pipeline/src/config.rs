@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use didact_data::dataset::DataConfig;
+use didact_student::ModelConfig;
+use didact_student::sft::TrainConfig;
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration of a run.
@@ -13,6 +15,11 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// The `data` stage: task generation, synthetic dialogues, tokenizer.
     pub data: DataConfig,
+    /// Size of the student trained from scratch.
+    pub model: ModelConfig,
+    /// The `pretrain` stage: SFT of the base student on single-turn examples
+    /// and the synthetic feedback dialogues.
+    pub pretrain: TrainConfig,
 }
 
 /// A configuration error: always names the file, and the key when there is one.
@@ -62,6 +69,10 @@ impl Config {
         let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| invalid(describe(&e.path().to_string(), e.inner().message().trim())))?;
         config.data.resolve().map_err(invalid)?;
+        config
+            .pretrain
+            .validate()
+            .map_err(|e| invalid(format!("pretrain: {e}")))?;
         Ok(config)
     }
 

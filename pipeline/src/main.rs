@@ -3,6 +3,7 @@
 //! (or all of them) in a run directory.
 
 mod config;
+mod device;
 mod manifest;
 mod progress;
 mod show;
@@ -43,6 +44,10 @@ struct Cli {
     /// Rerun stages even if their outputs are up to date.
     #[arg(long, global = true)]
     force: bool,
+    /// Device for training and generation: cpu (burn Flex, all cores) or
+    /// cuda[:N] (needs a build with `--features cuda`).
+    #[arg(long, global = true, default_value = "cpu")]
+    device: device::DeviceSpec,
     /// More log output (-v debug, -vv trace).
     #[arg(long, short, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -59,6 +64,10 @@ enum Command {
     /// dialogues and the tokenizer: tasks.parquet,
     /// synthetic_dialogues.parquet, tokenizer.json.
     Data,
+    /// Train the base student from scratch on single-turn examples and the
+    /// synthetic feedback dialogues: base/ (Hugging Face layout),
+    /// train_log.parquet.
+    Pretrain,
     /// Run every stage in order, skipping those that are up to date.
     Pipeline,
     /// Print tasks or dialogues from the run's tables.
@@ -73,7 +82,9 @@ fn init_logging(verbose: u8, quiet: bool) {
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("DIDACT_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("didact={level},didact_data={level}"))
+        tracing_subscriber::EnvFilter::new(format!(
+            "didact={level},didact_data={level},didact_student={level}"
+        ))
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -107,9 +118,11 @@ fn run(cli: &Cli) -> Result<()> {
         config: &config,
         run_dir: &run_dir,
         progress: !cli.quiet,
+        device: cli.device,
     };
     let selected: Vec<&str> = match cli.command {
         Command::Data => vec!["data"],
+        Command::Pretrain => vec!["pretrain"],
         Command::Pipeline => STAGES.iter().map(|s| s.name).collect(),
         Command::Show(_) => unreachable!("handled above"),
     };

@@ -2,6 +2,7 @@
 //! stages lives in [`STAGES`] and nowhere else.
 
 pub mod data;
+pub mod pretrain;
 
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -18,6 +19,8 @@ pub struct StageContext<'a> {
     pub run_dir: &'a Path,
     /// Show progress bars (off with `-q`).
     pub progress: bool,
+    /// Where models train and sample.
+    pub device: crate::device::DeviceSpec,
 }
 
 /// What a stage produced: files relative to the run directory, metrics for
@@ -40,7 +43,7 @@ pub struct Stage {
 }
 
 /// Every stage, in pipeline order.
-pub const STAGES: &[Stage] = &[data::STAGE];
+pub const STAGES: &[Stage] = &[data::STAGE, pretrain::STAGE];
 
 pub fn find(name: &str) -> Option<&'static Stage> {
     STAGES.iter().find(|s| s.name == name)
@@ -82,6 +85,20 @@ pub fn run_stage(stage: &Stage, ctx: &StageContext, force: bool) -> Result<Outco
             stage.name
         );
         return Ok(Outcome::Skipped);
+    }
+    for upstream in STAGES.iter().take_while(|s| s.name != stage.name) {
+        if let Some(record) = manifest.stages.get(upstream.name) {
+            let current = config_hash(upstream, ctx.config);
+            anyhow::ensure!(
+                record.config_hash == current,
+                "{}: its inputs come from stage {}, which ran with another config ({} != {current}); \
+                 rerun {} first (or `didact pipeline`)",
+                stage.name,
+                upstream.name,
+                record.config_hash,
+                upstream.name
+            );
+        }
     }
     for input in stage.inputs {
         let path = ctx.run_dir.join(input);

@@ -1,0 +1,290 @@
+//! The `pretrain` stage: supervised training of the single-turn base student
+//! from scratch on (task → solution) examples and on the synthetic feedback
+//! dialogues (their answer-after-feedback turns), validated by greedy
+//! accuracy per domain. Writes the `base/` checkpoint in Hugging Face layout.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use burn::module::{AutodiffModule, Module};
+use burn::tensor::ElementConversion;
+use burn::tensor::backend::AutodiffBackend;
+use didact_data::tables::{self, TrainLogRow, read_synthetic, read_tasks};
+use didact_data::{Dialogue, Role, Split, Task, Tokenizer};
+use didact_student::Llama;
+use didact_student::eval::accuracy_by_domain;
+use didact_student::sft::{self, Example, TrainHooks};
+use didact_student::{checkpoint, sft::masked_nll};
+use indicatif::ProgressBar;
+use serde_json::json;
+
+use super::data::{SYNTHETIC_FILE, TASKS_FILE, TOKENIZER_FILE};
+use super::{Stage, StageContext, StageOutput};
+use crate::progress;
+
+pub const BASE_DIR: &str = "base";
+pub const TRAIN_LOG_FILE: &str = "train_log.parquet";
+/// Resumable checkpoints of an unfinished run.
+const CHECKPOINT_DIR: &str = "checkpoints/pretrain";
+
+pub const STAGE: Stage = Stage {
+    name: "pretrain",
+    inputs: &[TASKS_FILE, SYNTHETIC_FILE, TOKENIZER_FILE],
+    config_section: |c| json!({"model": c.model, "pretrain": c.pretrain}),
+    run,
+};
+
+fn run(ctx: &StageContext) -> Result<StageOutput> {
+    crate::with_backend!(ctx.device, |B, device| run_on::<B>(ctx, &device))
+}
+
+/// Single-turn examples for train tasks, plus the retry turns of the
+/// synthetic dialogues; masks come from roles.
+pub fn pretrain_examples(
+    tokenizer: &Tokenizer,
+    tasks: &[&Task],
+    synthetic: &[didact_data::tables::SyntheticDialogue],
+) -> Result<Vec<Example>> {
+    let mut examples = Vec::with_capacity(tasks.len() + synthetic.len());
+    for t in tasks {
+        let mut d = Dialogue::from_task(&t.prompt);
+        d.push(Role::Student, &t.solution);
+        let enc = tokenizer.encode_dialogue(&d)?;
+        examples.push(Example {
+            mask: enc.loss_mask(Role::Student),
+            ids: enc.ids,
+        });
+    }
+    for s in synthetic {
+        let d = Dialogue::parse(&s.text)
+            .with_context(|| format!("synthetic dialogue {}", s.dialogue_id))?;
+        let enc = tokenizer.encode_dialogue(&d)?;
+        examples.push(Example {
+            mask: enc.loss_mask_after_feedback(Role::Student),
+            ids: enc.ids,
+        });
+    }
+    Ok(examples)
+}
+
+struct Hooks<'a, B: AutodiffBackend> {
+    bar: ProgressBar,
+    tokenizer: &'a Tokenizer,
+    val_tasks: Vec<&'a Task>,
+    val_examples: Vec<Example>,
+    max_new_tokens: usize,
+    batch_size: usize,
+    max_seq_len: usize,
+    _backend: std::marker::PhantomData<B>,
+    last_accuracy: BTreeMap<String, f64>,
+}
+
+impl<B: AutodiffBackend> TrainHooks<B> for Hooks<'_, B> {
+    fn on_step(&mut self, step: usize, loss: f64, lr: f64, tokens_per_s: f64) {
+        self.bar.set_position(step as u64);
+        self.bar.set_message(format!(
+            "loss {loss:.3} · lr {lr:.1e} · {tokens_per_s:.0} tok/s"
+        ));
+    }
+
+    fn evaluate(
+        &mut self,
+        model: &Llama<B::InnerBackend>,
+    ) -> didact_student::Result<Vec<(String, f64)>> {
+        let inner = model
+            .devices()
+            .into_iter()
+            .next()
+            .expect("a model has parameters");
+        let mut metrics = Vec::new();
+        let mut loss_sum = 0.0;
+        let mut batches = 0;
+        for chunk in self.val_examples.chunks(self.batch_size) {
+            let refs: Vec<&Example> = chunk.iter().collect();
+            let batch = sft::make_batch::<B::InnerBackend>(
+                &refs,
+                self.max_seq_len,
+                self.tokenizer.pad_id(),
+                &inner,
+            );
+            let l: f64 = masked_nll(model, &batch).into_scalar().elem();
+            loss_sum += l;
+            batches += 1;
+        }
+        metrics.push(("val_loss".to_string(), loss_sum / batches.max(1) as f64));
+        let acc = accuracy_by_domain(
+            model,
+            self.tokenizer,
+            &self.val_tasks,
+            self.max_new_tokens,
+            64,
+            &inner,
+        )?;
+        let (mut right, mut total) = (0, 0);
+        for (domain, (c, n)) in &acc {
+            let a = *c as f64 / *n as f64;
+            metrics.push((format!("val_accuracy_{domain}"), a));
+            self.last_accuracy.insert(domain.to_string(), a);
+            right += c;
+            total += n;
+        }
+        let overall = right as f64 / total.max(1) as f64;
+        metrics.push(("val_accuracy".to_string(), overall));
+        self.last_accuracy.insert("all".into(), overall);
+        let line = format!(
+            "pretrain: validation loss {:.3}, accuracy {}",
+            loss_sum / batches.max(1) as f64,
+            acc.iter()
+                .map(|(d, (c, n))| format!("{d} {:.0}%", 100.0 * *c as f64 / *n as f64))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        self.bar.suspend(|| tracing::info!("{line}"));
+        Ok(metrics)
+    }
+}
+
+fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<StageOutput> {
+    let cfg = &ctx.config.pretrain;
+    let tokenizer = Tokenizer::load(&ctx.run_dir.join(TOKENIZER_FILE))?;
+    let tasks = read_tasks(&ctx.run_dir.join(TASKS_FILE))?;
+    let synthetic = read_synthetic(&ctx.run_dir.join(SYNTHETIC_FILE))?;
+    let train: Vec<&Task> = tasks
+        .iter()
+        .filter(|r| r.split == Split::Train)
+        .map(|r| &r.task)
+        .collect();
+    let examples = pretrain_examples(&tokenizer, &train, &synthetic)?;
+    let mut per_domain: BTreeMap<_, Vec<&Task>> = BTreeMap::new();
+    for r in tasks.iter().filter(|r| r.split == Split::Val) {
+        per_domain.entry(r.task.domain).or_default().push(&r.task);
+    }
+    let val_tasks: Vec<&Task> = per_domain
+        .values()
+        .flat_map(|v| v.iter().take(cfg.eval_tasks).copied())
+        .collect();
+    let val_examples = pretrain_examples(&tokenizer, &val_tasks, &[])?;
+
+    let llama = ctx.config.model.to_llama(tokenizer.vocab_size());
+    tracing::info!(
+        "pretrain: {} parameters, {} examples, {} steps of {}×{} on {}",
+        llama.num_params(),
+        examples.len(),
+        cfg.steps,
+        cfg.batch_size,
+        cfg.grad_accum,
+        ctx.device
+    );
+    let model = checkpoint::init_random::<B>(&llama, ctx.config.model.seed, device)?;
+    let bar = progress::bar(ctx.progress, cfg.steps as u64, "pretraining");
+    let mut hooks = Hooks::<B> {
+        bar: bar.clone(),
+        tokenizer: &tokenizer,
+        val_tasks,
+        val_examples,
+        max_new_tokens: cfg.max_new_tokens,
+        batch_size: cfg.batch_size,
+        max_seq_len: cfg.max_seq_len,
+        _backend: std::marker::PhantomData,
+        last_accuracy: BTreeMap::new(),
+    };
+    let started = std::time::Instant::now();
+    let trained = sft::train(
+        model,
+        &examples,
+        cfg,
+        tokenizer.pad_id(),
+        &ctx.run_dir.join(CHECKPOINT_DIR),
+        &mut hooks,
+        device,
+    )?;
+    bar.finish_and_clear();
+    if trained.resumed_from > 0 {
+        tracing::info!("pretrain: resumed from step {}", trained.resumed_from);
+    }
+    save_final(
+        &trained.model.valid(),
+        &ctx.run_dir.join(BASE_DIR),
+        &ctx.run_dir.join(TOKENIZER_FILE),
+    )?;
+    let rows: Vec<TrainLogRow> = trained
+        .log
+        .iter()
+        .map(|r| TrainLogRow {
+            stage: "pretrain".into(),
+            step: r.step,
+            metric: r.metric.clone(),
+            value: r.value,
+        })
+        .collect();
+    tables::replace_train_log(&ctx.run_dir.join(TRAIN_LOG_FILE), "pretrain", &rows)?;
+    let _ = std::fs::remove_dir_all(ctx.run_dir.join(CHECKPOINT_DIR));
+
+    let final_loss = trained
+        .log
+        .iter()
+        .rev()
+        .find(|r| r.metric == "train_loss")
+        .map(|r| r.value);
+    let tps = trained
+        .log
+        .iter()
+        .rev()
+        .find(|r| r.metric == "tokens_per_s")
+        .map(|r| r.value);
+    let acc = hooks.last_accuracy.clone();
+    let mut summary = vec![format!(
+        "pretrain: {} steps in {:.0}s, final train loss {:.3}, {:.0} tokens/s",
+        cfg.steps - trained.resumed_from,
+        started.elapsed().as_secs_f64(),
+        final_loss.unwrap_or(f64::NAN),
+        tps.unwrap_or(f64::NAN)
+    )];
+    summary.push(format!(
+        "base model validation accuracy (greedy, first attempt): {}",
+        acc.iter()
+            .map(|(d, a)| format!("{d} {:.1}%", 100.0 * a))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    Ok(StageOutput {
+        outputs: vec![
+            format!("{BASE_DIR}/config.json"),
+            format!("{BASE_DIR}/model.safetensors"),
+            format!("{BASE_DIR}/tokenizer.json"),
+            TRAIN_LOG_FILE.into(),
+        ],
+        metrics: json!({
+            "parameters": llama.num_params(),
+            "examples": examples.len(),
+            "steps": cfg.steps,
+            "resumed_from": trained.resumed_from,
+            "final_train_loss": final_loss,
+            "tokens_per_s": tps,
+            "val_accuracy": acc,
+        }),
+        summary,
+    })
+}
+
+/// Writes the checkpoint and a copy of the tokenizer into a temporary
+/// directory and swaps it in, so `base/` is always complete.
+fn save_final<B: burn::tensor::backend::Backend>(
+    model: &Llama<B>,
+    dir: &Path,
+    tokenizer: &Path,
+) -> Result<()> {
+    let tmp = dir.with_extension("tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+    checkpoint::save(model, &tmp)?;
+    std::fs::copy(tokenizer, tmp.join(TOKENIZER_FILE))
+        .with_context(|| format!("{}: cannot copy", tokenizer.display()))?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("{}: cannot replace", dir.display()))?;
+    }
+    std::fs::rename(&tmp, dir).with_context(|| format!("{}: cannot write", dir.display()))?;
+    Ok(())
+}

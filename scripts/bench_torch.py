@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""The PyTorch reference for `just bench`: the same Llama (transformers'
+LlamaForCausalLM), the same batch shapes and the same number of CPU threads as
+student/benches/throughput.rs, so bench/results.md can report didact's speed
+as a ratio to what a user would otherwise pick.
+
+Needs torch and transformers (`pip install torch transformers`). Reads the
+model shape from bench/didact.json (written by the Rust bench) so the two
+always measure the same model; writes bench/torch.json.
+"""
+
+import argparse
+import json
+import time
+
+import torch
+import transformers
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--didact", default="bench/didact.json")
+    ap.add_argument("--out", default="bench/torch.json")
+    args = ap.parse_args()
+    with open(args.didact) as f:
+        ref = json.load(f)
+    m, tr, pf, gen = ref["model"], ref["train"], ref["prefill"], ref["generate"]
+    torch.set_num_threads(ref["threads"])
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(
+        vocab_size=m["vocab_size"],
+        hidden_size=m["hidden_size"],
+        intermediate_size=m["intermediate_size"],
+        num_hidden_layers=m["layers"],
+        num_attention_heads=m["heads"],
+        num_key_value_heads=m["kv_heads"],
+        max_position_embeddings=256,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+    )
+    model = transformers.LlamaForCausalLM(cfg).float()
+    model.config.pad_token_id = 0
+
+    # Training: forward + backward + AdamW on batch x seq.
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    ids = torch.randint(8, m["vocab_size"], (tr["batch"], tr["seq"] + 1))
+
+    def step() -> None:
+        # The forward pass runs on `seq` tokens per row, as didact's does
+        # (transformers shifts the labels itself).
+        x = ids[:, :-1]
+        out = model(input_ids=x, labels=x)
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(3):
+        step()
+    t = time.perf_counter()
+    for _ in range(tr["steps"]):
+        step()
+    train_tps = tr["steps"] * tr["batch"] * tr["seq"] / (time.perf_counter() - t)
+
+    model.eval()
+    with torch.no_grad():
+        x = torch.randint(8, m["vocab_size"], (pf["batch"], pf["seq"]))
+        model(input_ids=x)
+        t = time.perf_counter()
+        for _ in range(5):
+            model(input_ids=x)
+        prefill_tps = 5 * pf["batch"] * pf["seq"] / (time.perf_counter() - t)
+
+        prompts = torch.randint(8, m["vocab_size"], (gen["batch"], gen["prompt"]))
+        kw = dict(max_new_tokens=gen["new_tokens"], min_new_tokens=gen["new_tokens"], do_sample=False, use_cache=True)
+        model.generate(prompts[:2], attention_mask=torch.ones_like(prompts[:2]), **kw)
+        t = time.perf_counter()
+        out = model.generate(prompts, attention_mask=torch.ones_like(prompts), **kw)
+        gen_s = time.perf_counter() - t
+        new = (out.shape[1] - gen["prompt"]) * gen["batch"]
+    result = {
+        "implementation": f"PyTorch {torch.__version__}, transformers {transformers.__version__} (eager, fp32)",
+        "threads": torch.get_num_threads(),
+        "train": {"tokens_per_s": train_tps},
+        "prefill": {"tokens_per_s": prefill_tps},
+        "generate": {"tokens_per_s": new / gen_s},
+    }
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+//! Throughput of the student on the CPU (burn Flex): training steps
+//! (forward, backward, AdamW), prefill, and batched KV-cache generation, on
+//! the default model size of configs/default.toml. `just bench` runs it, runs
+//! the same measurements in PyTorch (`scripts/bench_torch.py`) when torch is
+//! installed, and writes both with their ratio to `bench/results.md`.
+//!
+//! Output: `bench/didact.json` (or the path in `DIDACT_BENCH_OUT`).
+
+use std::time::Instant;
+
+use burn::backend::{Autodiff, Flex};
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::tensor::{Int, Tensor, TensorData};
+use didact_data::rng::Rng;
+use didact_student::checkpoint::init_random;
+use didact_student::generate::{SamplingParams, generate};
+use didact_student::sft::{Example, make_batch, masked_nll};
+use didact_student::{Llama, ModelConfig};
+
+const VOCAB: usize = 512;
+const BATCH: usize = 32;
+const SEQ: usize = 64;
+const PROMPT: usize = 16;
+const NEW_TOKENS: usize = 48;
+
+fn tokens(rng: &mut Rng, n: usize) -> Vec<u32> {
+    (0..n)
+        .map(|_| 8 + rng.below(VOCAB as u64 - 8) as u32)
+        .collect()
+}
+
+fn main() {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let llama = ModelConfig::default().to_llama(VOCAB);
+    let device = Default::default();
+    let mut rng = Rng::new(0);
+
+    // Training: forward + backward + AdamW step on BATCH x SEQ tokens.
+    type A = Autodiff<Flex>;
+    let mut model: Llama<A> = init_random(&llama, 0, &device).unwrap();
+    let mut optim = AdamWConfig::new().init::<A, Llama<A>>();
+    let examples: Vec<Example> = (0..BATCH)
+        .map(|_| Example {
+            ids: tokens(&mut rng, SEQ + 1),
+            mask: vec![true; SEQ + 1],
+        })
+        .collect();
+    let refs: Vec<&Example> = examples.iter().collect();
+    let mut step = |model: Llama<A>| {
+        let batch = make_batch::<A>(&refs, SEQ + 1, 0, &device);
+        let loss = masked_nll(&model, &batch);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        optim.step(1e-3, model, grads)
+    };
+    for _ in 0..3 {
+        model = step(model);
+    }
+    let train_steps = 10;
+    let t = Instant::now();
+    for _ in 0..train_steps {
+        model = step(model);
+    }
+    let train_s = t.elapsed().as_secs_f64();
+    let train_tps = (train_steps * BATCH * SEQ) as f64 / train_s;
+
+    // Inference on the inner backend.
+    let model: Llama<Flex> = init_random(&llama, 0, &device).unwrap();
+    let ids: Vec<i64> = tokens(&mut rng, BATCH * SEQ)
+        .into_iter()
+        .map(i64::from)
+        .collect();
+    let input =
+        || Tensor::<Flex, 2, Int>::from_data(TensorData::new(ids.clone(), [BATCH, SEQ]), &device);
+    let _ = model.forward(input(), None, None).into_data();
+    let reps = 5;
+    let t = Instant::now();
+    for _ in 0..reps {
+        let _ = model.forward(input(), None, None).into_data();
+    }
+    let prefill_tps = (reps * BATCH * SEQ) as f64 / t.elapsed().as_secs_f64();
+
+    let prompts: Vec<Vec<u32>> = (0..BATCH).map(|_| tokens(&mut rng, PROMPT)).collect();
+    let params = SamplingParams::greedy(NEW_TOKENS);
+    let _ = generate(&model, &prompts[..2], &[], 0, &params, 0, &device);
+    let t = Instant::now();
+    let out = generate(&model, &prompts, &[], 0, &params, 0, &device);
+    let gen_s = t.elapsed().as_secs_f64();
+    let generated: usize = out.iter().map(|g| g.tokens.len()).sum();
+    let gen_tps = generated as f64 / gen_s;
+
+    let json = serde_json::json!({
+        "implementation": "didact (burn 0.21, Flex backend)",
+        "threads": threads,
+        "parameters": llama.num_params(),
+        "model": {"hidden_size": llama.hidden_size, "layers": llama.num_hidden_layers,
+                  "heads": llama.num_attention_heads, "kv_heads": llama.kv_heads(),
+                  "intermediate_size": llama.intermediate_size, "vocab_size": VOCAB},
+        "train": {"batch": BATCH, "seq": SEQ, "steps": train_steps, "tokens_per_s": train_tps},
+        "prefill": {"batch": BATCH, "seq": SEQ, "tokens_per_s": prefill_tps},
+        "generate": {"batch": BATCH, "prompt": PROMPT, "new_tokens": NEW_TOKENS, "tokens_per_s": gen_tps},
+    });
+    let out_path = std::env::var("DIDACT_BENCH_OUT").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../bench/didact.json").to_string()
+    });
+    std::fs::write(&out_path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    println!("{}", serde_json::to_string_pretty(&json).unwrap());
+    eprintln!("wrote {out_path}");
+}

@@ -1,0 +1,70 @@
+//! Single-turn accuracy by greedy generation, scored with the domains'
+//! verifiers: the validation metric of every training stage.
+
+use std::collections::BTreeMap;
+
+use burn::tensor::backend::Backend;
+use didact_data::{Dialogue, DomainKind, Role, Task, Tokenizer};
+
+use crate::error::Result;
+use crate::generate::{SamplingParams, generate};
+use crate::model::Llama;
+
+/// Token ids that end a turn: every role token and `<|end|>`.
+pub fn stop_ids(tokenizer: &Tokenizer) -> Vec<u32> {
+    let mut ids: Vec<u32> = Role::ALL.iter().map(|r| tokenizer.role_id(*r)).collect();
+    ids.push(tokenizer.end_id());
+    ids
+}
+
+/// The model's first attempts at `tasks`, decoded.
+pub fn first_attempts<B: Backend>(
+    model: &Llama<B>,
+    tokenizer: &Tokenizer,
+    tasks: &[&Task],
+    max_new_tokens: usize,
+    batch_size: usize,
+    device: &B::Device,
+) -> Result<Vec<String>> {
+    let stops = stop_ids(tokenizer);
+    let mut out = Vec::with_capacity(tasks.len());
+    for chunk in tasks.chunks(batch_size.max(1)) {
+        let prompts = chunk
+            .iter()
+            .map(|t| tokenizer.encode(&Dialogue::from_task(&t.prompt).render_prompt(Role::Student)))
+            .collect::<didact_data::Result<Vec<_>>>()?;
+        let gens = generate(
+            model,
+            &prompts,
+            &stops,
+            tokenizer.pad_id(),
+            &SamplingParams::greedy(max_new_tokens),
+            0,
+            device,
+        );
+        for g in gens {
+            out.push(tokenizer.decode(&g.tokens)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Correct and total first attempts per domain.
+pub fn accuracy_by_domain<B: Backend>(
+    model: &Llama<B>,
+    tokenizer: &Tokenizer,
+    tasks: &[&Task],
+    max_new_tokens: usize,
+    batch_size: usize,
+    device: &B::Device,
+) -> Result<BTreeMap<DomainKind, (usize, usize)>> {
+    let attempts = first_attempts(model, tokenizer, tasks, max_new_tokens, batch_size, device)?;
+    let mut acc: BTreeMap<DomainKind, (usize, usize)> = BTreeMap::new();
+    for (task, attempt) in tasks.iter().zip(&attempts) {
+        let correct = task.domain.domain().verify(task, attempt)?.is_correct();
+        let e = acc.entry(task.domain).or_default();
+        e.0 += correct as usize;
+        e.1 += 1;
+    }
+    Ok(acc)
+}

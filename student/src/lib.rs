@@ -1,0 +1,14 @@
+//! didact-student: the Llama-style student model on burn 0.21, its Hugging
+//! Face checkpoints, and batched KV-cache generation.
+
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod eval;
+pub mod generate;
+pub mod model;
+pub mod sft;
+
+pub use config::{LlamaConfig, ModelConfig};
+pub use error::{Result, StudentError};
+pub use model::{KvCache, Llama};

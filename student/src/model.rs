@@ -1,0 +1,237 @@
+//! The decoder-only Llama architecture (also Qwen2 with q/k/v biases):
+//! token embedding, RMSNorm, rotary position embedding, grouped-query
+//! attention, SwiGLU MLP, optional tied embeddings. Field names follow the
+//! Hugging Face module tree so that `checkpoint.rs` maps names one to one.
+
+use burn::module::Module;
+use burn::nn::{Embedding, Linear, RmsNorm};
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+
+use crate::config::LlamaConfig;
+
+/// Additive attention bias for a masked key: large and finite, so a row whose
+/// keys are all masked (a left-padding query) gives a uniform softmax, not NaN.
+const MASKED: f32 = -1.0e9;
+
+#[derive(Module, Debug)]
+pub struct Attention<B: Backend> {
+    pub q_proj: Linear<B>,
+    pub k_proj: Linear<B>,
+    pub v_proj: Linear<B>,
+    pub o_proj: Linear<B>,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    pub gate_proj: Linear<B>,
+    pub up_proj: Linear<B>,
+    pub down_proj: Linear<B>,
+}
+
+#[derive(Module, Debug)]
+pub struct DecoderLayer<B: Backend> {
+    pub self_attn: Attention<B>,
+    pub mlp: Mlp<B>,
+    pub input_layernorm: RmsNorm<B>,
+    pub post_attention_layernorm: RmsNorm<B>,
+}
+
+/// The causal language model.
+#[derive(Module, Debug)]
+pub struct Llama<B: Backend> {
+    pub embed_tokens: Embedding<B>,
+    pub layers: Vec<DecoderLayer<B>>,
+    pub norm: RmsNorm<B>,
+    /// `None` when the head is tied to the embedding.
+    pub lm_head: Option<Linear<B>>,
+    #[module(skip)]
+    pub config: LlamaConfig,
+}
+
+/// Keys and values of every layer for the positions seen so far, so that
+/// generation feeds only new tokens.
+#[derive(Debug, Clone)]
+pub struct KvCache<B: Backend> {
+    layers: Vec<Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+    /// Number of positions cached.
+    pub len: usize,
+}
+
+impl<B: Backend> KvCache<B> {
+    pub fn new(num_layers: usize) -> Self {
+        Self {
+            layers: vec![None; num_layers],
+            len: 0,
+        }
+    }
+}
+
+/// Rotary tables `cos`, `sin` of shape `[1, 1, len, head_dim]` for positions
+/// `offset..offset+len`, in the `rotate_half` layout of Hugging Face.
+pub fn rope_tables<B: Backend>(
+    config: &LlamaConfig,
+    offset: usize,
+    len: usize,
+    device: &B::Device,
+) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    let hd = config.head_dim();
+    let theta = config.rope_theta();
+    let inv_freq: Vec<f64> = (0..hd / 2)
+        .map(|i| 1.0 / theta.powf((2 * i) as f64 / hd as f64))
+        .collect();
+    let mut cos = Vec::with_capacity(len * hd);
+    let mut sin = Vec::with_capacity(len * hd);
+    for p in offset..offset + len {
+        for half in 0..2 {
+            let _ = half;
+            for f in &inv_freq {
+                let angle = (p as f64 * f) as f32;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+    }
+    let shape = [1, 1, len, hd];
+    (
+        Tensor::from_data(TensorData::new(cos, shape), device),
+        Tensor::from_data(TensorData::new(sin, shape), device),
+    )
+}
+
+fn apply_rope<B: Backend>(x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4>) -> Tensor<B, 4> {
+    let hd = x.dims()[3];
+    let x1 = x.clone().narrow(3, 0, hd / 2);
+    let x2 = x.clone().narrow(3, hd / 2, hd / 2);
+    let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+    x * cos.clone() + rotated * sin.clone()
+}
+
+/// Additive attention bias `[batch, 1, queries, keys]`: query `i` (at
+/// position `offset + i`) sees key `j` when `j <= offset + i` and the key is
+/// not padding. `key_valid` is `batch × (offset + queries)`, row-major; `None`
+/// means no padding.
+pub fn attention_bias<B: Backend>(
+    batch: usize,
+    queries: usize,
+    offset: usize,
+    key_valid: Option<&[bool]>,
+    device: &B::Device,
+) -> Tensor<B, 4> {
+    let keys = offset + queries;
+    let mut bias = vec![0.0f32; batch * queries * keys];
+    for b in 0..batch {
+        for i in 0..queries {
+            for j in 0..keys {
+                let visible = j <= offset + i && key_valid.is_none_or(|v| v[b * keys + j]);
+                if !visible {
+                    bias[(b * queries + i) * keys + j] = MASKED;
+                }
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(bias, [batch, 1, queries, keys]), device)
+}
+
+impl<B: Backend> Attention<B> {
+    fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        rope: &(Tensor<B, 4>, Tensor<B, 4>),
+        bias: &Tensor<B, 4>,
+        cache: Option<&mut Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+    ) -> Tensor<B, 3> {
+        let [b, t, _] = x.dims();
+        let (h, kv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
+        let heads = |y: Tensor<B, 3>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
+        let q = apply_rope(heads(self.q_proj.forward(x.clone()), h), &rope.0, &rope.1);
+        let mut k = apply_rope(heads(self.k_proj.forward(x.clone()), kv), &rope.0, &rope.1);
+        let mut v = heads(self.v_proj.forward(x), kv);
+        if let Some(slot) = cache {
+            if let Some((pk, pv)) = slot.take() {
+                k = Tensor::cat(vec![pk, k], 2);
+                v = Tensor::cat(vec![pv, v], 2);
+            }
+            *slot = Some((k.clone(), v.clone()));
+        }
+        let tk = k.dims()[2];
+        let (k, v) = if h == kv {
+            (k, v)
+        } else {
+            let rep = h / kv;
+            let expand = |y: Tensor<B, 4>| {
+                y.unsqueeze_dim::<5>(2)
+                    .repeat_dim(2, rep)
+                    .reshape([b, h, tk, hd])
+            };
+            (expand(k), expand(v))
+        };
+        let scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt() + bias.clone();
+        let out = softmax(scores, 3).matmul(v);
+        self.o_proj
+            .forward(out.swap_dims(1, 2).reshape([b, t, h * hd]))
+    }
+}
+
+impl<B: Backend> Mlp<B> {
+    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let gate = silu(self.gate_proj.forward(x.clone()));
+        self.down_proj.forward(gate * self.up_proj.forward(x))
+    }
+}
+
+impl<B: Backend> DecoderLayer<B> {
+    fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        rope: &(Tensor<B, 4>, Tensor<B, 4>),
+        bias: &Tensor<B, 4>,
+        cache: Option<&mut Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+    ) -> Tensor<B, 3> {
+        let h = x.clone()
+            + self
+                .self_attn
+                .forward(self.input_layernorm.forward(x), rope, bias, cache);
+        h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
+    }
+}
+
+impl<B: Backend> Llama<B> {
+    /// Logits `[batch, len, vocab]` for `ids` `[batch, len]`. With a cache,
+    /// `ids` are the positions after the cached ones and the cache grows by
+    /// `len`. `key_valid` marks non-padding keys over the cached and new
+    /// positions (`batch × (cache.len + len)`); `None` means no padding.
+    pub fn forward(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        key_valid: Option<&[bool]>,
+        mut cache: Option<&mut KvCache<B>>,
+    ) -> Tensor<B, 3> {
+        let device = ids.device();
+        let [b, t] = ids.dims();
+        let offset = cache.as_ref().map_or(0, |c| c.len);
+        let rope = rope_tables::<B>(&self.config, offset, t, &device);
+        let bias = attention_bias::<B>(b, t, offset, key_valid, &device);
+        let mut x = self.embed_tokens.forward(ids);
+        for (i, layer) in self.layers.iter().enumerate() {
+            let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            x = layer.forward(x, &rope, &bias, slot);
+        }
+        if let Some(c) = cache {
+            c.len += t;
+        }
+        let x = self.norm.forward(x);
+        match &self.lm_head {
+            Some(head) => head.forward(x),
+            None => x.matmul(self.embed_tokens.weight.val().transpose().unsqueeze_dim(0)),
+        }
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+}

@@ -1,0 +1,134 @@
+//! `didact pretrain` on configs/smoke.toml: a base checkpoint in Hugging Face
+//! layout that loads back, a train log, and validation accuracy in the
+//! manifest.
+
+use std::fs;
+
+use burn::backend::Flex;
+use didact_data::tables::read_train_log;
+use didact_e2e::{didact, scratch, smoke_config};
+
+#[test]
+fn pretrain_writes_a_loadable_base_checkpoint_and_a_train_log() {
+    let dir = scratch();
+    let config = smoke_config();
+    let config = config.to_str().unwrap();
+    didact(
+        dir.path(),
+        &["pipeline", "--config", config, "--run-dir", "run", "-q"],
+    )
+    .expect_ok();
+    let run = dir.path().join("run");
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        assert!(run.join("base").join(f).exists(), "base/{f} missing");
+    }
+    assert!(
+        !run.join("checkpoints/pretrain").exists(),
+        "resume checkpoints are removed after a finished run"
+    );
+
+    let model =
+        didact_student::checkpoint::load::<Flex>(&run.join("base"), &Default::default()).unwrap();
+    let tokenizer = didact_data::Tokenizer::load(&run.join("base/tokenizer.json")).unwrap();
+    assert_eq!(model.config().vocab_size, tokenizer.vocab_size());
+    let hf: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("base/config.json")).unwrap()).unwrap();
+    assert_eq!(hf["model_type"], "llama");
+    assert_eq!(hf["num_key_value_heads"], 2);
+
+    let log = read_train_log(&run.join("train_log.parquet")).unwrap();
+    let losses: Vec<f64> = log
+        .iter()
+        .filter(|r| r.stage == "pretrain" && r.metric == "train_loss")
+        .map(|r| r.value)
+        .collect();
+    assert_eq!(losses.len(), 30);
+    let head: f64 = losses[..5].iter().sum::<f64>() / 5.0;
+    let tail: f64 = losses[25..].iter().sum::<f64>() / 5.0;
+    assert!(tail < head, "training loss did not fall: {losses:?}");
+    for domain in ["arith", "listops", "sudoku", "maze"] {
+        let metric = format!("val_accuracy_{domain}");
+        assert_eq!(
+            log.iter().filter(|r| r.metric == metric).count(),
+            2,
+            "{metric} at steps 15 and 30"
+        );
+    }
+
+    let manifest: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
+    let rec = &manifest["stages"]["pretrain"];
+    assert!(rec["metrics"]["val_accuracy"]["all"].is_number());
+    assert!(rec["metrics"]["tokens_per_s"].as_f64().unwrap() > 0.0);
+
+    // Up to date now; a changed data setting must not train on stale tables.
+    let again = didact(
+        dir.path(),
+        &["pretrain", "--config", config, "--run-dir", "run"],
+    )
+    .expect_ok();
+    assert!(
+        again.stderr().contains("pretrain: up to date"),
+        "{}",
+        again.stderr()
+    );
+    let line = didact(
+        dir.path(),
+        &[
+            "pretrain",
+            "--config",
+            config,
+            "--run-dir",
+            "run",
+            "--set",
+            "data.seed=9",
+        ],
+    )
+    .error_line();
+    assert!(
+        line.contains("stage data, which ran with another config")
+            && line.contains("rerun data first"),
+        "{line}"
+    );
+}
+
+#[test]
+fn cuda_without_the_feature_is_a_clear_error() {
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    let dir = scratch();
+    let config = smoke_config();
+    let config = config.to_str().unwrap();
+    didact(
+        dir.path(),
+        &["data", "--config", config, "--run-dir", "run", "-q"],
+    )
+    .expect_ok();
+    let line = didact(
+        dir.path(),
+        &[
+            "pretrain",
+            "--config",
+            config,
+            "--run-dir",
+            "run",
+            "--device",
+            "cuda",
+        ],
+    )
+    .error_line();
+    assert!(
+        line.contains("--device cuda:0") && line.contains("--features cuda"),
+        "{line}"
+    );
+    let line = didact(
+        dir.path(),
+        &["pretrain", "--config", config, "--device", "tpu"],
+    );
+    assert!(
+        !line.ok() && line.stderr().contains("`tpu` is not a device"),
+        "{}",
+        line.stderr()
+    );
+}
