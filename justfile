@@ -1,7 +1,7 @@
 # didact task runner. `just --list` shows every recipe.
 
 config := "configs/default.toml"
-python := env_var_or_default("PYTHON", "python3")
+bench_python := env_var_or_default("BENCH_PYTHON", ".venv-bench/bin/python")
 
 # Run every pipeline stage on the default config (runs/default/).
 pipeline *ARGS:
@@ -24,10 +24,12 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --release --workspace --all-targets -- -D warnings
 
-# Throughput of the student (train, prefill, generation) against PyTorch on
-# the same model and batch; writes bench/results.md. Set PYTHON to a Python
-# with torch and transformers for the reference (skipped if it has none).
+# Throughput of the student (train step, prefill, generation) beside PyTorch
+# on the identical model, batch and thread count, in one run; writes
+# bench/results.md and bench/results.json. Installs torch and transformers
+# from PyPI into .venv-bench/ on first use (BENCH_PYTHON overrides).
 bench:
     cargo bench -p didact-student --bench throughput
-    -{{python}} scripts/bench_torch.py
+    test -x "{{bench_python}}" || (python3 -m venv .venv-bench && .venv-bench/bin/pip install --quiet torch transformers)
+    "{{bench_python}}" scripts/bench_torch.py
     python3 scripts/bench_report.py

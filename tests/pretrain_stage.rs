@@ -132,3 +132,96 @@ fn cuda_without_the_feature_is_a_clear_error() {
         line.stderr()
     );
 }
+
+/// A word-level tokenizer.json over `t0 … t{n-1}`, as any HF tokenizer file.
+fn word_level_tokenizer(n: usize) -> String {
+    let vocab: serde_json::Map<String, serde_json::Value> = (0..n)
+        .map(|i| (format!("t{i}"), serde_json::json!(i)))
+        .collect();
+    serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": {"type": "WhitespaceSplit"},
+        "post_processor": null, "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "t0"}
+    })
+    .to_string()
+}
+
+#[test]
+fn generate_reproduces_transformers_logits_on_a_transformers_checkpoint() {
+    let dir = scratch();
+    let fixtures = didact_e2e::root().join("student/tests/fixtures");
+    for name in ["tiny-llama", "tiny-qwen2"] {
+        let ckpt = dir.path().join(name);
+        fs::create_dir_all(&ckpt).unwrap();
+        for f in ["config.json", "model.safetensors"] {
+            fs::copy(fixtures.join(name).join(f), ckpt.join(f)).unwrap();
+        }
+        fs::write(ckpt.join("tokenizer.json"), word_level_tokenizer(64)).unwrap();
+        let reference: serde_json::Value = serde_json::from_str(
+            &fs::read_to_string(fixtures.join(name).join("reference.json")).unwrap(),
+        )
+        .unwrap();
+        let ids: Vec<u64> = serde_json::from_value(reference["input_ids"][0].clone()).unwrap();
+        let all: Vec<f32> = serde_json::from_value(reference["logits"].clone()).unwrap();
+        let (t, v) = (ids.len(), 64);
+        let expected = &all[(t - 1) * v..t * v];
+        let prompt = ids
+            .iter()
+            .map(|i| format!("t{i}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let out = dir.path().join(format!("{name}.json"));
+        let run = didact(
+            dir.path(),
+            &[
+                "generate",
+                "--checkpoint",
+                ckpt.to_str().unwrap(),
+                "--prompt",
+                &prompt,
+                "--max-new",
+                "5",
+                "--logits-out",
+                out.to_str().unwrap(),
+            ],
+        )
+        .expect_ok();
+        let got: Vec<f32> = serde_json::from_str(&fs::read_to_string(&out).unwrap()).unwrap();
+        assert_eq!(got.len(), v);
+        let worst = got
+            .iter()
+            .zip(expected)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "{name}: max |diff| {worst}");
+        // Greedy: the first generated token is the argmax of those logits.
+        let argmax = got
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap()
+            .0;
+        let text = run.stdout();
+        assert_eq!(
+            text.split_whitespace().next(),
+            Some(format!("t{argmax}").as_str()),
+            "{text}"
+        );
+        assert_eq!(text.split_whitespace().count(), 5, "{text}");
+    }
+}
+
+#[test]
+fn generate_names_a_missing_checkpoint() {
+    let dir = scratch();
+    let line = didact(
+        dir.path(),
+        &["generate", "--checkpoint", "nowhere", "--prompt", "hi"],
+    )
+    .error_line();
+    assert!(
+        line.contains("nowhere/tokenizer.json") && line.contains("not found"),
+        "{line}"
+    );
+}

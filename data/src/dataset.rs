@@ -63,10 +63,10 @@ impl Default for DomainConfig {
 /// Difficulties used when a config names none: easy enough for the CPU demo.
 pub fn default_difficulties(kind: DomainKind) -> Vec<u32> {
     match kind {
-        DomainKind::Arith => vec![1, 2, 3],
-        DomainKind::Listops => vec![1, 2],
-        DomainKind::Sudoku => vec![3, 4, 5],
-        DomainKind::Maze => vec![4, 5],
+        DomainKind::Arith => vec![1, 2],
+        DomainKind::Listops => vec![1],
+        DomainKind::Sudoku => vec![2, 3, 4],
+        DomainKind::Maze => vec![4],
     }
 }
 

@@ -16,4 +16,4 @@ pub use dialogue::{Dialogue, Role, Turn};
 pub use domain::{Domain, DomainKind, FeedbackLevel, Task, Verdict};
 pub use error::{DataError, Result};
 pub use tables::{Split, TaskRow};
-pub use tokenizer::Tokenizer;
+pub use tokenizer::{HfTokenizer, Tokenizer};

@@ -3,9 +3,10 @@
 //!
 //! Pre-tokenization keeps every character that is not a lower-case letter as
 //! a piece of its own (digits, operators, grid cells, the move letters
-//! U/D/L/R, brackets), so arithmetic, grids and move strings are seen one
-//! symbol at a time; BPE merges happen only inside lower-case words of the
-//! teacher's language. The role tokens are special tokens that swallow the
+//! U/D/L/R, brackets), with at most the one space before it, so arithmetic,
+//! grids, lists and move strings are seen one symbol at a time (`[3 1 2]` is
+//! `[`, `3`, ` 1`, ` 2`, `]`); BPE merges happen only inside lower-case words
+//! of the teacher's language and between a space and the symbol after it. The role tokens are special tokens that swallow the
 //! spaces around them, so a dialogue encodes turn by turn to the same ids as
 //! its rendered text.
 
@@ -25,7 +26,7 @@ use crate::dialogue::{
 };
 use crate::error::{DataError, Result};
 
-const PIECES: &str = r"[a-z]+|\s+|[^a-z\s]";
+const PIECES: &str = r" ?[a-z]+| ?[^a-z\s]|\s+";
 
 /// A trained tokenizer and the ids of its special tokens.
 pub struct Tokenizer {
@@ -177,6 +178,43 @@ impl Tokenizer {
             opens: None,
         });
         Ok(EncodedDialogue { ids, kinds })
+    }
+}
+
+/// Any Hugging Face `tokenizer.json`, used as its authors configured it
+/// (normaliser, pre-tokeniser, post-processor): for checkpoints not trained
+/// by didact, whose vocabularies lack didact's role tokens.
+pub struct HfTokenizer {
+    inner: tokenizers::Tokenizer,
+}
+
+impl HfTokenizer {
+    pub fn load(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            return Err(tok_err(path, "file not found"));
+        }
+        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| tok_err(path, e))?;
+        Ok(Self { inner })
+    }
+
+    /// Encodes with the tokenizer's own post-processing (special tokens it
+    /// adds, such as a BOS token, are added; nothing else is).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .inner
+            .encode(text, true)
+            .map_err(|e| tok_err(Path::new("<encode>"), e))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner
+            .decode(ids, false)
+            .map_err(|e| tok_err(Path::new("<decode>"), e))
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod config;
 mod device;
+mod generate;
 mod manifest;
 mod progress;
 mod show;
@@ -72,6 +73,9 @@ enum Command {
     Pipeline,
     /// Print tasks or dialogues from the run's tables.
     Show(show::ShowArgs),
+    /// Continue a prompt with a checkpoint (didact's or one written by
+    /// transformers) and print the continuation.
+    Generate(generate::GenerateArgs),
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -107,8 +111,10 @@ fn run(cli: &Cli) -> Result<()> {
         .run_dir
         .clone()
         .unwrap_or_else(|| default_run_dir(&cli.config));
-    if let Command::Show(args) = &cli.command {
-        return show::show(&run_dir, args);
+    match &cli.command {
+        Command::Show(args) => return show::show(&run_dir, args),
+        Command::Generate(args) => return generate::run(args, cli.device),
+        _ => {}
     }
     let config = Config::load(&cli.config, &cli.overrides)?;
     std::fs::create_dir_all(&run_dir)
@@ -124,7 +130,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Data => vec!["data"],
         Command::Pretrain => vec!["pretrain"],
         Command::Pipeline => STAGES.iter().map(|s| s.name).collect(),
-        Command::Show(_) => unreachable!("handled above"),
+        Command::Show(_) | Command::Generate(_) => unreachable!("handled above"),
     };
     tracing::info!("run directory {}", run_dir.display());
     for name in selected {

@@ -1,6 +1,7 @@
 //! Throughput of the student on the CPU (burn Flex): training steps
-//! (forward, backward, AdamW), prefill, and batched KV-cache generation, on
-//! the default model size of configs/default.toml. `just bench` runs it, runs
+//! (forward, backward, AdamW), prefill, and batched KV-cache generation, at
+//! the reference configuration of the benchmark (vocab 128, hidden 128,
+//! 4 layers, 4 heads, SwiGLU 512, sequences of 128, batch 32). `just bench` runs it, runs
 //! the same measurements in PyTorch (`scripts/bench_torch.py`) when torch is
 //! installed, and writes both with their ratio to `bench/results.md`.
 //!
@@ -15,13 +16,13 @@ use didact_data::rng::Rng;
 use didact_student::checkpoint::init_random;
 use didact_student::generate::{SamplingParams, generate};
 use didact_student::sft::{Example, make_batch, masked_nll};
-use didact_student::{Llama, ModelConfig};
+use didact_student::{Llama, LlamaConfig};
 
-const VOCAB: usize = 512;
+const VOCAB: usize = 128;
 const BATCH: usize = 32;
-const SEQ: usize = 64;
+const SEQ: usize = 128;
 const PROMPT: usize = 16;
-const NEW_TOKENS: usize = 48;
+const NEW_TOKENS: usize = 64;
 
 fn tokens(rng: &mut Rng, n: usize) -> Vec<u32> {
     (0..n)
@@ -31,7 +32,8 @@ fn tokens(rng: &mut Rng, n: usize) -> Vec<u32> {
 
 fn main() {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let llama = ModelConfig::default().to_llama(VOCAB);
+    let mut llama = LlamaConfig::small(VOCAB, 128, 4, 4, 4);
+    llama.intermediate_size = 512;
     let device = Default::default();
     let mut rng = Rng::new(0);
 
