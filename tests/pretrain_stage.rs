@@ -225,3 +225,69 @@ fn generate_names_a_missing_checkpoint() {
         "{line}"
     );
 }
+
+#[test]
+fn a_killed_pretrain_resumes_from_its_last_checkpoint() {
+    let dir = scratch();
+    let config = smoke_config();
+    let config = config.to_str().unwrap();
+    didact(
+        dir.path(),
+        &["data", "--config", config, "--run-dir", "run", "-q"],
+    )
+    .expect_ok();
+    let args = [
+        "pretrain",
+        "--config",
+        config,
+        "--run-dir",
+        "run",
+        "--set",
+        "pretrain.steps=200",
+        "--set",
+        "pretrain.checkpoint_every=5",
+        "--set",
+        "pretrain.eval_every=1000",
+    ];
+    let mut child = std::process::Command::new(didact_e2e::didact_bin())
+        .args(args)
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = dir
+        .path()
+        .join("run/checkpoints/pretrain/trainer_state.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !state.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint written"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !dir.path().join("run/base").exists(),
+        "a killed run must not leave a final checkpoint"
+    );
+    let rerun = didact(dir.path(), &args).expect_ok();
+    assert!(
+        rerun.stderr().contains("pretrain: resumed from step"),
+        "{}",
+        rerun.stderr()
+    );
+    let log = read_train_log(&dir.path().join("run/train_log.parquet")).unwrap();
+    let steps: Vec<u64> = log
+        .iter()
+        .filter(|r| r.metric == "train_loss")
+        .map(|r| r.step)
+        .collect();
+    assert_eq!(
+        steps,
+        (1..=200).collect::<Vec<u64>>(),
+        "the log covers every step exactly once"
+    );
+}

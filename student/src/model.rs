@@ -71,86 +71,133 @@ impl<B: Backend> KvCache<B> {
     }
 }
 
-/// Rotary tables `cos`, `sin` of shape `[1, 1, len, head_dim]` for positions
-/// `offset..offset+len`, in the `rotate_half` layout of Hugging Face.
-pub fn rope_tables<B: Backend>(
-    config: &LlamaConfig,
-    offset: usize,
-    len: usize,
-    device: &B::Device,
-) -> (Tensor<B, 4>, Tensor<B, 4>) {
-    let hd = config.head_dim();
-    let theta = config.rope_theta();
-    let inv_freq: Vec<f64> = (0..hd / 2)
-        .map(|i| 1.0 / theta.powf((2 * i) as f64 / hd as f64))
-        .collect();
-    let mut cos = Vec::with_capacity(len * hd);
-    let mut sin = Vec::with_capacity(len * hd);
-    for p in offset..offset + len {
-        for half in 0..2 {
-            let _ = half;
-            for f in &inv_freq {
-                let angle = (p as f64 * f) as f32;
-                cos.push(angle.cos());
-                sin.push(angle.sin());
+/// Rotary position embedding for one forward pass, laid out so that
+/// applying it is a handful of element-wise operations on contiguous
+/// tensors of equal shape (broadcast and strided operands take a slow path
+/// on the CPU backend): `cos`/`sin` are expanded to every (batch, position,
+/// head) row, and `rotate_half` is a product with a fixed signed permutation.
+pub struct Rope<B: Backend> {
+    /// `[batch·len·heads, head_dim]` for queries, pre-scaled by
+    /// `1/sqrt(head_dim)` so that attention scores need no extra pass.
+    q: (Tensor<B, 2>, Tensor<B, 2>),
+    /// The same for keys (`kv_heads` rows per position), unscaled.
+    k: (Tensor<B, 2>, Tensor<B, 2>),
+    /// `rotate_half` as a `[head_dim, head_dim]` matrix (HF layout).
+    rotate: Tensor<B, 2>,
+}
+
+impl<B: Backend> Rope<B> {
+    pub fn new(
+        config: &LlamaConfig,
+        batch: usize,
+        offset: usize,
+        len: usize,
+        device: &B::Device,
+    ) -> Self {
+        let hd = config.head_dim();
+        let half = hd / 2;
+        let theta = config.rope_theta();
+        let inv_freq: Vec<f64> = (0..half)
+            .map(|i| 1.0 / theta.powf((2 * i) as f64 / hd as f64))
+            .collect();
+        let mut cos_row = Vec::with_capacity(len * hd);
+        let mut sin_row = Vec::with_capacity(len * hd);
+        for p in offset..offset + len {
+            for _ in 0..2 {
+                for f in &inv_freq {
+                    let angle = (p as f64 * f) as f32;
+                    cos_row.push(angle.cos());
+                    sin_row.push(angle.sin());
+                }
             }
         }
+        let expand = |table: &[f32], heads: usize, scale: f32| {
+            let mut out = Vec::with_capacity(batch * len * heads * hd);
+            for _ in 0..batch {
+                for t in 0..len {
+                    let row = &table[t * hd..(t + 1) * hd];
+                    for _ in 0..heads {
+                        out.extend(row.iter().map(|v| v * scale));
+                    }
+                }
+            }
+            Tensor::from_data(TensorData::new(out, [batch * len * heads, hd]), device)
+        };
+        let scale = 1.0 / (hd as f32).sqrt();
+        let (h, kv) = (config.num_attention_heads, config.kv_heads());
+        let mut rotate = vec![0f32; hd * hd];
+        for i in 0..half {
+            // out[i] = -x[i + half]; out[i + half] = x[i]  (row = input, col = output)
+            rotate[(i + half) * hd + i] = -1.0;
+            rotate[i * hd + i + half] = 1.0;
+        }
+        Self {
+            q: (expand(&cos_row, h, scale), expand(&sin_row, h, scale)),
+            k: (expand(&cos_row, kv, 1.0), expand(&sin_row, kv, 1.0)),
+            rotate: Tensor::from_data(TensorData::new(rotate, [hd, hd]), device),
+        }
     }
-    let shape = [1, 1, len, hd];
-    (
-        Tensor::from_data(TensorData::new(cos, shape), device),
-        Tensor::from_data(TensorData::new(sin, shape), device),
-    )
+
+    /// Rotates projections `[batch, len, heads·head_dim]` and returns them as
+    /// `[batch, heads, len, head_dim]`.
+    fn apply(&self, x: Tensor<B, 3>, heads: usize, head_dim: usize, keys: bool) -> Tensor<B, 4> {
+        let [b, t, _] = x.dims();
+        let (cos, sin) = if keys { &self.k } else { &self.q };
+        let flat = x.reshape([b * t * heads, head_dim]);
+        let rotated = flat.clone().matmul(self.rotate.clone());
+        (flat * cos.clone() + rotated * sin.clone())
+            .reshape([b, t, heads, head_dim])
+            .swap_dims(1, 2)
+    }
 }
 
-fn apply_rope<B: Backend>(x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4>) -> Tensor<B, 4> {
-    let hd = x.dims()[3];
-    let x1 = x.clone().narrow(3, 0, hd / 2);
-    let x2 = x.clone().narrow(3, hd / 2, hd / 2);
-    let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-    x * cos.clone() + rotated * sin.clone()
-}
-
-/// Additive attention bias `[batch, 1, queries, keys]`: query `i` (at
+/// Additive attention bias `[batch, heads, queries, keys]`: query `i` (at
 /// position `offset + i`) sees key `j` when `j <= offset + i` and the key is
 /// not padding. `key_valid` is `batch × (offset + queries)`, row-major; `None`
-/// means no padding.
+/// means no padding. Built at full shape so that adding it to the scores is
+/// a contiguous element-wise operation.
 pub fn attention_bias<B: Backend>(
     batch: usize,
+    heads: usize,
     queries: usize,
     offset: usize,
     key_valid: Option<&[bool]>,
     device: &B::Device,
 ) -> Tensor<B, 4> {
     let keys = offset + queries;
-    let mut bias = vec![0.0f32; batch * queries * keys];
+    let mut one = vec![0.0f32; queries * keys];
+    let mut bias = Vec::with_capacity(batch * heads * queries * keys);
     for b in 0..batch {
         for i in 0..queries {
             for j in 0..keys {
                 let visible = j <= offset + i && key_valid.is_none_or(|v| v[b * keys + j]);
-                if !visible {
-                    bias[(b * queries + i) * keys + j] = MASKED;
-                }
+                one[i * keys + j] = if visible { 0.0 } else { MASKED };
             }
         }
+        for _ in 0..heads {
+            bias.extend_from_slice(&one);
+        }
     }
-    Tensor::from_data(TensorData::new(bias, [batch, 1, queries, keys]), device)
+    Tensor::from_data(TensorData::new(bias, [batch, heads, queries, keys]), device)
 }
 
 impl<B: Backend> Attention<B> {
     fn forward(
         &self,
         x: Tensor<B, 3>,
-        rope: &(Tensor<B, 4>, Tensor<B, 4>),
+        rope: &Rope<B>,
         bias: &Tensor<B, 4>,
         cache: Option<&mut Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
     ) -> Tensor<B, 3> {
         let [b, t, _] = x.dims();
         let (h, kv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
-        let heads = |y: Tensor<B, 3>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
-        let q = apply_rope(heads(self.q_proj.forward(x.clone()), h), &rope.0, &rope.1);
-        let mut k = apply_rope(heads(self.k_proj.forward(x.clone()), kv), &rope.0, &rope.1);
-        let mut v = heads(self.v_proj.forward(x), kv);
+        let q = rope.apply(self.q_proj.forward(x.clone()), h, hd, false);
+        let mut k = rope.apply(self.k_proj.forward(x.clone()), kv, hd, true);
+        let mut v = self
+            .v_proj
+            .forward(x)
+            .reshape([b, t, kv, hd])
+            .swap_dims(1, 2);
         if let Some(slot) = cache {
             if let Some((pk, pv)) = slot.take() {
                 k = Tensor::cat(vec![pk, k], 2);
@@ -170,7 +217,8 @@ impl<B: Backend> Attention<B> {
             };
             (expand(k), expand(v))
         };
-        let scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt() + bias.clone();
+        // q carries the 1/sqrt(head_dim) scale (see `Rope`).
+        let scores = q.matmul(k.swap_dims(2, 3)) + bias.clone();
         let out = softmax(scores, 3).matmul(v);
         self.o_proj
             .forward(out.swap_dims(1, 2).reshape([b, t, h * hd]))
@@ -188,7 +236,7 @@ impl<B: Backend> DecoderLayer<B> {
     fn forward(
         &self,
         x: Tensor<B, 3>,
-        rope: &(Tensor<B, 4>, Tensor<B, 4>),
+        rope: &Rope<B>,
         bias: &Tensor<B, 4>,
         cache: Option<&mut Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
     ) -> Tensor<B, 3> {
@@ -214,8 +262,15 @@ impl<B: Backend> Llama<B> {
         let device = ids.device();
         let [b, t] = ids.dims();
         let offset = cache.as_ref().map_or(0, |c| c.len);
-        let rope = rope_tables::<B>(&self.config, offset, t, &device);
-        let bias = attention_bias::<B>(b, t, offset, key_valid, &device);
+        let rope = Rope::<B>::new(&self.config, b, offset, t, &device);
+        let bias = attention_bias::<B>(
+            b,
+            self.config.num_attention_heads,
+            t,
+            offset,
+            key_valid,
+            &device,
+        );
         let mut x = self.embed_tokens.forward(ids);
         for (i, layer) in self.layers.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);

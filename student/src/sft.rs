@@ -368,6 +368,14 @@ pub fn train<B: AutodiffBackend>(
         log: Vec::new(),
     };
     let state_path = ckpt_dir.join(STATE_FILE);
+    let previous = ckpt_dir.with_extension("old");
+    if !ckpt_dir.exists() && previous.join(STATE_FILE).exists() {
+        // Interrupted between the two renames of `save_checkpoint`.
+        std::fs::rename(&previous, ckpt_dir).map_err(|source| StudentError::Io {
+            path: ckpt_dir.to_path_buf(),
+            source,
+        })?;
+    }
     if state_path.exists() {
         let saved: TrainerState =
             serde_json::from_slice(&std::fs::read(&state_path).map_err(|source| {
@@ -555,6 +563,39 @@ mod tests {
         assert_eq!(
             a.batch(40, &lengths).to_vec(),
             b.batch(40, &lengths).to_vec()
+        );
+    }
+
+    #[test]
+    fn a_diverging_run_stops_with_a_clear_error() {
+        let device = Default::default();
+        let cfg = TrainConfig {
+            steps: 50,
+            batch_size: 8,
+            lr: 1e30,
+            warmup_steps: 1,
+            clip_norm: 0.0,
+            checkpoint_every: 1000,
+            eval_every: 1000,
+            ..TrainConfig::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let model = init_random::<A>(&LlamaConfig::small(24, 16, 1, 2, 2), 1, &device).unwrap();
+        let err = train(
+            model,
+            &toy_examples(),
+            &cfg,
+            0,
+            &dir.path().join("c"),
+            &mut NoHooks,
+            &device,
+        )
+        .err()
+        .expect("a learning rate of 1e30 must diverge")
+        .to_string();
+        assert!(
+            err.contains("training: loss is") && err.contains("Lower the learning rate"),
+            "{err}"
         );
     }
 

@@ -220,6 +220,8 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
         .collect();
     tables::replace_train_log(&ctx.run_dir.join(TRAIN_LOG_FILE), "pretrain", &rows)?;
     let _ = std::fs::remove_dir_all(ctx.run_dir.join(CHECKPOINT_DIR));
+    // Only removed when no other stage keeps checkpoints there.
+    let _ = std::fs::remove_dir(ctx.run_dir.join("checkpoints"));
 
     let final_loss = trained
         .log
