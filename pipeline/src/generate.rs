@@ -9,7 +9,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use didact_data::HfTokenizer;
 use didact_data::dialogue::special_tokens;
 use didact_student::checkpoint;
-use didact_student::generate::{SamplingParams, generate};
+use didact_student::generate::{SamplingParams, generate, last_logits};
 
 use crate::device::DeviceSpec;
 
@@ -68,14 +68,7 @@ fn run_on<B: Backend>(args: &GenerateArgs, device: &B::Device) -> Result<()> {
             ),
             device,
         );
-        let logits = model.forward(x, None, None);
-        let [_, t, v] = logits.dims();
-        let last = logits
-            .slice([0..1, t - 1..t, 0..v])
-            .into_data()
-            .convert::<f32>()
-            .to_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let last = last_logits(model.forward(x, None, None)).remove(0);
         didact_data::atomic::write(path, serde_json::to_string(&last)?.as_bytes())
             .with_context(|| format!("{}: cannot write logits", path.display()))?;
     }

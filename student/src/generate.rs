@@ -96,7 +96,7 @@ fn argmax(v: &[f32]) -> usize {
 }
 
 /// Logits of the last position, `[batch][vocab]`, copied to the host.
-fn last_logits<B: Backend>(logits: Tensor<B, 3>) -> Vec<Vec<f32>> {
+pub fn last_logits<B: Backend>(logits: Tensor<B, 3>) -> Vec<Vec<f32>> {
     let [b, t, v] = logits.dims();
     let flat = logits
         .slice([0..b, t - 1..t, 0..v])

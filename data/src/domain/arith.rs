@@ -463,16 +463,8 @@ mod tests {
             at in any::<prop::sample::Index>(),
             c in prop_oneof![prop::sample::select(vec!['0', '9', '-', ' ', '\u{0}']), any::<char>()],
         ) {
-            let mut chars: Vec<char> = Arith.generate(seed, d).solution.chars().collect();
-            let len = chars.len();
-            match edit {
-                0 => chars[at.index(len)] = c,
-                1 => chars.insert(at.index(len + 1), c),
-                _ => {
-                    chars.remove(at.index(len));
-                }
-            }
-            judge(seed, d, &chars.into_iter().collect::<String>())?;
+            let attempt = testkit::near_miss(&Arith.generate(seed, d).solution, edit, at, c);
+            judge(seed, d, &attempt)?;
         }
     }
 }

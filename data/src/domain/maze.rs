@@ -920,16 +920,8 @@ mod tests {
             at in any::<prop::sample::Index>(),
             c in prop_oneof![prop::sample::select(vec!['U', 'D', 'L', 'R', 'u', ',', ' ']), any::<char>()],
         ) {
-            let mut chars: Vec<char> = Maze.generate(seed, n).solution.chars().collect();
-            let len = chars.len();
-            match edit {
-                0 => chars[at.index(len)] = c,
-                1 => chars.insert(at.index(len + 1), c),
-                _ => {
-                    chars.remove(at.index(len));
-                }
-            }
-            judge(seed, n, &chars.into_iter().collect::<String>())?;
+            let attempt = testkit::near_miss(&Maze.generate(seed, n).solution, edit, at, c);
+            judge(seed, n, &attempt)?;
         }
     }
 }

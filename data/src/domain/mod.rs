@@ -281,6 +281,21 @@ pub(crate) mod testkit {
         }
     }
 
+    /// `solution` with one edit: 0 replaces, 1 inserts, 2 deletes the
+    /// character at `at` (the near misses verifiers must judge calmly).
+    pub fn near_miss(solution: &str, edit: u8, at: proptest::sample::Index, c: char) -> String {
+        let mut chars: Vec<char> = solution.chars().collect();
+        let len = chars.len();
+        match edit {
+            0 => chars[at.index(len)] = c,
+            1 => chars.insert(at.index(len + 1), c),
+            _ => {
+                chars.remove(at.index(len));
+            }
+        }
+        chars.into_iter().collect()
+    }
+
     pub fn garbage_never_panics(domain: &dyn Domain) {
         let t = domain.generate(3, domain.difficulty_range().1);
         for s in [

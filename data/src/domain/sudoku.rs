@@ -734,16 +734,8 @@ mod tests {
             at in any::<prop::sample::Index>(),
             c in prop_oneof![prop::char::range('0', '5'), Just('/'), Just('.'), any::<char>()],
         ) {
-            let mut chars: Vec<char> = Sudoku.generate(seed, d).solution.chars().collect();
-            let len = chars.len();
-            match edit {
-                0 => chars[at.index(len)] = c,
-                1 => chars.insert(at.index(len + 1), c),
-                _ => {
-                    chars.remove(at.index(len));
-                }
-            }
-            judge(seed, d, &chars.into_iter().collect::<String>())?;
+            let attempt = testkit::near_miss(&Sudoku.generate(seed, d).solution, edit, at, c);
+            judge(seed, d, &attempt)?;
         }
     }
 }
