@@ -2,7 +2,7 @@
 
 use std::fs;
 
-use didact_e2e::{didact, scratch, smoke_config};
+use didact_e2e::{didact, scratch, smoke_config, smoke_stage};
 
 fn config_with(dir: &std::path::Path, text: &str) -> String {
     let path = dir.join("bad.toml");
@@ -67,19 +67,7 @@ fn missing_config_file_is_named() {
 #[test]
 fn truncated_parquet_and_missing_tables_are_named() {
     let dir = scratch();
-    let smoke = smoke_config();
-    didact(
-        dir.path(),
-        &[
-            "data",
-            "--config",
-            smoke.to_str().unwrap(),
-            "--run-dir",
-            "run",
-            "-q",
-        ],
-    )
-    .expect_ok();
+    smoke_stage(dir.path(), "data");
     let tasks = dir.path().join("run/tasks.parquet");
     let bytes = fs::read(&tasks).unwrap();
     fs::write(&tasks, &bytes[..bytes.len() / 3]).unwrap();
@@ -95,18 +83,9 @@ fn truncated_parquet_and_missing_tables_are_named() {
 #[test]
 fn truncated_output_is_regenerated_by_the_stage() {
     let dir = scratch();
-    let smoke = smoke_config();
-    let args = [
-        "data",
-        "--config",
-        smoke.to_str().unwrap(),
-        "--run-dir",
-        "run",
-        "-q",
-    ];
-    didact(dir.path(), &args).expect_ok();
+    smoke_stage(dir.path(), "data");
     fs::remove_file(dir.path().join("run/tokenizer.json")).unwrap();
-    didact(dir.path(), &args).expect_ok();
+    smoke_stage(dir.path(), "data");
     assert!(
         dir.path().join("run/tokenizer.json").exists(),
         "a missing output must make the stage rerun"

@@ -95,6 +95,24 @@ pub fn didact(cwd: &Path, args: &[&str]) -> Run {
     Run { output }
 }
 
+/// Runs `didact <stage> --config configs/smoke.toml --run-dir run -q` in
+/// `cwd` and requires it to succeed: the setup most end-to-end tests share.
+pub fn smoke_stage(cwd: &Path, stage: &str) -> Run {
+    let config = smoke_config();
+    didact(
+        cwd,
+        &[
+            stage,
+            "--config",
+            config.to_str().expect("utf-8 path"),
+            "--run-dir",
+            "run",
+            "-q",
+        ],
+    )
+    .expect_ok()
+}
+
 /// A scratch directory for one test.
 pub fn scratch() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")

@@ -6,18 +6,14 @@ use std::fs;
 
 use burn::backend::Flex;
 use didact_data::tables::read_train_log;
-use didact_e2e::{didact, scratch, smoke_config};
+use didact_e2e::{didact, scratch, smoke_config, smoke_stage};
 
 #[test]
 fn pretrain_writes_a_loadable_base_checkpoint_and_a_train_log() {
     let dir = scratch();
     let config = smoke_config();
     let config = config.to_str().unwrap();
-    didact(
-        dir.path(),
-        &["pipeline", "--config", config, "--run-dir", "run", "-q"],
-    )
-    .expect_ok();
+    smoke_stage(dir.path(), "pipeline");
     let run = dir.path().join("run");
     for f in ["config.json", "model.safetensors", "tokenizer.json"] {
         assert!(run.join("base").join(f).exists(), "base/{f} missing");
@@ -100,11 +96,7 @@ fn cuda_without_the_feature_is_a_clear_error() {
     let dir = scratch();
     let config = smoke_config();
     let config = config.to_str().unwrap();
-    didact(
-        dir.path(),
-        &["data", "--config", config, "--run-dir", "run", "-q"],
-    )
-    .expect_ok();
+    smoke_stage(dir.path(), "data");
     let line = didact(
         dir.path(),
         &[
@@ -231,11 +223,7 @@ fn a_killed_pretrain_resumes_from_its_last_checkpoint() {
     let dir = scratch();
     let config = smoke_config();
     let config = config.to_str().unwrap();
-    didact(
-        dir.path(),
-        &["data", "--config", config, "--run-dir", "run", "-q"],
-    )
-    .expect_ok();
+    smoke_stage(dir.path(), "data");
     let args = [
         "pretrain",
         "--config",

@@ -28,6 +28,19 @@ use crate::error::{DataError, Result};
 
 const PIECES: &str = r" ?[a-z]+| ?[^a-z\s]|\s+";
 
+fn encode_ids(inner: &tokenizers::Tokenizer, text: &str, post_process: bool) -> Result<Vec<u32>> {
+    let enc = inner
+        .encode(text, post_process)
+        .map_err(|e| tok_err(Path::new("<encode>"), e))?;
+    Ok(enc.get_ids().to_vec())
+}
+
+fn decode_ids(inner: &tokenizers::Tokenizer, ids: &[u32]) -> Result<String> {
+    inner
+        .decode(ids, false)
+        .map_err(|e| tok_err(Path::new("<decode>"), e))
+}
+
 /// A trained tokenizer and the ids of its special tokens.
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
@@ -136,20 +149,14 @@ impl Tokenizer {
         self.pad_id
     }
 
-    /// Encodes text (special tokens in it are recognised).
+    /// Encodes text (special tokens in it are recognised; no post-processing).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| tok_err(Path::new("<encode>"), e))?;
-        Ok(enc.get_ids().to_vec())
+        encode_ids(&self.inner, text, false)
     }
 
     /// Decodes ids back to text, special tokens included.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner
-            .decode(ids, false)
-            .map_err(|e| tok_err(Path::new("<decode>"), e))
+        decode_ids(&self.inner, ids)
     }
 
     /// Encodes a finished dialogue turn by turn, labelling each token with its
@@ -200,17 +207,11 @@ impl HfTokenizer {
     /// Encodes with the tokenizer's own post-processing (special tokens it
     /// adds, such as a BOS token, are added; nothing else is).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self
-            .inner
-            .encode(text, true)
-            .map_err(|e| tok_err(Path::new("<encode>"), e))?;
-        Ok(enc.get_ids().to_vec())
+        encode_ids(&self.inner, text, true)
     }
 
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner
-            .decode(ids, false)
-            .map_err(|e| tok_err(Path::new("<decode>"), e))
+        decode_ids(&self.inner, ids)
     }
 
     pub fn token_to_id(&self, token: &str) -> Option<u32> {

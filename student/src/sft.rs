@@ -707,45 +707,13 @@ mod tests {
         }
         // And it ends with the same weights.
         let weights = |m: &Llama<A>| -> Vec<f32> {
-            let mut w = m
-                .embed_tokens
-                .weight
-                .val()
-                .into_data()
-                .to_vec::<f32>()
-                .unwrap();
+            let flat = |t: Tensor<A, 2>| t.into_data().to_vec::<f32>().unwrap();
+            let mut w = flat(m.embed_tokens.weight.val());
             for layer in &m.layers {
-                w.extend(
-                    layer
-                        .mlp
-                        .down_proj
-                        .weight
-                        .val()
-                        .into_data()
-                        .to_vec::<f32>()
-                        .unwrap(),
-                );
-                w.extend(
-                    layer
-                        .self_attn
-                        .q_proj
-                        .weight
-                        .val()
-                        .into_data()
-                        .to_vec::<f32>()
-                        .unwrap(),
-                );
+                w.extend(flat(layer.mlp.down_proj.weight.val()));
+                w.extend(flat(layer.self_attn.q_proj.weight.val()));
             }
-            w.extend(
-                m.lm_head
-                    .as_ref()
-                    .unwrap()
-                    .weight
-                    .val()
-                    .into_data()
-                    .to_vec::<f32>()
-                    .unwrap(),
-            );
+            w.extend(flat(m.lm_head.as_ref().unwrap().weight.val()));
             w
         };
         let (wa, wb) = (weights(&straight.model), weights(&resumed.model));
