@@ -11,6 +11,18 @@ pipeline *ARGS:
 data *ARGS:
     cargo run --release --bin didact -- data --config {{config}} {{ARGS}}
 
+# RL²F: GRPO over whole dialogues with the teacher, from the base model.
+student *ARGS:
+    cargo run --release --bin didact -- student --config {{config}} {{ARGS}}
+
+# The baselines on the same budget: single-turn RL and offline SFT.
+baseline *ARGS:
+    cargo run --release --bin didact -- baseline --config {{config}} {{ARGS}}
+
+# Every model under every condition on the held-out test tasks.
+eval *ARGS:
+    cargo run --release --bin didact -- eval --config {{config}} {{ARGS}}
+
 # Print tasks or dialogues of a run, e.g. `just show dialogues --domain maze`.
 show *ARGS:
     cargo run --release --bin didact -- show --config {{config}} {{ARGS}}

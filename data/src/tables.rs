@@ -91,6 +91,216 @@ pub const TRAIN_LOG: TableSchema = TableSchema {
     ],
 };
 
+/// `rollouts.parquet`: one row per student attempt sampled during online
+/// RL: which iteration, task and group member, the turn, the attempt and its
+/// verdict, the teacher's reply (empty when the dialogue ended there), the
+/// tokens generated with their summed log-probability, and the dialogue's
+/// discounted reward.
+pub const ROLLOUTS: TableSchema = TableSchema {
+    name: "rollouts",
+    columns: &[
+        ("iteration", ColumnType::U64),
+        ("task_id", ColumnType::Str),
+        ("domain", ColumnType::Str),
+        ("member", ColumnType::U32),
+        ("turn", ColumnType::U32),
+        ("attempt", ColumnType::Str),
+        ("verdict", ColumnType::Str),
+        ("feedback", ColumnType::Str),
+        ("leak_blocked", ColumnType::Bool),
+        ("tokens", ColumnType::U32),
+        ("logprob", ColumnType::F64),
+        ("reward", ColumnType::F64),
+    ],
+};
+
+/// One row of `rollouts.parquet`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutRow {
+    pub iteration: u64,
+    pub task_id: String,
+    pub domain: DomainKind,
+    pub member: u32,
+    pub turn: u32,
+    pub attempt: String,
+    pub verdict: String,
+    pub feedback: String,
+    pub leak_blocked: bool,
+    pub tokens: u32,
+    pub logprob: f64,
+    pub reward: f64,
+}
+
+pub fn rollouts_frame(rows: &[RolloutRow]) -> Result<DataFrame> {
+    let s = |f: fn(&RolloutRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
+    let u = |f: fn(&RolloutRow) -> u32| rows.iter().map(f).collect::<Vec<u32>>();
+    let x = |f: fn(&RolloutRow) -> f64| rows.iter().map(f).collect::<Vec<f64>>();
+    frame(vec![
+        Column::new(
+            "iteration".into(),
+            rows.iter().map(|r| r.iteration).collect::<Vec<u64>>(),
+        ),
+        Column::new("task_id".into(), s(|r| &r.task_id)),
+        Column::new("domain".into(), s(|r| r.domain.name())),
+        Column::new("member".into(), u(|r| r.member)),
+        Column::new("turn".into(), u(|r| r.turn)),
+        Column::new("attempt".into(), s(|r| &r.attempt)),
+        Column::new("verdict".into(), s(|r| &r.verdict)),
+        Column::new("feedback".into(), s(|r| &r.feedback)),
+        Column::new(
+            "leak_blocked".into(),
+            rows.iter().map(|r| r.leak_blocked).collect::<Vec<bool>>(),
+        ),
+        Column::new("tokens".into(), u(|r| r.tokens)),
+        Column::new("logprob".into(), x(|r| r.logprob)),
+        Column::new("reward".into(), x(|r| r.reward)),
+    ])
+}
+
+/// Reads `rollouts.parquet` back into typed rows.
+pub fn read_rollouts(path: &Path) -> Result<Vec<RolloutRow>> {
+    let df = read_table(path, &ROLLOUTS)?;
+    let (tasks, domains) = (strs(&df, "task_id")?, strs(&df, "domain")?);
+    let (attempts, verdicts, feedback) = (
+        strs(&df, "attempt")?,
+        strs(&df, "verdict")?,
+        strs(&df, "feedback")?,
+    );
+    let iterations = u64s(&df, "iteration")?;
+    let (members, turns, tokens) = (
+        u32s(&df, "member")?,
+        u32s(&df, "turn")?,
+        u32s(&df, "tokens")?,
+    );
+    let blocked = bools(&df, "leak_blocked")?;
+    let (logprobs, rewards) = (f64s(&df, "logprob")?, f64s(&df, "reward")?);
+    (0..df.height())
+        .map(|i| {
+            Ok(RolloutRow {
+                iteration: iterations[i],
+                task_id: tasks[i].to_string(),
+                domain: domains[i]
+                    .parse()
+                    .map_err(|e: DataError| schema_err(path, format!("row {i}: {e}")))?,
+                member: members[i],
+                turn: turns[i],
+                attempt: attempts[i].to_string(),
+                verdict: verdicts[i].to_string(),
+                feedback: feedback[i].to_string(),
+                leak_blocked: blocked[i],
+                tokens: tokens[i],
+                logprob: logprobs[i],
+                reward: rewards[i],
+            })
+        })
+        .collect()
+}
+
+/// `eval/turns.parquet`: one row per (model, condition, seed, task, turn)
+/// of the evaluation grid: the attempt, its verdict, and the feedback that
+/// followed it with its source (`teacher`, `retry`; empty when the dialogue
+/// ended with this attempt).
+pub const EVAL_TURNS: TableSchema = TableSchema {
+    name: "eval_turns",
+    columns: &[
+        ("model", ColumnType::Str),
+        ("condition", ColumnType::Str),
+        ("seed", ColumnType::U64),
+        ("task_id", ColumnType::Str),
+        ("domain", ColumnType::Str),
+        ("difficulty", ColumnType::U32),
+        ("turn", ColumnType::U32),
+        ("attempt", ColumnType::Str),
+        ("verdict", ColumnType::Str),
+        ("correct", ColumnType::Bool),
+        ("feedback", ColumnType::Str),
+        ("feedback_source", ColumnType::Str),
+    ],
+};
+
+/// One row of `eval/turns.parquet`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvalTurnRow {
+    pub model: String,
+    pub condition: String,
+    pub seed: u64,
+    pub task_id: String,
+    pub domain: DomainKind,
+    pub difficulty: u32,
+    pub turn: u32,
+    pub attempt: String,
+    pub verdict: String,
+    pub correct: bool,
+    pub feedback: String,
+    pub feedback_source: String,
+}
+
+pub fn eval_turns_frame(rows: &[EvalTurnRow]) -> Result<DataFrame> {
+    let s = |f: fn(&EvalTurnRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
+    let u = |f: fn(&EvalTurnRow) -> u32| rows.iter().map(f).collect::<Vec<u32>>();
+    frame(vec![
+        Column::new("model".into(), s(|r| &r.model)),
+        Column::new("condition".into(), s(|r| &r.condition)),
+        Column::new(
+            "seed".into(),
+            rows.iter().map(|r| r.seed).collect::<Vec<u64>>(),
+        ),
+        Column::new("task_id".into(), s(|r| &r.task_id)),
+        Column::new("domain".into(), s(|r| r.domain.name())),
+        Column::new("difficulty".into(), u(|r| r.difficulty)),
+        Column::new("turn".into(), u(|r| r.turn)),
+        Column::new("attempt".into(), s(|r| &r.attempt)),
+        Column::new("verdict".into(), s(|r| &r.verdict)),
+        Column::new(
+            "correct".into(),
+            rows.iter().map(|r| r.correct).collect::<Vec<bool>>(),
+        ),
+        Column::new("feedback".into(), s(|r| &r.feedback)),
+        Column::new("feedback_source".into(), s(|r| &r.feedback_source)),
+    ])
+}
+
+/// Reads `eval/turns.parquet` back into typed rows.
+pub fn read_eval_turns(path: &Path) -> Result<Vec<EvalTurnRow>> {
+    let df = read_table(path, &EVAL_TURNS)?;
+    let col = |n| strs(&df, n);
+    let (models, conditions, tasks, domains) = (
+        col("model")?,
+        col("condition")?,
+        col("task_id")?,
+        col("domain")?,
+    );
+    let (attempts, verdicts, feedback, sources) = (
+        col("attempt")?,
+        col("verdict")?,
+        col("feedback")?,
+        col("feedback_source")?,
+    );
+    let seeds = u64s(&df, "seed")?;
+    let (difficulties, turns) = (u32s(&df, "difficulty")?, u32s(&df, "turn")?);
+    let correct = bools(&df, "correct")?;
+    (0..df.height())
+        .map(|i| {
+            Ok(EvalTurnRow {
+                model: models[i].to_string(),
+                condition: conditions[i].to_string(),
+                seed: seeds[i],
+                task_id: tasks[i].to_string(),
+                domain: domains[i]
+                    .parse()
+                    .map_err(|e: DataError| schema_err(path, format!("row {i}: {e}")))?,
+                difficulty: difficulties[i],
+                turn: turns[i],
+                attempt: attempts[i].to_string(),
+                verdict: verdicts[i].to_string(),
+                correct: correct[i],
+                feedback: feedback[i].to_string(),
+                feedback_source: sources[i].to_string(),
+            })
+        })
+        .collect()
+}
+
 /// One row of `train_log.parquet`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainLogRow {
@@ -125,13 +335,7 @@ pub fn read_train_log(path: &Path) -> Result<Vec<TrainLogRow>> {
     let df = read_table(path, &TRAIN_LOG)?;
     let (stages, metrics) = (strs(&df, "stage")?, strs(&df, "metric")?);
     let steps = u64s(&df, "step")?;
-    let values = df
-        .column("value")
-        .and_then(|c| c.f64())
-        .map_err(|e| DataError::Generation(e.to_string()))?
-        .iter()
-        .map(|v| v.unwrap_or(f64::NAN))
-        .collect::<Vec<f64>>();
+    let values = f64s(&df, "value")?;
     Ok((0..df.height())
         .map(|i| TrainLogRow {
             stage: stages[i].to_string(),
@@ -294,6 +498,14 @@ fn bools(df: &DataFrame, name: &str) -> Result<Vec<bool>> {
         .and_then(|c| c.bool())
         .map_err(|e| DataError::Generation(e.to_string()))?;
     Ok(ca.iter().map(|v| v.unwrap_or_default()).collect())
+}
+
+fn f64s(df: &DataFrame, name: &str) -> Result<Vec<f64>> {
+    let ca = df
+        .column(name)
+        .and_then(|c| c.f64())
+        .map_err(|e| DataError::Generation(e.to_string()))?;
+    Ok(ca.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
 }
 
 fn frame(columns: Vec<Column>) -> Result<DataFrame> {
@@ -489,6 +701,34 @@ mod tests {
             err.contains("column `seed` has type str, expected u64"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn rollouts_round_trip_through_parquet() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rollouts.parquet");
+        let rows: Vec<RolloutRow> = (0..3)
+            .map(|i| RolloutRow {
+                iteration: i,
+                task_id: format!("arith-{i}"),
+                domain: DomainKind::Arith,
+                member: i as u32 % 2,
+                turn: 1 + i as u32,
+                attempt: "12".into(),
+                verdict: "wrong".into(),
+                feedback: if i == 2 {
+                    String::new()
+                } else {
+                    "Too high.".into()
+                },
+                leak_blocked: i == 1,
+                tokens: 3,
+                logprob: -1.5 * i as f64,
+                reward: 0.49,
+            })
+            .collect();
+        write_table(&path, &ROLLOUTS, &mut rollouts_frame(&rows).unwrap()).unwrap();
+        assert_eq!(read_rollouts(&path).unwrap(), rows);
     }
 
     #[test]

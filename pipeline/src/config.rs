@@ -4,8 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+use didact_data::FeedbackLevel;
 use didact_data::dataset::DataConfig;
 use didact_student::ModelConfig;
+use didact_student::grpo::RlConfig;
 use didact_student::sft::TrainConfig;
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +22,107 @@ pub struct Config {
     /// The `pretrain` stage: SFT of the base student on single-turn examples
     /// and the synthetic feedback dialogues.
     pub pretrain: TrainConfig,
+    /// The `student` stage: RL²F, GRPO over whole dialogues with the teacher.
+    pub student: RlConfig,
+    /// The `baseline` stage: single-turn RL and offline SFT on the same
+    /// tasks, iterations and samples as `student`.
+    pub baseline: BaselineConfig,
+    /// The `eval` stage: every model under every condition on the test tasks.
+    pub eval: EvalConfig,
+}
+
+/// What the baselines do beyond what they share with `student`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BaselineConfig {
+    /// Learning rate of offline SFT on the base model's successful dialogues.
+    pub offline_lr: f64,
+    /// Dialogues per offline-SFT step.
+    pub offline_batch_size: usize,
+}
+
+impl Default for BaselineConfig {
+    fn default() -> Self {
+        Self {
+            offline_lr: 5e-4,
+            offline_batch_size: 32,
+        }
+    }
+}
+
+/// The evaluation grid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// Test tasks per domain (0: all of them).
+    pub tasks_per_domain: usize,
+    /// Student attempts per dialogue (K).
+    pub max_turns: usize,
+    /// Conditions, from `single` (one attempt), `retry` ("Try again."
+    /// after a wrong attempt) and `teacher` (the teacher's feedback).
+    pub conditions: Vec<Condition>,
+    /// The teacher's feedback level in the `teacher` condition.
+    pub feedback_level: FeedbackLevel,
+    /// 0 decodes greedily (then one seed is enough).
+    pub temperature: f32,
+    /// Sampling seeds per (model, condition, task).
+    pub seeds: usize,
+    /// Token budget of one attempt.
+    pub max_new_tokens: usize,
+    /// Dialogues per batched generation.
+    pub batch_size: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self {
+            tasks_per_domain: 0,
+            max_turns: 4,
+            conditions: vec![Condition::Single, Condition::Retry, Condition::Teacher],
+            feedback_level: FeedbackLevel::Explanation,
+            temperature: 0.0,
+            seeds: 1,
+            max_new_tokens: 24,
+            batch_size: 128,
+        }
+    }
+}
+
+impl EvalConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_turns == 0 || self.seeds == 0 || self.batch_size == 0 {
+            return Err("max_turns, seeds and batch_size must be positive".into());
+        }
+        if self.conditions.is_empty() {
+            return Err("conditions: name at least one".into());
+        }
+        if self.temperature < 0.0 {
+            return Err(format!("temperature: {} is negative", self.temperature));
+        }
+        Ok(())
+    }
+}
+
+/// How a wrong attempt is answered during evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    /// One attempt, no feedback.
+    Single,
+    /// "Try again." whatever the attempt: the no-information control.
+    Retry,
+    /// The teacher's feedback.
+    Teacher,
+}
+
+impl Condition {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Single => "single",
+            Self::Retry => "retry",
+            Self::Teacher => "teacher",
+        }
+    }
 }
 
 /// A configuration error: always names the file, and the key when there is one.
@@ -73,6 +176,20 @@ impl Config {
             .pretrain
             .validate()
             .map_err(|e| invalid(format!("pretrain: {e}")))?;
+        config
+            .student
+            .validate()
+            .map_err(|e| invalid(format!("student: {e}")))?;
+        config
+            .eval
+            .validate()
+            .map_err(|e| invalid(format!("eval: {e}")))?;
+        let offline_ok = config.baseline.offline_lr > 0.0 && config.baseline.offline_batch_size > 0;
+        if !offline_ok {
+            return Err(invalid(
+                "baseline: offline_lr and offline_batch_size must be positive".into(),
+            ));
+        }
         Ok(config)
     }
 

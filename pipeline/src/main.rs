@@ -69,6 +69,16 @@ enum Command {
     /// synthetic feedback dialogues: base/ (Hugging Face layout),
     /// train_log.parquet.
     Pretrain,
+    /// RL²F: GRPO over whole dialogues with the teacher, from the base
+    /// model: student/, rollouts.parquet, train_log.parquet.
+    Student,
+    /// The baselines on the same budget as `student`: single-turn RL
+    /// (baseline/single_turn_rl/) and offline SFT on the base model's
+    /// successful dialogues (baseline/offline_sft/).
+    Baseline,
+    /// Every model under every condition (single attempt, retry, teacher)
+    /// on the test tasks: eval/turns.parquet and accuracy-by-turn tables.
+    Eval,
     /// Run every stage in order, skipping those that are up to date.
     Pipeline,
     /// Print tasks or dialogues from the run's tables.
@@ -129,6 +139,9 @@ fn run(cli: &Cli) -> Result<()> {
     let selected: Vec<&str> = match cli.command {
         Command::Data => vec!["data"],
         Command::Pretrain => vec!["pretrain"],
+        Command::Student => vec!["student"],
+        Command::Baseline => vec!["baseline"],
+        Command::Eval => vec!["eval"],
         Command::Pipeline => STAGES.iter().map(|s| s.name).collect(),
         Command::Show(_) | Command::Generate(_) => unreachable!("handled above"),
     };

@@ -120,6 +120,24 @@ pub fn generate<B: Backend>(
     seed: u64,
     device: &B::Device,
 ) -> Vec<Generation> {
+    let seeds: Vec<u64> = (0..prompts.len())
+        .map(|i| mix_seed(&[seed, i as u64]))
+        .collect();
+    generate_seeded(model, prompts, stop_ids, pad_id, params, &seeds, device)
+}
+
+/// [`generate`] with one generator seed per prompt, so that a sequence's
+/// sample does not depend on which batch it was drawn in.
+pub fn generate_seeded<B: Backend>(
+    model: &Llama<B>,
+    prompts: &[Vec<u32>],
+    stop_ids: &[u32],
+    pad_id: u32,
+    params: &SamplingParams,
+    seeds: &[u64],
+    device: &B::Device,
+) -> Vec<Generation> {
+    assert_eq!(seeds.len(), prompts.len(), "one seed per prompt");
     let batch = prompts.len();
     if batch == 0 {
         return Vec::new();
@@ -133,9 +151,7 @@ pub fn generate<B: Backend>(
         ids.extend(std::iter::repeat_n(pad_id as i64, pad));
         ids.extend(p.iter().map(|&t| t as i64));
     }
-    let mut rngs: Vec<Rng> = (0..batch)
-        .map(|i| Rng::new(mix_seed(&[seed, i as u64])))
-        .collect();
+    let mut rngs: Vec<Rng> = seeds.iter().map(|&s| Rng::new(s)).collect();
     let mut out: Vec<Generation> = vec![
         Generation {
             tokens: Vec::new(),
@@ -144,39 +160,48 @@ pub fn generate<B: Backend>(
         };
         batch
     ];
-    let mut done = vec![params.max_new_tokens == 0; batch];
+    if params.max_new_tokens == 0 {
+        return out;
+    }
     let mut cache = KvCache::new(model.config.num_hidden_layers);
     let flat = |valid: &Vec<Vec<bool>>| valid.iter().flatten().copied().collect::<Vec<bool>>();
     let input = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [batch, width]), device);
     let mut logits = last_logits(model.forward(input, Some(&flat(&valid)), Some(&mut cache)));
-    for _ in 0..params.max_new_tokens {
-        if done.iter().all(|d| *d) {
-            break;
-        }
-        let mut next = Vec::with_capacity(batch);
-        for i in 0..batch {
-            if done[i] {
-                next.push(pad_id as i64);
-                continue;
-            }
-            let (token, lp) = sample(&logits[i], params, &mut rngs[i]);
+    // `rows[p]`: the prompt whose sequence is row `p` of the batch. Rows
+    // that finish leave the batch (and the cache), so finished sequences
+    // cost nothing while the others run on.
+    let mut rows: Vec<usize> = (0..batch).collect();
+    loop {
+        let mut next = Vec::with_capacity(rows.len());
+        let mut keep = Vec::with_capacity(rows.len());
+        for (p, &i) in rows.iter().enumerate() {
+            let (token, lp) = sample(&logits[p], params, &mut rngs[i]);
             out[i].logprob += lp;
             if stop_ids.contains(&token) {
                 out[i].stop = Some(token);
-                done[i] = true;
-            } else {
-                out[i].tokens.push(token);
-                done[i] = out[i].tokens.len() >= params.max_new_tokens;
+                continue;
             }
-            next.push(token as i64);
+            out[i].tokens.push(token);
+            if out[i].tokens.len() < params.max_new_tokens {
+                keep.push(p);
+                next.push(token as i64);
+            }
         }
-        if done.iter().all(|d| *d) {
+        if keep.is_empty() {
             break;
+        }
+        if keep.len() < rows.len() {
+            cache.retain_rows(&keep, device);
+            valid = keep
+                .iter()
+                .map(|&p| std::mem::take(&mut valid[p]))
+                .collect();
+            rows = keep.iter().map(|&p| rows[p]).collect();
         }
         for v in valid.iter_mut() {
             v.push(true);
         }
-        let input = Tensor::<B, 2, Int>::from_data(TensorData::new(next, [batch, 1]), device);
+        let input = Tensor::<B, 2, Int>::from_data(TensorData::new(next, [rows.len(), 1]), device);
         logits = last_logits(model.forward(input, Some(&flat(&valid)), Some(&mut cache)));
     }
     out

@@ -6,7 +6,11 @@ pub mod config;
 pub mod error;
 pub mod eval;
 pub mod generate;
+pub mod grads;
+pub mod grpo;
 pub mod model;
+pub mod resume;
+pub mod rollout;
 pub mod sft;
 
 pub use config::{LlamaConfig, ModelConfig};

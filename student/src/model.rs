@@ -69,6 +69,19 @@ impl<B: Backend> KvCache<B> {
             len: 0,
         }
     }
+
+    /// Keeps only the batch rows `rows` (in that order), so that sequences
+    /// that finished generating stop costing compute.
+    pub fn retain_rows(&mut self, rows: &[usize], device: &B::Device) {
+        let index = Tensor::<B, 1, Int>::from_data(
+            TensorData::new(rows.iter().map(|&r| r as i64).collect(), [rows.len()]),
+            device,
+        );
+        for (k, v) in self.layers.iter_mut().flatten() {
+            *k = k.clone().select(0, index.clone());
+            *v = v.clone().select(0, index.clone());
+        }
+    }
 }
 
 /// Rotary position embedding for one forward pass, laid out so that
@@ -206,20 +219,16 @@ impl<B: Backend> Attention<B> {
             *slot = Some((k.clone(), v.clone()));
         }
         let tk = k.dims()[2];
-        let (k, v) = if h == kv {
-            (k, v)
-        } else {
-            let rep = h / kv;
-            let expand = |y: Tensor<B, 4>| {
-                y.unsqueeze_dim::<5>(2)
-                    .repeat_dim(2, rep)
-                    .reshape([b, h, tk, hd])
-            };
-            (expand(k), expand(v))
-        };
+        // Grouped-query attention without copying keys and values per query
+        // head: the `rep` query heads that share a key/value head are
+        // stacked along the query axis (head i uses key/value head i / rep,
+        // as in transformers' `repeat_kv`).
+        let rep = h / kv;
+        let q = q.reshape([b, kv, rep * t, hd]);
+        let bias = bias.clone().reshape([b, kv, rep * t, tk]);
         // q carries the 1/sqrt(head_dim) scale (see `Rope`).
-        let scores = q.matmul(k.swap_dims(2, 3)) + bias.clone();
-        let out = softmax(scores, 3).matmul(v);
+        let scores = q.matmul(k.swap_dims(2, 3)) + bias;
+        let out = softmax(scores, 3).matmul(v).reshape([b, h, t, hd]);
         self.o_proj
             .forward(out.swap_dims(1, 2).reshape([b, t, h * hd]))
     }

@@ -7,18 +7,16 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
-use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use didact_data::rng::{Rng, mix_seed};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint;
 use crate::error::{Result, StudentError};
 use crate::model::Llama;
+use crate::resume;
 
 /// Optimisation hyperparameters of one training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -296,41 +294,6 @@ struct TrainerState {
     log: Vec<LogRow>,
 }
 
-const STATE_FILE: &str = "trainer_state.json";
-const OPTIMIZER_BASE: &str = "optimizer";
-
-/// Writes model, optimizer state and trainer state into `dir` by building
-/// them in a temporary directory and swapping it in, so `dir` always holds a
-/// complete checkpoint.
-fn save_checkpoint<B: AutodiffBackend, O: Optimizer<Llama<B>, B>>(
-    dir: &Path,
-    model: &Llama<B>,
-    optim: &O,
-    state: &TrainerState,
-) -> Result<()> {
-    let tmp = dir.with_extension("tmp");
-    let old = dir.with_extension("old");
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| StudentError::Io { path, source }
-    };
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    checkpoint::save(&model.valid(), &tmp)?;
-    BinFileRecorder::<FullPrecisionSettings>::new()
-        .record(optim.to_record(), tmp.join(OPTIMIZER_BASE))
-        .map_err(|e| StudentError::Training(format!("saving optimizer state: {e}")))?;
-    let json = serde_json::to_vec_pretty(state).expect("state serialises");
-    didact_data::atomic::write(&tmp.join(STATE_FILE), &json)?;
-    let _ = std::fs::remove_dir_all(&old);
-    if dir.exists() {
-        std::fs::rename(dir, &old).map_err(io(dir))?;
-    }
-    std::fs::rename(&tmp, dir).map_err(io(dir))?;
-    let _ = std::fs::remove_dir_all(&old);
-    Ok(())
-}
-
 /// The result of a finished run.
 pub struct Trained<B: AutodiffBackend> {
     pub model: Llama<B>,
@@ -357,48 +320,19 @@ pub fn train<B: AutodiffBackend>(
     if examples.is_empty() {
         return Err(StudentError::Training("no training examples".into()));
     }
-    let mut adamw = AdamWConfig::new().with_weight_decay(cfg.weight_decay);
-    if cfg.clip_norm > 0.0 {
-        adamw = adamw.with_grad_clipping(Some(GradientClippingConfig::Norm(cfg.clip_norm)));
-    }
-    let mut optim = adamw.init::<B, Llama<B>>();
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(cfg.weight_decay)
+        .init::<B, Llama<B>>();
     let mut state = TrainerState {
         step: 0,
         config: cfg.clone(),
         log: Vec::new(),
     };
-    let state_path = ckpt_dir.join(STATE_FILE);
-    let previous = ckpt_dir.with_extension("old");
-    if !ckpt_dir.exists() && previous.join(STATE_FILE).exists() {
-        // Interrupted between the two renames of `save_checkpoint`.
-        std::fs::rename(&previous, ckpt_dir).map_err(|source| StudentError::Io {
-            path: ckpt_dir.to_path_buf(),
-            source,
-        })?;
-    }
-    if state_path.exists() {
-        let saved: TrainerState =
-            serde_json::from_slice(&std::fs::read(&state_path).map_err(|source| {
-                StudentError::Io {
-                    path: state_path.clone(),
-                    source,
-                }
-            })?)
-            .map_err(|e| StudentError::Checkpoint {
-                path: state_path.clone(),
-                reason: e.to_string(),
-            })?;
-        if saved.config == *cfg {
-            model = checkpoint::load::<B>(ckpt_dir, device)?;
-            let record = BinFileRecorder::<FullPrecisionSettings>::new()
-                .load(ckpt_dir.join(OPTIMIZER_BASE), device)
-                .map_err(|e| StudentError::Checkpoint {
-                    path: ckpt_dir.join(OPTIMIZER_BASE),
-                    reason: format!("optimizer state: {e}"),
-                })?;
-            optim = optim.load_record(record);
-            state = saved;
-        }
+    if let Some(saved) = resume::read_state::<TrainerState>(ckpt_dir)?
+        && saved.config == *cfg
+    {
+        (model, optim) = resume::load(ckpt_dir, optim, device)?;
+        state = saved;
     }
     let resumed_from = state.step;
     let mut plan = BatchPlan::new(examples.len(), cfg.batch_size, cfg.bucket_window, cfg.seed);
@@ -431,7 +365,9 @@ pub fn train<B: AutodiffBackend>(
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             accumulator.accumulate(&model, grads);
         }
-        model = optim.step(lr, model, accumulator.grads());
+        let mut grads = accumulator.grads();
+        let grad_norm = crate::grads::clip_global_norm(&model, &mut grads, cfg.clip_norm);
+        model = optim.step(lr, model, grads);
         state.step += 1;
         let loss = loss_sum / cfg.grad_accum as f64;
         let tps = tokens_seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
@@ -452,6 +388,11 @@ pub fn train<B: AutodiffBackend>(
             metric: "tokens_per_s".into(),
             value: tps,
         });
+        state.log.push(LogRow {
+            step: s,
+            metric: "grad_norm".into(),
+            value: grad_norm,
+        });
         let last = state.step == cfg.steps;
         if state.step.is_multiple_of(cfg.eval_every) || last {
             for (metric, value) in hooks.evaluate(&model.valid())? {
@@ -463,7 +404,7 @@ pub fn train<B: AutodiffBackend>(
             }
         }
         if state.step.is_multiple_of(cfg.checkpoint_every) || last {
-            save_checkpoint(ckpt_dir, &model, &optim, &state)?;
+            resume::save(ckpt_dir, &model, &optim, &state, &|_| Ok(()))?;
         }
         if !last && hooks.should_stop(state.step) {
             break;

@@ -1,8 +1,11 @@
 //! The stage runner. Each stage is one module with one `run`; the order of
 //! stages lives in [`STAGES`] and nowhere else.
 
+pub mod baseline;
 pub mod data;
+pub mod eval;
 pub mod pretrain;
+pub mod student;
 
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -43,7 +46,13 @@ pub struct Stage {
 }
 
 /// Every stage, in pipeline order.
-pub const STAGES: &[Stage] = &[data::STAGE, pretrain::STAGE];
+pub const STAGES: &[Stage] = &[
+    data::STAGE,
+    pretrain::STAGE,
+    student::STAGE,
+    baseline::STAGE,
+    eval::STAGE,
+];
 
 pub fn find(name: &str) -> Option<&'static Stage> {
     STAGES.iter().find(|s| s.name == name)

@@ -272,7 +272,7 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
 
 /// Writes the checkpoint and a copy of the tokenizer into a temporary
 /// directory and swaps it in, so `base/` is always complete.
-fn save_final<B: burn::tensor::backend::Backend>(
+pub fn save_final<B: burn::tensor::backend::Backend>(
     model: &Llama<B>,
     dir: &Path,
     tokenizer: &Path,

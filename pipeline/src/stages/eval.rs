@@ -1,0 +1,282 @@
+//! The `eval` stage: every model under every condition on the held-out test
+//! tasks, up to K turns, greedy by default. Writes `eval/turns.parquet` (one
+//! row per model, condition, seed, task and turn) and prints cumulative
+//! accuracy by turn with paired 95% confidence intervals for the
+//! comparisons the method is judged by.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use burn::tensor::backend::AutodiffBackend;
+use didact_data::rng::mix_seed;
+use didact_data::tables::{self, EvalTurnRow, read_tasks};
+use didact_data::{FeedbackLevel, Split, Task, Tokenizer};
+use didact_student::checkpoint;
+use didact_student::generate::SamplingParams;
+use didact_student::rollout::{DialogueParams, DialogueRun, run_dialogues};
+use serde_json::json;
+
+use super::baseline::{OFFLINE_DIR, SINGLE_TURN_DIR};
+use super::data::{TASKS_FILE, TOKENIZER_FILE};
+use super::pretrain::BASE_DIR;
+use super::student::{STUDENT_DIR, per_domain};
+use super::{Stage, StageContext, StageOutput};
+use crate::config::Condition;
+use crate::progress;
+
+pub const TURNS_FILE: &str = "eval/turns.parquet";
+
+/// The models of the grid: (name in the tables, checkpoint directory).
+pub const MODELS: [(&str, &str); 4] = [
+    ("base", BASE_DIR),
+    ("single_turn_rl", SINGLE_TURN_DIR),
+    ("offline_sft", OFFLINE_DIR),
+    ("rl2f", STUDENT_DIR),
+];
+
+pub const STAGE: Stage = Stage {
+    name: "eval",
+    inputs: &[
+        TASKS_FILE,
+        TOKENIZER_FILE,
+        "base/model.safetensors",
+        "student/model.safetensors",
+        "baseline/single_turn_rl/model.safetensors",
+        "baseline/offline_sft/model.safetensors",
+    ],
+    config_section: |c| json!({"eval": c.eval}),
+    run,
+};
+
+fn run(ctx: &StageContext) -> Result<StageOutput> {
+    crate::with_backend!(ctx.device, |B, device| run_on::<B>(ctx, &device))
+}
+
+/// Solved-by-turn indicators of one (model, condition): per (seed, task
+/// index), the first correct turn.
+type Outcomes = BTreeMap<(usize, usize), Option<usize>>;
+
+fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<StageOutput> {
+    let cfg = &ctx.config.eval;
+    let tokenizer = Tokenizer::load(&ctx.run_dir.join(TOKENIZER_FILE))?;
+    let rows = read_tasks(&ctx.run_dir.join(TASKS_FILE))?;
+    let test: Vec<Task> = rows
+        .iter()
+        .filter(|r| r.split == Split::Test)
+        .map(|r| r.task.clone())
+        .collect();
+    let tasks = per_domain(&test, cfg.tasks_per_domain);
+    anyhow::ensure!(!tasks.is_empty(), "eval: no test tasks in {TASKS_FILE}");
+    let jobs = MODELS.len() * cfg.conditions.len() * cfg.seeds;
+    tracing::info!(
+        "eval: {} models × {} conditions × {} seeds on {} test tasks, up to {} turns",
+        MODELS.len(),
+        cfg.conditions.len(),
+        cfg.seeds,
+        tasks.len(),
+        cfg.max_turns
+    );
+    let bar = progress::bar(ctx.progress, jobs as u64, "evaluating");
+    let mut out_rows = Vec::new();
+    let mut outcomes: BTreeMap<(&str, Condition), Outcomes> = BTreeMap::new();
+    for (name, dir) in MODELS {
+        let model = checkpoint::load::<B::InnerBackend>(&ctx.run_dir.join(dir), device)?;
+        for &condition in &cfg.conditions {
+            let (max_turns, level, source) = match condition {
+                Condition::Single => (1, FeedbackLevel::Retry, ""),
+                Condition::Retry => (cfg.max_turns, FeedbackLevel::Retry, "retry"),
+                Condition::Teacher => (cfg.max_turns, cfg.feedback_level, "teacher"),
+            };
+            let params = DialogueParams {
+                max_turns,
+                feedback_level: level,
+                sampling: SamplingParams {
+                    temperature: cfg.temperature,
+                    top_p: 1.0,
+                    max_new_tokens: cfg.max_new_tokens,
+                },
+                batch_size: cfg.batch_size,
+            };
+            for seed in 0..cfg.seeds {
+                bar.set_message(format!("{name} · {}", condition.name()));
+                let runs = run_dialogues(
+                    &model,
+                    &tokenizer,
+                    &tasks,
+                    1,
+                    &params,
+                    mix_seed(&[seed as u64, 0xE7A1]),
+                    device,
+                )?;
+                let entry = outcomes.entry((name, condition)).or_default();
+                for run in &runs {
+                    entry.insert((seed, run.task_index), run.solved_turn);
+                    out_rows.extend(turn_rows(name, condition, seed, &tasks, run, source));
+                }
+                bar.inc(1);
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let path = ctx.run_dir.join(TURNS_FILE);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    tables::write_table(
+        &path,
+        &tables::EVAL_TURNS,
+        &mut tables::eval_turns_frame(&out_rows)?,
+    )?;
+
+    let mut summary = Vec::new();
+    let mut accuracy = serde_json::Map::new();
+    for &condition in &cfg.conditions {
+        let turns = if condition == Condition::Single {
+            1
+        } else {
+            cfg.max_turns
+        };
+        summary.push(format!(
+            "eval · {} · cumulative accuracy by turn (n = {} tasks × {} seeds)",
+            condition.name(),
+            tasks.len(),
+            cfg.seeds
+        ));
+        for (name, _) in MODELS {
+            let acc = cumulative(&outcomes[&(name, condition)], turns);
+            summary.push(format!(
+                "  {name:<15} {}",
+                acc.iter()
+                    .map(|a| format!("{:>6.1}%", 100.0 * a))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ));
+            accuracy.insert(format!("{name}/{}", condition.name()), json!(acc));
+        }
+    }
+    let mut comparisons = serde_json::Map::new();
+    if cfg.conditions.contains(&Condition::Teacher) {
+        let t = &outcomes;
+        let k = cfg.max_turns;
+        for (a, b, turn) in [
+            ("rl2f", "base", k),
+            ("rl2f", "single_turn_rl", k),
+            ("rl2f", "offline_sft", k),
+            ("rl2f", "base", 1),
+        ] {
+            let (mean, half) = paired_difference(
+                &t[&(a, Condition::Teacher)],
+                &t[&(b, Condition::Teacher)],
+                turn,
+            );
+            summary.push(format!(
+                "eval · teacher · {a} − {b} at turn {turn}: {:+.1} points (95% CI {:+.1} to {:+.1})",
+                100.0 * mean,
+                100.0 * (mean - half),
+                100.0 * (mean + half)
+            ));
+            comparisons.insert(
+                format!("{a}-{b}@{turn}"),
+                json!({"difference": mean, "ci_low": mean - half, "ci_high": mean + half}),
+            );
+        }
+    }
+    Ok(StageOutput {
+        outputs: vec![TURNS_FILE.into()],
+        metrics: json!({
+            "tasks": tasks.len(),
+            "seeds": cfg.seeds,
+            "cumulative_accuracy": accuracy,
+            "paired_differences": comparisons,
+        }),
+        summary,
+    })
+}
+
+fn turn_rows(
+    model: &str,
+    condition: Condition,
+    seed: usize,
+    tasks: &[&Task],
+    run: &DialogueRun,
+    source: &str,
+) -> Vec<EvalTurnRow> {
+    let task = tasks[run.task_index];
+    run.turns
+        .iter()
+        .map(|t| EvalTurnRow {
+            model: model.into(),
+            condition: condition.name().into(),
+            seed: seed as u64,
+            task_id: task.task_id.clone(),
+            domain: task.domain,
+            difficulty: task.difficulty,
+            turn: t.turn as u32,
+            attempt: t.attempt.clone(),
+            verdict: t.verdict.name().into(),
+            correct: t.verdict.is_correct(),
+            feedback: t.feedback.clone().unwrap_or_default(),
+            feedback_source: if t.feedback.is_some() {
+                source.into()
+            } else {
+                String::new()
+            },
+        })
+        .collect()
+}
+
+/// Cumulative accuracy at turns `1..=turns`.
+fn cumulative(outcomes: &Outcomes, turns: usize) -> Vec<f64> {
+    let n = outcomes.len().max(1) as f64;
+    (1..=turns)
+        .map(|t| {
+            outcomes
+                .values()
+                .filter(|s| s.is_some_and(|s| s <= t))
+                .count() as f64
+                / n
+        })
+        .collect()
+}
+
+/// Mean of the paired differences (solved by `turn` under `a` minus under
+/// `b`, same seed and task) and the half-width of its 95% normal interval.
+pub fn paired_difference(a: &Outcomes, b: &Outcomes, turn: usize) -> (f64, f64) {
+    let solved = |s: &Option<usize>| s.is_some_and(|s| s <= turn) as u8 as f64;
+    let d: Vec<f64> = a
+        .iter()
+        .filter_map(|(k, sa)| b.get(k).map(|sb| solved(sa) - solved(sb)))
+        .collect();
+    let n = d.len() as f64;
+    if n < 2.0 {
+        return (d.first().copied().unwrap_or(0.0), f64::INFINITY);
+    }
+    let mean = d.iter().sum::<f64>() / n;
+    let var = d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, 1.96 * (var / n).sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paired_differences_on_a_hand_made_grid() {
+        // Four tasks: a solves 0 and 1 (turns 1 and 3), b solves 0 at turn 2.
+        let a: Outcomes = [(0, Some(1)), (1, Some(3)), (2, None), (3, None)]
+            .into_iter()
+            .map(|(i, s)| ((0, i), s))
+            .collect();
+        let b: Outcomes = [(0, Some(2)), (1, None), (2, None), (3, None)]
+            .into_iter()
+            .map(|(i, s)| ((0, i), s))
+            .collect();
+        assert_eq!(cumulative(&a, 3), vec![0.25, 0.25, 0.5]);
+        let (m1, _) = paired_difference(&a, &b, 1);
+        assert!((m1 - 0.25).abs() < 1e-12);
+        let (m3, h3) = paired_difference(&a, &b, 3);
+        assert!((m3 - 0.25).abs() < 1e-12);
+        // d = [0, 1, 0, 0]: sample variance 0.25, half-width 1.96 * 0.25.
+        assert!((h3 - 1.96 * 0.25).abs() < 1e-12, "{h3}");
+    }
+}

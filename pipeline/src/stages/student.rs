@@ -1,0 +1,307 @@
+//! The `student` stage: RL²F. Starting from the base model, GRPO over whole
+//! dialogues with the teacher (group-normalised, turn-discounted rewards,
+//! student tokens only). Writes the `student/` checkpoint, every sampled
+//! turn to `rollouts.parquet`, and per-iteration metrics to the train log.
+//! The runner here is shared with the single-turn RL baseline.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use burn::module::{AutodiffModule, Module};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use didact_data::tables::{self, TrainLogRow, read_tasks};
+use didact_data::{DomainKind, FeedbackLevel, Split, Task, Tokenizer};
+use didact_student::generate::SamplingParams;
+use didact_student::grpo::{self, RlConfig, RlHooks};
+use didact_student::rollout::{DialogueEnv, DialogueParams, DialogueRun, run_dialogues};
+use didact_student::{Llama, checkpoint};
+use indicatif::ProgressBar;
+use serde_json::json;
+
+use super::data::{TASKS_FILE, TOKENIZER_FILE};
+use super::pretrain::{BASE_DIR, TRAIN_LOG_FILE, save_final};
+use super::{Stage, StageContext, StageOutput};
+use crate::progress;
+
+pub const STUDENT_DIR: &str = "student";
+pub const ROLLOUTS_FILE: &str = "rollouts.parquet";
+
+pub const STAGE: Stage = Stage {
+    name: "student",
+    inputs: &[TASKS_FILE, TOKENIZER_FILE, "base/model.safetensors"],
+    config_section: |c| json!({"student": c.student}),
+    run,
+};
+
+fn run(ctx: &StageContext) -> Result<StageOutput> {
+    crate::with_backend!(ctx.device, |B, device| {
+        let outcome = run_rl::<B>(ctx, &ctx.config.student, "student", STUDENT_DIR, &device)?;
+        tables::write_table(
+            &ctx.run_dir.join(ROLLOUTS_FILE),
+            &tables::ROLLOUTS,
+            &mut tables::rollouts_frame(&outcome.rollouts)?,
+        )?;
+        let mut outputs = outcome.outputs;
+        outputs.push(ROLLOUTS_FILE.into());
+        Ok(StageOutput {
+            outputs,
+            metrics: outcome.metrics,
+            summary: outcome.summary,
+        })
+    })
+}
+
+/// Train tasks and the first `per_domain` validation tasks of each domain.
+pub fn load_tasks(ctx: &StageContext) -> Result<(Tokenizer, Vec<Task>, Vec<Task>)> {
+    let tokenizer = Tokenizer::load(&ctx.run_dir.join(TOKENIZER_FILE))?;
+    let rows = read_tasks(&ctx.run_dir.join(TASKS_FILE))?;
+    let train = rows
+        .iter()
+        .filter(|r| r.split == Split::Train)
+        .map(|r| r.task.clone())
+        .collect();
+    let val = rows
+        .iter()
+        .filter(|r| r.split == Split::Val)
+        .map(|r| r.task.clone())
+        .collect();
+    Ok((tokenizer, train, val))
+}
+
+/// The first `n` tasks of each domain (all of them for `n` = 0).
+pub fn per_domain(tasks: &[Task], n: usize) -> Vec<&Task> {
+    let mut by_domain: BTreeMap<DomainKind, Vec<&Task>> = BTreeMap::new();
+    for t in tasks {
+        by_domain.entry(t.domain).or_default().push(t);
+    }
+    by_domain
+        .into_values()
+        .flat_map(|v| {
+            let k = if n == 0 { v.len() } else { n.min(v.len()) };
+            v.into_iter().take(k)
+        })
+        .collect()
+}
+
+/// Fraction of dialogues solved at or before each turn `1..=max_turns`.
+pub fn cumulative_accuracy(runs: &[&DialogueRun], max_turns: usize) -> Vec<f64> {
+    let n = runs.len().max(1) as f64;
+    (1..=max_turns)
+        .map(|t| {
+            runs.iter()
+                .filter(|r| r.solved_turn.is_some_and(|s| s <= t))
+                .count() as f64
+                / n
+        })
+        .collect()
+}
+
+/// Greedy dialogues with the teacher: the validation metric of RL stages.
+pub fn teacher_dialogues<B: Backend>(
+    model: &Llama<B>,
+    tokenizer: &Tokenizer,
+    tasks: &[&Task],
+    max_turns: usize,
+    level: FeedbackLevel,
+    max_new_tokens: usize,
+    device: &B::Device,
+) -> didact_student::Result<Vec<DialogueRun>> {
+    let params = DialogueParams {
+        max_turns,
+        feedback_level: level,
+        sampling: SamplingParams::greedy(max_new_tokens),
+        batch_size: 128,
+    };
+    run_dialogues(model, tokenizer, tasks, 1, &params, 0, device)
+}
+
+struct Hooks<'a> {
+    bar: ProgressBar,
+    name: &'a str,
+    tokenizer: &'a Tokenizer,
+    val: Vec<&'a Task>,
+    cfg: &'a RlConfig,
+    /// Validation accuracy by turn of the latest evaluation.
+    last_val: Vec<f64>,
+}
+
+impl<B: AutodiffBackend> RlHooks<B> for Hooks<'_> {
+    fn on_iteration(&mut self, iteration: usize, metrics: &[(String, f64)]) {
+        let get = |k: &str| metrics.iter().find(|m| m.0 == k).map_or(f64::NAN, |m| m.1);
+        let last_turn = format!("solve_rate_turn_{}", self.cfg.max_turns);
+        self.bar.set_position(iteration as u64);
+        self.bar.set_message(format!(
+            "reward {:.3} · solved@1 {:.0}% · solved@{} {:.0}%",
+            get("reward_mean"),
+            100.0 * get("solve_rate_turn_1"),
+            self.cfg.max_turns,
+            100.0 * get(&last_turn),
+        ));
+    }
+
+    fn evaluate(
+        &mut self,
+        model: &Llama<B::InnerBackend>,
+    ) -> didact_student::Result<Vec<(String, f64)>> {
+        let device = model.devices().into_iter().next().expect("parameters");
+        let runs = teacher_dialogues(
+            model,
+            self.tokenizer,
+            &self.val,
+            self.cfg.max_turns,
+            self.cfg.feedback_level,
+            self.cfg.max_new_tokens,
+            &device,
+        )?;
+        let refs: Vec<&DialogueRun> = runs.iter().collect();
+        let acc = cumulative_accuracy(&refs, self.cfg.max_turns);
+        let line = format!(
+            "{}: validation accuracy with the teacher by turn: {}",
+            self.name,
+            acc.iter()
+                .map(|a| format!("{:.1}%", 100.0 * a))
+                .collect::<Vec<_>>()
+                .join(" → ")
+        );
+        self.bar.suspend(|| tracing::info!("{line}"));
+        self.last_val = acc.clone();
+        Ok(acc
+            .iter()
+            .enumerate()
+            .map(|(t, a)| (format!("val_accuracy_turn_{}", t + 1), *a))
+            .collect())
+    }
+}
+
+/// What an RL run produced.
+pub struct RlOutcome {
+    pub outputs: Vec<String>,
+    pub metrics: serde_json::Value,
+    pub summary: Vec<String>,
+    pub rollouts: Vec<tables::RolloutRow>,
+}
+
+/// Runs GRPO from the base model with `cfg` and writes the result to
+/// `out_dir` (relative to the run directory); `name` labels the train log,
+/// the checkpoint directory and the messages.
+pub fn run_rl<B: AutodiffBackend>(
+    ctx: &StageContext,
+    cfg: &RlConfig,
+    name: &str,
+    out_dir: &str,
+    device: &B::Device,
+) -> Result<RlOutcome> {
+    let (tokenizer, train, val) = load_tasks(ctx)?;
+    anyhow::ensure!(!train.is_empty(), "{name}: no train tasks in {TASKS_FILE}");
+    let base_dir = ctx.run_dir.join(BASE_DIR);
+    let policy = checkpoint::load::<B>(&base_dir, device)?;
+    let reference = policy.valid();
+    let train_refs: Vec<&Task> = train.iter().collect();
+    let mut env = DialogueEnv::new(train_refs, &tokenizer, cfg);
+    tracing::info!(
+        "{name}: {} iterations of {} tasks × {} dialogues of up to {} turns on {}",
+        cfg.iterations,
+        cfg.tasks_per_iteration,
+        cfg.group_size,
+        cfg.max_turns,
+        ctx.device
+    );
+    let bar = progress::bar(ctx.progress, cfg.iterations as u64, name);
+    let mut hooks = Hooks {
+        bar: bar.clone(),
+        name,
+        tokenizer: &tokenizer,
+        val: per_domain(&val, cfg.eval_tasks),
+        cfg,
+        last_val: Vec::new(),
+    };
+    let started = std::time::Instant::now();
+    let ckpt = ctx.run_dir.join("checkpoints").join(name);
+    let trained = grpo::train(
+        policy,
+        Some(&reference),
+        &mut env,
+        cfg,
+        tokenizer.pad_id(),
+        &ckpt,
+        &mut hooks,
+        device,
+    )?;
+    bar.finish_and_clear();
+    if trained.resumed_from > 0 {
+        tracing::info!("{name}: resumed from iteration {}", trained.resumed_from);
+    }
+    save_final(
+        &trained.model.valid(),
+        &ctx.run_dir.join(out_dir),
+        &ctx.run_dir.join(TOKENIZER_FILE),
+    )?;
+    let rows: Vec<TrainLogRow> = trained
+        .log
+        .iter()
+        .map(|r| TrainLogRow {
+            stage: name.into(),
+            step: r.step,
+            metric: r.metric.clone(),
+            value: r.value,
+        })
+        .collect();
+    tables::replace_train_log(&ctx.run_dir.join(TRAIN_LOG_FILE), name, &rows)?;
+    let _ = std::fs::remove_dir_all(&ckpt);
+    let _ = std::fs::remove_dir(ctx.run_dir.join("checkpoints"));
+
+    let mean_of = |metric: &str, from: usize| {
+        let v: Vec<f64> = trained
+            .log
+            .iter()
+            .filter(|r| r.metric == metric && r.step as usize > from)
+            .map(|r| r.value)
+            .collect();
+        v.iter().sum::<f64>() / v.len().max(1) as f64
+    };
+    let window = (cfg.iterations / 5).max(1);
+    let early = {
+        let v: Vec<f64> = trained
+            .log
+            .iter()
+            .filter(|r| r.metric == "reward_mean" && r.step as usize <= window)
+            .map(|r| r.value)
+            .collect();
+        v.iter().sum::<f64>() / v.len().max(1) as f64
+    };
+    let late = mean_of("reward_mean", cfg.iterations - window);
+    let wall = started.elapsed().as_secs_f64();
+    let summary = vec![
+        format!(
+            "{name}: {} iterations in {wall:.0}s; mean reward {early:.3} over the first {window} → {late:.3} over the last {window}",
+            cfg.iterations - trained.resumed_from
+        ),
+        format!(
+            "{name}: validation accuracy with the teacher by turn: {}",
+            hooks
+                .last_val
+                .iter()
+                .map(|a| format!("{:.1}%", 100.0 * a))
+                .collect::<Vec<_>>()
+                .join(" → ")
+        ),
+    ];
+    Ok(RlOutcome {
+        outputs: vec![
+            format!("{out_dir}/config.json"),
+            format!("{out_dir}/model.safetensors"),
+            format!("{out_dir}/tokenizer.json"),
+            TRAIN_LOG_FILE.into(),
+        ],
+        metrics: json!({
+            "iterations": cfg.iterations,
+            "resumed_from": trained.resumed_from,
+            "reward_first": early,
+            "reward_last": late,
+            "val_accuracy_by_turn": hooks.last_val,
+            "wall_time_s": wall,
+        }),
+        summary,
+        rollouts: env.rows,
+    })
+}

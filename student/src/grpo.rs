@@ -1,0 +1,824 @@
+//! GRPO over whole episodes (the Social Meta-Learning recipe for RL²F): each
+//! iteration samples a group of episodes per task with the current policy,
+//! scores each episode with one conversation-level reward, normalises the
+//! rewards within the group into advantages, and takes a clipped
+//! policy-gradient step on the tokens the policy generated (the episode's
+//! mask, derived from roles by the environment). Optional KL to a reference
+//! model; inner epochs reuse the sampling policy's log-probabilities for the
+//! importance ratio.
+
+use std::path::Path;
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use didact_data::FeedbackLevel;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, StudentError};
+use crate::grads::clip_global_norm;
+use crate::model::Llama;
+use crate::resume;
+use crate::sft::{LogRow, Trained};
+
+/// Hyperparameters of online RL: the GRPO update and the dialogues it is
+/// computed on. The same struct configures RL²F (`max_turns` > 1) and the
+/// single-turn RL baseline (`max_turns` = 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RlConfig {
+    /// Policy-update iterations; each samples a fresh batch of episodes.
+    pub iterations: usize,
+    /// Distinct train tasks per iteration.
+    pub tasks_per_iteration: usize,
+    /// Episodes per task (the GRPO group).
+    pub group_size: usize,
+    /// Student attempts per dialogue (T_max).
+    pub max_turns: usize,
+    /// Solving at turn t earns gamma^(t-1).
+    pub gamma: f64,
+    /// How much the teacher says about a wrong attempt.
+    pub feedback_level: FeedbackLevel,
+    /// Sampling temperature of the rollouts.
+    pub temperature: f32,
+    /// Nucleus of the rollouts (1.0 keeps every token).
+    pub top_p: f32,
+    /// Token budget of one attempt.
+    pub max_new_tokens: usize,
+    /// Optimizer steps per iteration, each over the whole batch, with the
+    /// importance ratio against the sampling policy clipped to 1 ± clip_eps.
+    pub inner_epochs: usize,
+    pub clip_eps: f64,
+    /// Weight of the KL penalty to the reference (base) model; 0 disables
+    /// the penalty (the KL is still measured and logged).
+    pub kl_beta: f64,
+    /// Peak learning rate, reached after `warmup_steps` and then constant.
+    pub lr: f64,
+    pub warmup_steps: usize,
+    pub weight_decay: f32,
+    /// Gradients are clipped to this global L2 norm (0 disables).
+    pub clip_norm: f32,
+    /// Episodes per forward/backward pass (gradients are accumulated).
+    pub micro_batch: usize,
+    /// Longer episodes are truncated for the update.
+    pub max_seq_len: usize,
+    /// Validate every this many iterations (and at the end).
+    pub eval_every: usize,
+    /// Save a resumable checkpoint every this many iterations (and at the end).
+    pub checkpoint_every: usize,
+    /// Validation tasks per domain, solved greedily with the teacher.
+    pub eval_tasks: usize,
+    /// Seed of task order and sampling.
+    pub seed: u64,
+}
+
+impl Default for RlConfig {
+    fn default() -> Self {
+        Self {
+            iterations: 40,
+            tasks_per_iteration: 16,
+            group_size: 8,
+            max_turns: 4,
+            gamma: 0.7,
+            feedback_level: FeedbackLevel::Explanation,
+            temperature: 1.0,
+            top_p: 1.0,
+            max_new_tokens: 24,
+            inner_epochs: 1,
+            clip_eps: 0.2,
+            kl_beta: 0.0,
+            lr: 5e-4,
+            warmup_steps: 3,
+            weight_decay: 0.0,
+            clip_norm: 1.0,
+            micro_batch: 64,
+            max_seq_len: 256,
+            eval_every: 20,
+            checkpoint_every: 10,
+            eval_tasks: 50,
+            seed: 0,
+        }
+    }
+}
+
+impl RlConfig {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let positive = [
+            ("iterations", self.iterations),
+            ("tasks_per_iteration", self.tasks_per_iteration),
+            ("group_size", self.group_size),
+            ("max_turns", self.max_turns),
+            ("max_new_tokens", self.max_new_tokens),
+            ("inner_epochs", self.inner_epochs),
+            ("micro_batch", self.micro_batch),
+            ("eval_every", self.eval_every),
+            ("checkpoint_every", self.checkpoint_every),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return Err(format!("{name}: must be positive"));
+            }
+        }
+        if self.group_size < 2 {
+            return Err("group_size: GRPO needs at least 2 episodes per group".into());
+        }
+        if !(0.0..=1.0).contains(&self.gamma) {
+            return Err(format!("gamma: {} is outside 0..=1", self.gamma));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(format!("lr: {} must be positive", self.lr));
+        }
+        if self.clip_eps <= 0.0 || self.kl_beta < 0.0 {
+            return Err("clip_eps must be positive and kl_beta non-negative".into());
+        }
+        let sampling_ok = self.temperature > 0.0 && self.top_p > 0.0 && self.top_p <= 1.0;
+        if !sampling_ok {
+            return Err("temperature must be positive and top_p in (0, 1]".into());
+        }
+        Ok(())
+    }
+
+    /// Constant learning rate after a linear warmup.
+    pub fn lr_at(&self, step: usize) -> f64 {
+        if step < self.warmup_steps {
+            self.lr * (step + 1) as f64 / self.warmup_steps as f64
+        } else {
+            self.lr
+        }
+    }
+}
+
+/// Reward of a dialogue solved at 1-based turn `t`: gamma^(t-1); 0 if unsolved.
+pub fn discounted_reward(solved_turn: Option<usize>, gamma: f64) -> f64 {
+    solved_turn.map_or(0.0, |t| gamma.powi(t.saturating_sub(1) as i32))
+}
+
+/// Group-normalised advantages (r - mean) / (std + eps), with the
+/// population standard deviation of the group. A group whose rewards are all
+/// equal gets advantage exactly 0 (no learning signal, no gradient).
+pub fn group_advantages(rewards: &[f64], groups: &[usize]) -> Vec<f64> {
+    const EPS: f64 = 1e-4;
+    let mut out = vec![0.0; rewards.len()];
+    let mut ids: Vec<usize> = groups.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    for g in ids {
+        let members: Vec<usize> = (0..rewards.len()).filter(|&i| groups[i] == g).collect();
+        let first = rewards[members[0]];
+        if members.iter().all(|&i| rewards[i] == first) {
+            continue;
+        }
+        let n = members.len() as f64;
+        let mean = members.iter().map(|&i| rewards[i]).sum::<f64>() / n;
+        let var = members
+            .iter()
+            .map(|&i| (rewards[i] - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        for &i in &members {
+            out[i] = (rewards[i] - mean) / (var.sqrt() + EPS);
+        }
+    }
+    out
+}
+
+/// One sampled episode, as the policy saw and produced it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Episode {
+    /// Episodes with the same group id share a task.
+    pub group: usize,
+    pub ids: Vec<u32>,
+    /// `mask[i]`: token `i` was generated by the policy (it is trained).
+    pub mask: Vec<bool>,
+    pub reward: f64,
+    /// Attempts made.
+    pub turns: usize,
+    /// 1-based turn of the first correct attempt.
+    pub solved_turn: Option<usize>,
+    /// Tokens the policy generated.
+    pub generated_tokens: usize,
+}
+
+/// Where episodes come from: dialogues with a teacher, or a toy task in tests.
+pub trait Environment<B: Backend> {
+    /// Samples the episodes of `iteration` with `policy`. Must be a function
+    /// of (policy, iteration) only, so that a resumed run samples the same.
+    fn sample(&mut self, policy: &Llama<B>, iteration: usize) -> Result<Vec<Episode>>;
+    /// Writes the environment's records into a checkpoint directory.
+    fn save(&self, _dir: &Path) -> Result<()> {
+        Ok(())
+    }
+    /// Reads them back when a run resumes from `dir`.
+    fn restore(&mut self, _dir: &Path) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// What the caller sees while RL runs.
+pub trait RlHooks<B: AutodiffBackend> {
+    /// After each iteration, with that iteration's metrics.
+    fn on_iteration(&mut self, _iteration: usize, _metrics: &[(String, f64)]) {}
+    /// `true` stops the run after this iteration, as an interruption would.
+    fn should_stop(&mut self, _iteration: usize) -> bool {
+        false
+    }
+    /// Validation metrics for the current policy.
+    fn evaluate(&mut self, _model: &Llama<B::InnerBackend>) -> Result<Vec<(String, f64)>> {
+        Ok(Vec::new())
+    }
+}
+
+/// Episodes of one forward/backward pass, padded on the right.
+pub struct PolicyBatch<B: Backend> {
+    pub inputs: Tensor<B, 2, Int>,
+    pub targets: Tensor<B, 2, Int>,
+    /// 1 where the target token was generated by the policy.
+    pub mask: Tensor<B, 2>,
+    /// The episode's advantage at trained positions, 0 elsewhere.
+    pub advantages: Tensor<B, 2>,
+    /// 1 / (trained tokens of the episode) at trained positions, 0
+    /// elsewhere: each episode weighs the same whatever its length.
+    pub weights: Tensor<B, 2>,
+    pub n_trained: usize,
+    pub n_tokens: usize,
+}
+
+pub fn policy_batch<B: Backend>(
+    episodes: &[&Episode],
+    advantages: &[f64],
+    max_len: usize,
+    pad: u32,
+    device: &B::Device,
+) -> PolicyBatch<B> {
+    let len = episodes
+        .iter()
+        .map(|e| e.ids.len().min(max_len))
+        .max()
+        .unwrap_or(2)
+        .max(2);
+    let (b, t) = (episodes.len(), len - 1);
+    let mut inputs = vec![pad as i64; b * t];
+    let mut targets = vec![pad as i64; b * t];
+    let mut mask = vec![0f32; b * t];
+    let mut adv = vec![0f32; b * t];
+    let mut weights = vec![0f32; b * t];
+    let (mut n_trained, mut n_tokens) = (0, 0);
+    for (r, (e, a)) in episodes.iter().zip(advantages).enumerate() {
+        let l = e.ids.len().min(max_len);
+        n_tokens += l.saturating_sub(1);
+        let own = e.mask[1..l.max(1)].iter().filter(|m| **m).count().max(1);
+        for i in 0..l.saturating_sub(1) {
+            inputs[r * t + i] = e.ids[i] as i64;
+            targets[r * t + i] = e.ids[i + 1] as i64;
+            if e.mask[i + 1] {
+                mask[r * t + i] = 1.0;
+                adv[r * t + i] = *a as f32;
+                weights[r * t + i] = 1.0 / own as f32;
+                n_trained += 1;
+            }
+        }
+    }
+    PolicyBatch {
+        inputs: Tensor::from_data(TensorData::new(inputs, [b, t]), device),
+        targets: Tensor::from_data(TensorData::new(targets, [b, t]), device),
+        mask: Tensor::from_data(TensorData::new(mask, [b, t]), device),
+        advantages: Tensor::from_data(TensorData::new(adv, [b, t]), device),
+        weights: Tensor::from_data(TensorData::new(weights, [b, t]), device),
+        n_trained,
+        n_tokens,
+    }
+}
+
+/// The pieces of one micro-batch's objective.
+pub struct PolicyLoss<B: Backend> {
+    /// Clipped surrogate (plus the KL penalty): the mean over each
+    /// episode's trained tokens, summed over episodes and divided by
+    /// `normaliser` (the iteration's episode count).
+    pub loss: Tensor<B, 1>,
+    /// Log-probabilities of the targets, detached: the "old" policy of
+    /// later inner epochs.
+    pub logp: Tensor<B, 2>,
+    /// Summed entropy of the policy over trained positions.
+    pub entropy_sum: f64,
+    /// Summed KL estimate to the reference over trained positions.
+    pub kl_sum: Option<f64>,
+}
+
+/// The clipped GRPO surrogate from logits. Untrained positions have weight
+/// 0 and advantage 0, so they receive exactly zero gradient. `old_logp` is
+/// the sampling policy's log-probability of each target (`None`: the
+/// current policy, i.e. the first inner epoch, where the ratio is 1).
+/// `ref_logp` enables the k3 KL estimate exp(ref - new) - (ref - new) - 1.
+pub fn policy_loss<B: Backend>(
+    logits: Tensor<B, 3>,
+    batch: &PolicyBatch<B>,
+    old_logp: Option<Tensor<B, 2>>,
+    ref_logp: Option<Tensor<B, 2>>,
+    clip_eps: f64,
+    kl_beta: f64,
+    normaliser: f64,
+) -> PolicyLoss<B> {
+    let logp_all = log_softmax(logits, 2);
+    let entropy = logp_all
+        .clone()
+        .detach()
+        .exp()
+        .mul(logp_all.clone().detach())
+        .sum_dim(2)
+        .squeeze_dim::<2>(2)
+        .neg();
+    let entropy_sum: f64 = (entropy * batch.mask.clone()).sum().into_scalar().elem();
+    let logp = logp_all
+        .gather(2, batch.targets.clone().unsqueeze_dim(2))
+        .squeeze_dim::<2>(2);
+    let old = old_logp.unwrap_or_else(|| logp.clone().detach());
+    let ratio = (logp.clone() - old).exp();
+    let unclipped = ratio.clone() * batch.advantages.clone();
+    let clipped = ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * batch.advantages.clone();
+    let mut per_token = unclipped.min_pair(clipped).neg();
+    let mut kl_sum = None;
+    if let Some(reference) = ref_logp {
+        let diff = reference - logp.clone();
+        let k3 = diff.clone().exp() - diff - 1.0;
+        let s: f64 = (k3.clone().detach() * batch.mask.clone())
+            .sum()
+            .into_scalar()
+            .elem();
+        kl_sum = Some(s);
+        if kl_beta > 0.0 {
+            per_token = per_token + k3 * kl_beta;
+        }
+    }
+    let loss = (per_token * batch.weights.clone()).sum() / normaliser.max(1.0);
+    PolicyLoss {
+        loss,
+        logp: logp.detach(),
+        entropy_sum,
+        kl_sum,
+    }
+}
+
+/// Saved beside each checkpoint to resume exactly.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RlState {
+    /// Iterations completed.
+    iteration: usize,
+    config: RlConfig,
+    log: Vec<LogRow>,
+}
+
+/// Runs GRPO. `reference` (the base model) is used for the KL penalty and
+/// the logged KL; without it neither is computed. If `ckpt_dir` holds a
+/// checkpoint of an interrupted run with the same config, the run resumes
+/// from it exactly.
+#[allow(clippy::too_many_arguments)]
+pub fn train<B: AutodiffBackend>(
+    mut policy: Llama<B>,
+    reference: Option<&Llama<B::InnerBackend>>,
+    env: &mut dyn Environment<B::InnerBackend>,
+    cfg: &RlConfig,
+    pad: u32,
+    ckpt_dir: &Path,
+    hooks: &mut dyn RlHooks<B>,
+    device: &B::Device,
+) -> Result<Trained<B>> {
+    cfg.validate().map_err(StudentError::Training)?;
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(cfg.weight_decay)
+        .init::<B, Llama<B>>();
+    let mut state = RlState {
+        iteration: 0,
+        config: cfg.clone(),
+        log: Vec::new(),
+    };
+    if let Some(saved) = resume::read_state::<RlState>(ckpt_dir)?
+        && saved.config == *cfg
+    {
+        (policy, optim) = resume::load(ckpt_dir, optim, device)?;
+        env.restore(ckpt_dir)?;
+        state = saved;
+    }
+    let resumed_from = state.iteration;
+    if state.iteration == 0 {
+        // The starting point, for comparison with every later evaluation.
+        let metrics = hooks.evaluate(&policy.valid())?;
+        state
+            .log
+            .extend(metrics.into_iter().map(|(metric, value)| LogRow {
+                step: 0,
+                metric,
+                value,
+            }));
+    }
+    while state.iteration < cfg.iterations {
+        let it = state.iteration;
+        let started = Instant::now();
+        let episodes = env.sample(&policy.valid(), it)?;
+        let sample_s = started.elapsed().as_secs_f64();
+        if episodes.is_empty() {
+            return Err(StudentError::Training(format!(
+                "iteration {it}: the environment returned no episodes"
+            )));
+        }
+        let rewards: Vec<f64> = episodes.iter().map(|e| e.reward).collect();
+        let groups: Vec<usize> = episodes.iter().map(|e| e.group).collect();
+        let advantages = group_advantages(&rewards, &groups);
+        let normaliser = episodes.len();
+        // Episodes with zero advantage contribute nothing unless the KL
+        // penalty is on; skipping them saves their forward and backward.
+        let mut trained: Vec<usize> = (0..episodes.len())
+            .filter(|&i| advantages[i] != 0.0 || cfg.kl_beta > 0.0)
+            .collect();
+        trained.sort_by_key(|&i| (episodes[i].ids.len(), i));
+        let chunks: Vec<Vec<usize>> = trained
+            .chunks(cfg.micro_batch)
+            .map(<[usize]>::to_vec)
+            .collect();
+
+        let train_started = Instant::now();
+        let mut old_logp: Vec<Option<Tensor<B, 2>>> = vec![None; chunks.len()];
+        let (mut entropy_sum, mut kl_sum, mut trained_tokens) = (0.0, 0.0, 0usize);
+        let mut loss_value = 0.0;
+        let mut grad_norm = None;
+        let mut tokens_fed = 0usize;
+        for epoch in 0..cfg.inner_epochs {
+            if chunks.is_empty() {
+                break;
+            }
+            let mut accumulator = GradientsAccumulator::<Llama<B>>::new();
+            let mut epoch_loss = 0.0;
+            for (c, chunk) in chunks.iter().enumerate() {
+                let eps: Vec<&Episode> = chunk.iter().map(|&i| &episodes[i]).collect();
+                let adv: Vec<f64> = chunk.iter().map(|&i| advantages[i]).collect();
+                let batch = policy_batch::<B>(&eps, &adv, cfg.max_seq_len, pad, device);
+                tokens_fed += batch.n_tokens;
+                let ref_logp = match (epoch, reference) {
+                    (0, Some(r)) => {
+                        let logits = r.forward(batch.inputs.clone().inner(), None, None);
+                        let lp = log_softmax(logits, 2)
+                            .gather(2, batch.targets.clone().inner().unsqueeze_dim(2))
+                            .squeeze_dim::<2>(2);
+                        Some(Tensor::<B, 2>::from_inner(lp))
+                    }
+                    _ => None,
+                };
+                let logits = policy.forward(batch.inputs.clone(), None, None);
+                let parts = policy_loss(
+                    logits,
+                    &batch,
+                    old_logp[c].clone(),
+                    ref_logp,
+                    cfg.clip_eps,
+                    cfg.kl_beta,
+                    normaliser as f64,
+                );
+                if epoch == 0 {
+                    old_logp[c] = Some(parts.logp);
+                    entropy_sum += parts.entropy_sum;
+                    kl_sum += parts.kl_sum.unwrap_or(0.0);
+                    trained_tokens += batch.n_trained;
+                }
+                let value: f64 = parts.loss.clone().into_scalar().elem();
+                if !value.is_finite() {
+                    return Err(StudentError::Training(format!(
+                        "policy loss is {value} at iteration {it}; stopped (the last checkpoint in {} is intact). \
+                         Lower the learning rate.",
+                        ckpt_dir.display()
+                    )));
+                }
+                epoch_loss += value;
+                let grads = GradientsParams::from_grads(parts.loss.backward(), &policy);
+                accumulator.accumulate(&policy, grads);
+            }
+            let mut grads = accumulator.grads();
+            let norm = clip_global_norm(&policy, &mut grads, cfg.clip_norm);
+            grad_norm.get_or_insert(norm);
+            policy = optim.step(cfg.lr_at(it), policy, grads);
+            if epoch == 0 {
+                loss_value = epoch_loss;
+            }
+        }
+        let train_s = train_started.elapsed().as_secs_f64();
+        state.iteration += 1;
+
+        let n = episodes.len() as f64;
+        let mut metrics: Vec<(String, f64)> = vec![
+            ("reward_mean".into(), rewards.iter().sum::<f64>() / n),
+            (
+                "turns_mean".into(),
+                episodes.iter().map(|e| e.turns as f64).sum::<f64>() / n,
+            ),
+            (
+                "informative_fraction".into(),
+                advantages.iter().filter(|a| **a != 0.0).count() as f64 / n,
+            ),
+            ("policy_loss".into(), loss_value),
+            ("lr".into(), cfg.lr_at(it)),
+            (
+                "sample_tokens_per_s".into(),
+                episodes.iter().map(|e| e.generated_tokens).sum::<usize>() as f64
+                    / sample_s.max(1e-9),
+            ),
+            (
+                "train_tokens_per_s".into(),
+                tokens_fed as f64 / train_s.max(1e-9),
+            ),
+        ];
+        let max_turns = episodes.iter().map(|e| e.turns).max().unwrap_or(1);
+        for t in 1..=max_turns {
+            let solved = episodes
+                .iter()
+                .filter(|e| e.solved_turn.is_some_and(|s| s <= t))
+                .count();
+            metrics.push((format!("solve_rate_turn_{t}"), solved as f64 / n));
+        }
+        if trained_tokens > 0 {
+            metrics.push(("entropy".into(), entropy_sum / trained_tokens as f64));
+            if reference.is_some() {
+                metrics.push(("kl_to_base".into(), kl_sum / trained_tokens as f64));
+            }
+        }
+        if let Some(norm) = grad_norm {
+            metrics.push(("grad_norm".into(), norm));
+        }
+        hooks.on_iteration(state.iteration, &metrics);
+        let last = state.iteration == cfg.iterations;
+        if state.iteration.is_multiple_of(cfg.eval_every) || last {
+            metrics.extend(hooks.evaluate(&policy.valid())?);
+        }
+        let step = state.iteration as u64;
+        state
+            .log
+            .extend(metrics.into_iter().map(|(metric, value)| LogRow {
+                step,
+                metric,
+                value,
+            }));
+        if state.iteration.is_multiple_of(cfg.checkpoint_every) || last {
+            resume::save(ckpt_dir, &policy, &optim, &state, &|dir| env.save(dir))?;
+        }
+        if !last && hooks.should_stop(state.iteration) {
+            break;
+        }
+    }
+    Ok(Trained {
+        completed: state.iteration == cfg.iterations,
+        model: policy,
+        log: state.log,
+        resumed_from,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::init_random;
+    use crate::config::LlamaConfig;
+    use crate::generate::{SamplingParams, generate_seeded};
+    use burn::backend::{Autodiff, Flex};
+    use burn::module::Module;
+    use didact_data::rng::mix_seed;
+
+    type A = Autodiff<Flex>;
+
+    #[test]
+    fn discounted_rewards_follow_the_turn() {
+        assert_eq!(discounted_reward(Some(1), 0.7), 1.0);
+        assert!((discounted_reward(Some(2), 0.7) - 0.7).abs() < 1e-12);
+        assert!((discounted_reward(Some(4), 0.7) - 0.343).abs() < 1e-12);
+        assert_eq!(discounted_reward(None, 0.7), 0.0);
+    }
+
+    #[test]
+    fn advantages_are_normalised_within_each_group() {
+        // Group 0: one success at turn 1, one at turn 2, two failures.
+        // Group 1: all solved at turn 2 (identical rewards).
+        let rewards = [1.0, 0.7, 0.0, 0.0, 0.7, 0.7, 0.7, 0.7];
+        let groups = [0, 0, 0, 0, 1, 1, 1, 1];
+        let a = group_advantages(&rewards, &groups);
+        let mean: f64 = 1.7 / 4.0;
+        let var = ((1.0f64 - mean).powi(2) + (0.7f64 - mean).powi(2) + 2.0 * mean * mean) / 4.0;
+        let std = var.sqrt();
+        assert!((a[0] - (1.0 - mean) / (std + 1e-4)).abs() < 1e-9, "{a:?}");
+        assert!((a[2] - (0.0 - mean) / (std + 1e-4)).abs() < 1e-9);
+        assert!(a[0] > a[1] && a[1] > 0.0 && a[2] < 0.0 && a[2] == a[3]);
+        assert!(a[..4].iter().sum::<f64>().abs() < 1e-9);
+        assert_eq!(&a[4..], &[0.0; 4], "identical rewards: exactly zero");
+    }
+
+    fn episode(ids: Vec<u32>, mask: Vec<bool>, group: usize, reward: f64) -> Episode {
+        Episode {
+            group,
+            generated_tokens: mask.iter().filter(|m| **m).count(),
+            ids,
+            mask,
+            reward,
+            turns: 1,
+            solved_turn: (reward > 0.0).then_some(1),
+        }
+    }
+
+    /// Gradient of the loss with respect to the logits, `[b][t][v]` flattened.
+    fn logit_grads(episodes: &[&Episode], advantages: &[f64]) -> (Vec<f32>, usize, usize) {
+        let device = Default::default();
+        let model = init_random::<A>(&LlamaConfig::small(24, 16, 1, 2, 2), 3, &device).unwrap();
+        let batch = policy_batch::<A>(episodes, advantages, 64, 0, &device);
+        let logits = model
+            .forward(batch.inputs.clone(), None, None)
+            .detach()
+            .require_grad();
+        let parts = policy_loss(logits.clone(), &batch, None, None, 0.2, 0.0, 10.0);
+        let grads = parts.loss.backward();
+        let [_, t, v] = logits.dims();
+        let g = logits
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        (g, t, v)
+    }
+
+    #[test]
+    fn only_generated_tokens_receive_gradient() {
+        // Positions 3, 4 and 6 were generated; the rest is task and teacher.
+        let mask = vec![false, false, false, true, true, false, true];
+        let e = episode(vec![1, 5, 6, 7, 8, 9, 10], mask.clone(), 0, 1.0);
+        let (g, t, v) = logit_grads(&[&e], &[1.5]);
+        for pos in 0..t {
+            let row = &g[pos * v..(pos + 1) * v];
+            // Logits at `pos` predict token `pos + 1`.
+            if mask[pos + 1] {
+                assert!(row.iter().any(|x| *x != 0.0), "position {pos}");
+            } else {
+                assert!(row.iter().all(|x| *x == 0.0), "position {pos}: {row:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_group_with_identical_rewards_contributes_no_gradient() {
+        let a = episode(vec![1, 5, 6, 7], vec![false, true, true, true], 0, 0.7);
+        let b = episode(vec![1, 5, 9, 7], vec![false, true, true, true], 0, 0.7);
+        let adv = group_advantages(&[a.reward, b.reward], &[0, 0]);
+        let (g, _, _) = logit_grads(&[&a, &b], &adv);
+        assert!(g.iter().all(|x| *x == 0.0));
+    }
+
+    /// A toy environment: the prompt is one token, the policy writes up to
+    /// two tokens, and the reward is 1 when the first is even. A random
+    /// model starts near 50%.
+    struct EvenFirst {
+        prompts: usize,
+        group: usize,
+        seed: u64,
+    }
+
+    impl<B: Backend> Environment<B> for EvenFirst {
+        fn sample(&mut self, policy: &Llama<B>, iteration: usize) -> Result<Vec<Episode>> {
+            let mut prompts = Vec::new();
+            let mut seeds = Vec::new();
+            for p in 0..self.prompts {
+                for m in 0..self.group {
+                    prompts.push(vec![1 + (iteration * self.prompts + p) as u32 % 20]);
+                    seeds.push(mix_seed(&[self.seed, iteration as u64, p as u64, m as u64]));
+                }
+            }
+            let params = SamplingParams {
+                temperature: 1.0,
+                top_p: 1.0,
+                max_new_tokens: 2,
+            };
+            let gens = generate_seeded(
+                policy,
+                &prompts,
+                &[],
+                0,
+                &params,
+                &seeds,
+                &policy.devices()[0],
+            );
+            Ok(gens
+                .into_iter()
+                .zip(prompts)
+                .enumerate()
+                .map(|(i, (g, p))| {
+                    let reward = (g.tokens[0] % 2 == 0) as u8 as f64;
+                    let mut ids = p;
+                    ids.extend(&g.tokens);
+                    let mut mask = vec![false];
+                    mask.extend(vec![true; g.tokens.len()]);
+                    Episode {
+                        group: i / self.group,
+                        generated_tokens: g.tokens.len(),
+                        ids,
+                        mask,
+                        reward,
+                        turns: 1,
+                        solved_turn: (reward > 0.0).then_some(1),
+                    }
+                })
+                .collect())
+        }
+    }
+
+    struct NoHooks;
+    impl RlHooks<A> for NoHooks {}
+
+    fn toy_config() -> RlConfig {
+        RlConfig {
+            iterations: 30,
+            lr: 3e-3,
+            warmup_steps: 1,
+            eval_every: 1000,
+            checkpoint_every: 10,
+            micro_batch: 64,
+            ..RlConfig::default()
+        }
+    }
+
+    fn run_toy(
+        cfg: &RlConfig,
+        dir: &Path,
+        hooks: &mut dyn RlHooks<A>,
+        with_reference: bool,
+    ) -> Trained<A> {
+        let device = Default::default();
+        let model = init_random::<A>(&LlamaConfig::small(24, 32, 2, 4, 2), 7, &device).unwrap();
+        let reference = model.valid();
+        let mut env = EvenFirst {
+            prompts: 8,
+            group: 8,
+            seed: 3,
+        };
+        train(
+            model,
+            with_reference.then_some(&reference),
+            &mut env,
+            cfg,
+            0,
+            dir,
+            hooks,
+            &device,
+        )
+        .unwrap()
+    }
+
+    fn series(log: &[LogRow], metric: &str) -> Vec<f64> {
+        log.iter()
+            .filter(|r| r.metric == metric)
+            .map(|r| r.value)
+            .collect()
+    }
+
+    #[test]
+    fn grpo_raises_the_reward_of_a_policy_that_starts_near_half() {
+        let dir = tempfile::tempdir().unwrap();
+        let trained = run_toy(&toy_config(), &dir.path().join("c"), &mut NoHooks, true);
+        let reward = series(&trained.log, "reward_mean");
+        let first: f64 = reward[..3].iter().sum::<f64>() / 3.0;
+        let last: f64 = reward[reward.len() - 3..].iter().sum::<f64>() / 3.0;
+        assert!(
+            (0.3..0.7).contains(&first),
+            "a random policy starts near 50%: {reward:?}"
+        );
+        assert!(last > first + 0.25, "reward should rise: {reward:?}");
+        let kl = series(&trained.log, "kl_to_base");
+        assert!(kl[0] < 1e-6 && kl[kl.len() - 1] > kl[0], "{kl:?}");
+    }
+
+    #[test]
+    fn an_interrupted_rl_run_resumes_exactly() {
+        let cfg = RlConfig {
+            iterations: 12,
+            checkpoint_every: 6,
+            inner_epochs: 2,
+            ..toy_config()
+        };
+        let a = tempfile::tempdir().unwrap();
+        let straight = run_toy(&cfg, &a.path().join("c"), &mut NoHooks, false);
+        struct StopAt(usize);
+        impl RlHooks<A> for StopAt {
+            fn should_stop(&mut self, it: usize) -> bool {
+                it == self.0
+            }
+        }
+        let b = tempfile::tempdir().unwrap();
+        let first = run_toy(&cfg, &b.path().join("c"), &mut StopAt(6), false);
+        assert!(!first.completed);
+        let resumed = run_toy(&cfg, &b.path().join("c"), &mut NoHooks, false);
+        assert_eq!(resumed.resumed_from, 6);
+        let tail = |t: &Trained<A>| -> Vec<f64> {
+            t.log
+                .iter()
+                .filter(|r| r.metric == "reward_mean" && r.step > 6)
+                .map(|r| r.value)
+                .collect()
+        };
+        assert_eq!(tail(&straight).len(), 6);
+        assert_eq!(tail(&straight), tail(&resumed));
+    }
+}

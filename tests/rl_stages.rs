@@ -1,0 +1,116 @@
+//! `didact student`, `baseline` and `eval` on configs/smoke.toml: the RL²F
+//! and baseline checkpoints, the rollout table and its invariants, the
+//! per-iteration train log, reproducible rollouts, and the evaluation grid.
+
+use std::collections::BTreeMap;
+use std::fs;
+
+use burn::backend::Flex;
+use didact_data::tables::{read_eval_turns, read_rollouts, read_train_log};
+use didact_e2e::{didact, scratch, smoke_config, smoke_stage};
+
+#[test]
+fn rl_stages_write_checkpoints_rollouts_logs_and_the_eval_grid() {
+    let dir = scratch();
+    smoke_stage(dir.path(), "pipeline");
+    let run = dir.path().join("run");
+    for d in ["student", "baseline/single_turn_rl", "baseline/offline_sft"] {
+        didact_student::checkpoint::load::<Flex>(&run.join(d), &Default::default())
+            .unwrap_or_else(|e| panic!("{d}: {e}"));
+    }
+    assert!(!run.join("checkpoints").exists(), "resume state is removed");
+
+    // configs/smoke.toml: 4 iterations × 4 tasks × 4 members, 3 turns.
+    let rows = read_rollouts(&run.join("rollouts.parquet")).unwrap();
+    let mut dialogues: BTreeMap<(u64, String, u32), Vec<_>> = BTreeMap::new();
+    for r in &rows {
+        dialogues
+            .entry((r.iteration, r.task_id.clone(), r.member))
+            .or_default()
+            .push(r);
+    }
+    assert_eq!(dialogues.len(), 4 * 4 * 4);
+    for turns in dialogues.values() {
+        let solved = turns.iter().position(|t| t.verdict == "correct");
+        let expected = solved.map_or(0.0, |t| 0.7f64.powi(t as i32));
+        for (i, t) in turns.iter().enumerate() {
+            assert_eq!(t.turn as usize, i + 1);
+            assert!((t.reward - expected).abs() < 1e-12);
+            assert!(t.tokens >= 1 && t.logprob <= 0.0);
+            // Feedback follows every wrong attempt but the last.
+            let last = i + 1 == turns.len();
+            assert_eq!(t.feedback.is_empty(), last, "{t:?}");
+        }
+        assert!(turns.len() <= 3);
+        if solved.is_some() {
+            assert_eq!(solved, Some(turns.len() - 1));
+        }
+    }
+
+    let log = read_train_log(&run.join("train_log.parquet")).unwrap();
+    let student = |metric: &str| {
+        log.iter()
+            .filter(|r| r.stage == "student" && r.metric == metric)
+            .count()
+    };
+    for m in [
+        "reward_mean",
+        "solve_rate_turn_1",
+        "turns_mean",
+        "sample_tokens_per_s",
+    ] {
+        assert_eq!(student(m), 4, "{m}");
+    }
+    assert_eq!(
+        student("val_accuracy_turn_3"),
+        3,
+        "validated before training, at 2 and at 4"
+    );
+    assert!(
+        log.iter()
+            .any(|r| r.stage == "baseline_single_turn_rl" && r.metric == "reward_mean")
+    );
+
+    let grid = read_eval_turns(&run.join("eval/turns.parquet")).unwrap();
+    let mut cells: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for r in &grid {
+        assert!(r.turn >= 1 && r.turn <= 3);
+        if r.condition == "single" {
+            assert_eq!(r.turn, 1);
+        }
+        if r.condition == "retry" && !r.feedback.is_empty() {
+            assert_eq!(r.feedback, "Try again.");
+            assert_eq!(r.feedback_source, "retry");
+        }
+        *cells
+            .entry((r.model.clone(), r.condition.clone()))
+            .or_default() += (r.turn == 1) as usize;
+    }
+    assert_eq!(cells.len(), 4 * 3, "{cells:?}");
+    assert!(cells.values().all(|n| *n == 24), "6 test tasks × 4 domains");
+
+    let manifest: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
+    let m = &manifest["stages"]["eval"]["metrics"];
+    assert!(m["cumulative_accuracy"]["rl2f/teacher"].is_array());
+    assert!(m["paired_differences"]["rl2f-base@3"]["ci_high"].is_number());
+
+    // Same seed, same rollouts: rerun the stage from scratch.
+    let before = fs::read(run.join("rollouts.parquet")).unwrap();
+    let config = smoke_config();
+    didact(
+        dir.path(),
+        &[
+            "student",
+            "--config",
+            config.to_str().unwrap(),
+            "--run-dir",
+            "run",
+            "--force",
+        ],
+    )
+    .expect_ok();
+    let again = read_rollouts(&run.join("rollouts.parquet")).unwrap();
+    assert_eq!(again, rows);
+    assert!(!before.is_empty());
+}
