@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::fs;
 
 use burn::backend::Flex;
-use didact_data::tables::{read_eval_turns, read_rollouts, read_train_log};
+use didact_data::tables::{self, read_eval_turns, read_rollouts, read_table, read_train_log};
 use didact_e2e::{didact, scratch, smoke_config, smoke_stage};
+use polars::prelude::SerReader;
 
 #[test]
 fn rl_stages_write_checkpoints_rollouts_logs_and_the_eval_grid() {
@@ -82,11 +83,16 @@ fn rl_stages_write_checkpoints_rollouts_logs_and_the_eval_grid() {
             assert_eq!(r.feedback, "Try again.");
             assert_eq!(r.feedback_source, "retry");
         }
+        if r.condition == "critic" {
+            // Without an oracle the critic judges every attempt.
+            assert!(r.judged == "correct" || r.judged == "wrong", "{r:?}");
+            assert!(r.feedback.is_empty() || r.feedback_source == "critic");
+        }
         *cells
             .entry((r.model.clone(), r.condition.clone()))
             .or_default() += (r.turn == 1) as usize;
     }
-    assert_eq!(cells.len(), 4 * 3, "{cells:?}");
+    assert_eq!(cells.len(), 4 * 5, "{cells:?}");
     assert!(cells.values().all(|n| *n == 24), "6 test tasks × 4 domains");
 
     let manifest: serde_json::Value =
@@ -94,6 +100,53 @@ fn rl_stages_write_checkpoints_rollouts_logs_and_the_eval_grid() {
     let m = &manifest["stages"]["eval"]["metrics"];
     assert!(m["cumulative_accuracy"]["rl2f/teacher"].is_array());
     assert!(m["paired_differences"]["rl2f-base@3"]["ci_high"].is_number());
+
+    // The critic and its data.
+    didact_student::checkpoint::load::<Flex>(&run.join("critic"), &Default::default()).unwrap();
+    let critiques = read_table(&run.join("critiques.parquet"), &tables::CRITIQUES).unwrap();
+    assert!(critiques.height() > 0);
+
+    // The report: one summary row per (model, condition, domain, turn),
+    // `all` pooled; gains on every multi-turn condition.
+    let report = run.join("report");
+    for f in [
+        "report.md",
+        "summary.parquet",
+        "gains.parquet",
+        "gains.png",
+        "accuracy_rl2f_all.png",
+    ] {
+        assert!(report.join(f).exists(), "report/{f} missing");
+    }
+    let summary = polars::prelude::ParquetReader::new(
+        fs::File::open(report.join("summary.parquet")).unwrap(),
+    )
+    .finish()
+    .unwrap();
+    for c in [
+        "model",
+        "condition",
+        "domain",
+        "turn",
+        "cum_accuracy",
+        "ci_low",
+        "ci_high",
+        "n_tasks",
+    ] {
+        assert!(summary.column(c).is_ok(), "summary lacks {c}");
+    }
+    // 4 models × (single: 1 turn + 4 conditions × 3 turns) × 5 domains.
+    assert_eq!(summary.height(), 4 * 13 * 5);
+    let gains =
+        polars::prelude::ParquetReader::new(fs::File::open(report.join("gains.parquet")).unwrap())
+            .finish()
+            .unwrap();
+    assert_eq!(gains.height(), 4 * 4 * 5);
+    let md = fs::read_to_string(report.join("report.md")).unwrap();
+    assert!(
+        md.contains("## Headline") && md.contains("| rl2f | critic |"),
+        "{md}"
+    );
 
     // Same seed, same rollouts: rerun the stage from scratch.
     let before = fs::read(run.join("rollouts.parquet")).unwrap();

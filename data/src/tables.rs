@@ -215,6 +215,7 @@ pub const EVAL_TURNS: TableSchema = TableSchema {
         ("correct", ColumnType::Bool),
         ("feedback", ColumnType::Str),
         ("feedback_source", ColumnType::Str),
+        ("judged", ColumnType::Str),
     ],
 };
 
@@ -233,6 +234,9 @@ pub struct EvalTurnRow {
     pub correct: bool,
     pub feedback: String,
     pub feedback_source: String,
+    /// The responder's verdict on the attempt (`correct`, `wrong`), or
+    /// empty when it was not asked.
+    pub judged: String,
 }
 
 pub fn eval_turns_frame(rows: &[EvalTurnRow]) -> Result<DataFrame> {
@@ -257,6 +261,7 @@ pub fn eval_turns_frame(rows: &[EvalTurnRow]) -> Result<DataFrame> {
         ),
         Column::new("feedback".into(), s(|r| &r.feedback)),
         Column::new("feedback_source".into(), s(|r| &r.feedback_source)),
+        Column::new("judged".into(), s(|r| &r.judged)),
     ])
 }
 
@@ -276,6 +281,7 @@ pub fn read_eval_turns(path: &Path) -> Result<Vec<EvalTurnRow>> {
         col("feedback")?,
         col("feedback_source")?,
     );
+    let judged = col("judged")?;
     let seeds = u64s(&df, "seed")?;
     let (difficulties, turns) = (u32s(&df, "difficulty")?, u32s(&df, "turn")?);
     let correct = bools(&df, "correct")?;
@@ -296,9 +302,55 @@ pub fn read_eval_turns(path: &Path) -> Result<Vec<EvalTurnRow>> {
                 correct: correct[i],
                 feedback: feedback[i].to_string(),
                 feedback_source: sources[i].to_string(),
+                judged: judged[i].to_string(),
             })
         })
         .collect()
+}
+
+/// `critiques.parquet`: the critic's training data, one row per student
+/// attempt on a train task: the dialogue before the critique as the critic
+/// sees it (`context`, no privileged information), the attempt, its
+/// verdict, and the teacher's critique (`Correct.` for a correct attempt).
+pub const CRITIQUES: TableSchema = TableSchema {
+    name: "critiques",
+    columns: &[
+        ("task_id", ColumnType::Str),
+        ("domain", ColumnType::Str),
+        ("dialogue", ColumnType::U64),
+        ("turn", ColumnType::U32),
+        ("context", ColumnType::Str),
+        ("attempt", ColumnType::Str),
+        ("verdict", ColumnType::Str),
+        ("critique", ColumnType::Str),
+        ("leak_blocked", ColumnType::Bool),
+    ],
+};
+
+/// Builds `critiques.parquet` from columns in row order.
+#[allow(clippy::too_many_arguments)]
+pub fn critiques_frame(
+    task_id: Vec<&str>,
+    domain: Vec<&str>,
+    dialogue: Vec<u64>,
+    turn: Vec<u32>,
+    context: Vec<&str>,
+    attempt: Vec<&str>,
+    verdict: Vec<&str>,
+    critique: Vec<&str>,
+    leak_blocked: Vec<bool>,
+) -> Result<DataFrame> {
+    frame(vec![
+        Column::new("task_id".into(), task_id),
+        Column::new("domain".into(), domain),
+        Column::new("dialogue".into(), dialogue),
+        Column::new("turn".into(), turn),
+        Column::new("context".into(), context),
+        Column::new("attempt".into(), attempt),
+        Column::new("verdict".into(), verdict),
+        Column::new("critique".into(), critique),
+        Column::new("leak_blocked".into(), leak_blocked),
+    ])
 }
 
 /// One row of `train_log.parquet`.

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use didact_critic::CriticConfig;
 use didact_data::FeedbackLevel;
 use didact_data::dataset::DataConfig;
 use didact_student::ModelConfig;
@@ -27,6 +28,9 @@ pub struct Config {
     /// The `baseline` stage: single-turn RL and offline SFT on the same
     /// tasks, iterations and samples as `student`.
     pub baseline: BaselineConfig,
+    /// The `critic` stage: a critic trained to predict the teacher's
+    /// critiques of the RL²F student's attempts.
+    pub critic: CriticConfig,
     /// The `eval` stage: every model under every condition on the test tasks.
     pub eval: EvalConfig,
 }
@@ -59,7 +63,9 @@ pub struct EvalConfig {
     /// Student attempts per dialogue (K).
     pub max_turns: usize,
     /// Conditions, from `single` (one attempt), `retry` ("Try again."
-    /// after a wrong attempt) and `teacher` (the teacher's feedback).
+    /// after a wrong attempt), `teacher` (the teacher's feedback), `critic`
+    /// (the critic's feedback and verdict, no oracle) and
+    /// `critic_oracle_stop` (the critic's feedback, the verifier stops).
     pub conditions: Vec<Condition>,
     /// The teacher's feedback level in the `teacher` condition.
     pub feedback_level: FeedbackLevel,
@@ -69,6 +75,8 @@ pub struct EvalConfig {
     pub seeds: usize,
     /// Token budget of one attempt.
     pub max_new_tokens: usize,
+    /// Token budget of one critique.
+    pub critique_tokens: usize,
     /// Dialogues per batched generation.
     pub batch_size: usize,
 }
@@ -78,11 +86,18 @@ impl Default for EvalConfig {
         Self {
             tasks_per_domain: 0,
             max_turns: 4,
-            conditions: vec![Condition::Single, Condition::Retry, Condition::Teacher],
+            conditions: vec![
+                Condition::Single,
+                Condition::Retry,
+                Condition::Teacher,
+                Condition::Critic,
+                Condition::CriticOracleStop,
+            ],
             feedback_level: FeedbackLevel::Explanation,
             temperature: 0.0,
             seeds: 1,
             max_new_tokens: 24,
+            critique_tokens: 48,
             batch_size: 128,
         }
     }
@@ -113,6 +128,12 @@ pub enum Condition {
     Retry,
     /// The teacher's feedback.
     Teacher,
+    /// The critic's critique, and its verdict decides when to stop: no
+    /// oracle at all.
+    Critic,
+    /// The critic's critique, but the verifier stops at the first correct
+    /// attempt.
+    CriticOracleStop,
 }
 
 impl Condition {
@@ -121,6 +142,8 @@ impl Condition {
             Self::Single => "single",
             Self::Retry => "retry",
             Self::Teacher => "teacher",
+            Self::Critic => "critic",
+            Self::CriticOracleStop => "critic_oracle_stop",
         }
     }
 }
@@ -180,6 +203,10 @@ impl Config {
             .student
             .validate()
             .map_err(|e| invalid(format!("student: {e}")))?;
+        config
+            .critic
+            .validate()
+            .map_err(|e| invalid(format!("critic: {e}")))?;
         config
             .eval
             .validate()

@@ -2,10 +2,12 @@
 //! analyse self-correction. Each subcommand runs one stage of the pipeline
 //! (or all of them) in a run directory.
 
+mod analysis;
 mod config;
 mod device;
 mod generate;
 mod manifest;
+mod plot;
 mod progress;
 mod show;
 mod stages;
@@ -76,9 +78,17 @@ enum Command {
     /// (baseline/single_turn_rl/) and offline SFT on the base model's
     /// successful dialogues (baseline/offline_sft/).
     Baseline,
-    /// Every model under every condition (single attempt, retry, teacher)
-    /// on the test tasks: eval/turns.parquet and accuracy-by-turn tables.
+    /// Train the critic on the RL²F student's attempts and the teacher's
+    /// critiques of them: critic/, critiques.parquet.
+    Critic,
+    /// Every model under every condition (single attempt, retry, teacher,
+    /// critic, critic with oracle stop) on the test tasks:
+    /// eval/turns.parquet and accuracy-by-turn tables.
     Eval,
+    /// Accuracy by turn with bootstrap CIs, gains, critic precision and
+    /// recall, recovered fraction: report/report.md, report/*.png,
+    /// report/summary.parquet, report/gains.parquet.
+    Analyse,
     /// Run every stage in order, skipping those that are up to date.
     Pipeline,
     /// Print tasks or dialogues from the run's tables.
@@ -97,7 +107,7 @@ fn init_logging(verbose: u8, quiet: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("DIDACT_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!(
-            "didact={level},didact_data={level},didact_student={level}"
+            "didact={level},didact_data={level},didact_student={level},didact_critic={level}"
         ))
     });
     tracing_subscriber::fmt()
@@ -141,7 +151,9 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Pretrain => vec!["pretrain"],
         Command::Student => vec!["student"],
         Command::Baseline => vec!["baseline"],
+        Command::Critic => vec!["critic"],
         Command::Eval => vec!["eval"],
+        Command::Analyse => vec!["analyse"],
         Command::Pipeline => STAGES.iter().map(|s| s.name).collect(),
         Command::Show(_) | Command::Generate(_) => unreachable!("handled above"),
     };

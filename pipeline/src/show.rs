@@ -12,6 +12,20 @@ use crate::stages::data::{SYNTHETIC_FILE, TASKS_FILE};
 use crate::stages::pretrain::TRAIN_LOG_FILE;
 use crate::stages::student::ROLLOUTS_FILE;
 
+/// `println!` that ends the program quietly when the reader went away
+/// (`didact show log | head`) instead of panicking.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($t)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            return Err(e.into());
+        }
+    }};
+}
+
 /// Which rows to show.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ShowArgs {
@@ -71,7 +85,7 @@ pub fn show(run_dir: &Path, args: &ShowArgs) -> Result<()> {
                 if shown == args.limit {
                     break;
                 }
-                println!(
+                say!(
                     "{}  [{} · {} · difficulty {}]\n  prompt:   {}\n  solution: {}\n",
                     r.task.task_id,
                     r.task.domain,
@@ -106,9 +120,11 @@ pub fn show(run_dir: &Path, args: &ShowArgs) -> Result<()> {
                 } else {
                     ""
                 };
-                println!(
+                say!(
                     "{}  [{} · feedback {}{leak}]\n{dialogue}",
-                    d.dialogue_id, d.domain, d.feedback_level
+                    d.dialogue_id,
+                    d.domain,
+                    d.feedback_level
                 );
                 shown += 1;
             }
@@ -142,8 +158,8 @@ fn show_log(run_dir: &Path, args: &ShowArgs) -> Result<()> {
     }
     for (stage, steps) in stages {
         let names: BTreeSet<&str> = steps.values().flat_map(|m| m.keys().copied()).collect();
-        println!("{stage}");
-        println!(
+        say!("{stage}");
+        say!(
             "{:>6} {}",
             "step",
             names
@@ -162,7 +178,7 @@ fn show_log(run_dir: &Path, args: &ShowArgs) -> Result<()> {
         };
         for step in shown {
             let m = &steps[&step];
-            println!(
+            say!(
                 "{step:>6} {}",
                 names
                     .iter()
@@ -175,7 +191,7 @@ fn show_log(run_dir: &Path, args: &ShowArgs) -> Result<()> {
                     .join(" ")
             );
         }
-        println!();
+        say!();
     }
     Ok(())
 }
@@ -201,14 +217,17 @@ fn show_rollouts(run_dir: &Path, args: &ShowArgs) -> Result<()> {
                 .as_deref()
                 .is_none_or(|p| first.task_id.starts_with(p));
         if keep {
-            println!(
+            say!(
                 "iteration {} · {} · member {} · reward {:.3}",
-                first.iteration, first.task_id, first.member, first.reward
+                first.iteration,
+                first.task_id,
+                first.member,
+                first.reward
             );
             for r in &rows[i..j] {
-                println!("  {:>2} student │ {}   [{}]", r.turn, r.attempt, r.verdict);
+                say!("  {:>2} student │ {}   [{}]", r.turn, r.attempt, r.verdict);
                 if !r.feedback.is_empty() {
-                    println!("     teacher │ {}", r.feedback);
+                    say!("     teacher │ {}", r.feedback);
                 }
             }
             shown += 1;

@@ -9,6 +9,7 @@ pub mod generate;
 pub mod grads;
 pub mod grpo;
 pub mod model;
+pub mod parallel;
 pub mod resume;
 pub mod rollout;
 pub mod sft;

@@ -272,6 +272,12 @@ pub struct LogRow {
 
 /// What the caller sees while training runs.
 pub trait TrainHooks<B: AutodiffBackend> {
+    /// Applied to the model before training starts and again after it is
+    /// reloaded from a checkpoint (e.g. to freeze layers, which a
+    /// checkpoint does not record).
+    fn prepare(&mut self, model: Llama<B>) -> Llama<B> {
+        model
+    }
     /// After each optimizer step.
     fn on_step(&mut self, _step: usize, _loss: f64, _lr: f64, _tokens_per_s: f64) {}
     /// Asked after each step (and its checkpoint, if one was due): `true`
@@ -334,6 +340,7 @@ pub fn train<B: AutodiffBackend>(
         (model, optim) = resume::load(ckpt_dir, optim, device)?;
         state = saved;
     }
+    let mut model = hooks.prepare(model);
     let resumed_from = state.step;
     let mut plan = BatchPlan::new(examples.len(), cfg.batch_size, cfg.bucket_window, cfg.seed);
     let lengths = |i: usize| examples[i].ids.len().min(cfg.max_seq_len);

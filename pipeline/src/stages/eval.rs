@@ -8,15 +8,19 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use burn::tensor::backend::AutodiffBackend;
+use didact_critic::Critic;
 use didact_data::rng::mix_seed;
 use didact_data::tables::{self, EvalTurnRow, read_tasks};
 use didact_data::{FeedbackLevel, Split, Task, Tokenizer};
 use didact_student::checkpoint;
 use didact_student::generate::SamplingParams;
-use didact_student::rollout::{DialogueParams, DialogueRun, run_dialogues};
+use didact_student::rollout::{
+    DialogueParams, DialogueRun, Responder, Teacher, run_dialogues_with,
+};
 use serde_json::json;
 
 use super::baseline::{OFFLINE_DIR, SINGLE_TURN_DIR};
+use super::critic::CRITIC_DIR;
 use super::data::{TASKS_FILE, TOKENIZER_FILE};
 use super::pretrain::BASE_DIR;
 use super::student::{STUDENT_DIR, per_domain};
@@ -43,6 +47,7 @@ pub const STAGE: Stage = Stage {
         "student/model.safetensors",
         "baseline/single_turn_rl/model.safetensors",
         "baseline/offline_sft/model.safetensors",
+        "critic/model.safetensors",
     ],
     config_section: |c| json!({"eval": c.eval}),
     run,
@@ -52,9 +57,17 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
     crate::with_backend!(ctx.device, |B, device| run_on::<B>(ctx, &device))
 }
 
-/// Solved-by-turn indicators of one (model, condition): per (seed, task
-/// index), the first correct turn.
-type Outcomes = BTreeMap<(usize, usize), Option<usize>>;
+/// Per (seed, task index), the correctness of each attempt made, in order.
+type Outcomes = BTreeMap<(usize, usize), Vec<bool>>;
+
+/// Whether the answer standing at turn `t` (the last attempt made by then)
+/// is correct. With an oracle stop this is "solved at or before t"; without
+/// one (the critic condition) a dialogue can move away from a correct
+/// answer, and this counts the answer it ends up with.
+fn correct_at(attempts: &[bool], t: usize) -> bool {
+    let made = attempts.len().min(t);
+    made > 0 && attempts[made - 1]
+}
 
 fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<StageOutput> {
     let cfg = &ctx.config.eval;
@@ -79,6 +92,18 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
     let bar = progress::bar(ctx.progress, jobs as u64, "evaluating");
     let mut out_rows = Vec::new();
     let mut outcomes: BTreeMap<(&str, Condition), Outcomes> = BTreeMap::new();
+    let needs_critic = cfg
+        .conditions
+        .iter()
+        .any(|c| matches!(c, Condition::Critic | Condition::CriticOracleStop));
+    let critic = if needs_critic {
+        Some(checkpoint::load::<B::InnerBackend>(
+            &ctx.run_dir.join(CRITIC_DIR),
+            device,
+        )?)
+    } else {
+        None
+    };
     for (name, dir) in MODELS {
         let model = checkpoint::load::<B::InnerBackend>(&ctx.run_dir.join(dir), device)?;
         for &condition in &cfg.conditions {
@@ -86,7 +111,19 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
                 Condition::Single => (1, FeedbackLevel::Retry, ""),
                 Condition::Retry => (cfg.max_turns, FeedbackLevel::Retry, "retry"),
                 Condition::Teacher => (cfg.max_turns, cfg.feedback_level, "teacher"),
+                Condition::Critic | Condition::CriticOracleStop => {
+                    (cfg.max_turns, cfg.feedback_level, "critic")
+                }
             };
+            let mut teacher = Teacher(level);
+            let mut critic_responder = critic.as_ref().map(|c| Critic {
+                model: c,
+                tokenizer: &tokenizer,
+                max_tokens: cfg.critique_tokens,
+                oracle_stop: condition == Condition::CriticOracleStop,
+                batch_size: cfg.batch_size,
+                device: device.clone(),
+            });
             let params = DialogueParams {
                 max_turns,
                 feedback_level: level,
@@ -99,18 +136,26 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
             };
             for seed in 0..cfg.seeds {
                 bar.set_message(format!("{name} · {}", condition.name()));
-                let runs = run_dialogues(
+                let responder: &mut dyn Responder = match (condition, &mut critic_responder) {
+                    (Condition::Critic | Condition::CriticOracleStop, Some(c)) => c,
+                    _ => &mut teacher,
+                };
+                let runs = run_dialogues_with(
                     &model,
                     &tokenizer,
                     &tasks,
                     1,
                     &params,
+                    responder,
                     mix_seed(&[seed as u64, 0xE7A1]),
                     device,
                 )?;
                 let entry = outcomes.entry((name, condition)).or_default();
                 for run in &runs {
-                    entry.insert((seed, run.task_index), run.solved_turn);
+                    entry.insert(
+                        (seed, run.task_index),
+                        run.turns.iter().map(|t| t.verdict.is_correct()).collect(),
+                    );
                     out_rows.extend(turn_rows(name, condition, seed, &tasks, run, source));
                 }
                 bar.inc(1);
@@ -221,28 +266,27 @@ fn turn_rows(
             } else {
                 String::new()
             },
+            judged: match t.judged_correct {
+                Some(true) => "correct".into(),
+                Some(false) => "wrong".into(),
+                None => String::new(),
+            },
         })
         .collect()
 }
 
-/// Cumulative accuracy at turns `1..=turns`.
+/// Accuracy of the answer standing at turns `1..=turns`.
 fn cumulative(outcomes: &Outcomes, turns: usize) -> Vec<f64> {
     let n = outcomes.len().max(1) as f64;
     (1..=turns)
-        .map(|t| {
-            outcomes
-                .values()
-                .filter(|s| s.is_some_and(|s| s <= t))
-                .count() as f64
-                / n
-        })
+        .map(|t| outcomes.values().filter(|a| correct_at(a, t)).count() as f64 / n)
         .collect()
 }
 
-/// Mean of the paired differences (solved by `turn` under `a` minus under
+/// Mean of the paired differences (correct at `turn` under `a` minus under
 /// `b`, same seed and task) and the half-width of its 95% normal interval.
 pub fn paired_difference(a: &Outcomes, b: &Outcomes, turn: usize) -> (f64, f64) {
-    let solved = |s: &Option<usize>| s.is_some_and(|s| s <= turn) as u8 as f64;
+    let solved = |s: &Vec<bool>| correct_at(s, turn) as u8 as f64;
     let d: Vec<f64> = a
         .iter()
         .filter_map(|(k, sa)| b.get(k).map(|sb| solved(sa) - solved(sb)))
@@ -263,14 +307,26 @@ mod tests {
     #[test]
     fn paired_differences_on_a_hand_made_grid() {
         // Four tasks: a solves 0 and 1 (turns 1 and 3), b solves 0 at turn 2.
-        let a: Outcomes = [(0, Some(1)), (1, Some(3)), (2, None), (3, None)]
-            .into_iter()
-            .map(|(i, s)| ((0, i), s))
-            .collect();
-        let b: Outcomes = [(0, Some(2)), (1, None), (2, None), (3, None)]
-            .into_iter()
-            .map(|(i, s)| ((0, i), s))
-            .collect();
+        let a: Outcomes = [
+            vec![true],
+            vec![false, false, true],
+            vec![false; 4],
+            vec![false; 4],
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| ((0, i), s))
+        .collect();
+        let b: Outcomes = [
+            vec![false, true],
+            vec![false; 4],
+            vec![false; 4],
+            vec![false; 4],
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| ((0, i), s))
+        .collect();
         assert_eq!(cumulative(&a, 3), vec![0.25, 0.25, 0.5]);
         let (m1, _) = paired_difference(&a, &b, 1);
         assert!((m1 - 0.25).abs() < 1e-12);
@@ -278,5 +334,15 @@ mod tests {
         assert!((m3 - 0.25).abs() < 1e-12);
         // d = [0, 1, 0, 0]: sample variance 0.25, half-width 1.96 * 0.25.
         assert!((h3 - 1.96 * 0.25).abs() < 1e-12, "{h3}");
+    }
+
+    #[test]
+    fn without_an_oracle_the_standing_answer_counts() {
+        // Right at turn 1, talked out of it at turn 2, stopped there.
+        let flip = [true, false];
+        assert!(correct_at(&flip, 1));
+        assert!(!correct_at(&flip, 2));
+        assert!(!correct_at(&flip, 4), "the final answer stands");
+        assert!(!correct_at(&[], 1));
     }
 }

@@ -1,7 +1,9 @@
 //! The stage runner. Each stage is one module with one `run`; the order of
 //! stages lives in [`STAGES`] and nowhere else.
 
+pub mod analyse;
 pub mod baseline;
+pub mod critic;
 pub mod data;
 pub mod eval;
 pub mod pretrain;
@@ -51,7 +53,9 @@ pub const STAGES: &[Stage] = &[
     pretrain::STAGE,
     student::STAGE,
     baseline::STAGE,
+    critic::STAGE,
     eval::STAGE,
+    analyse::STAGE,
 ];
 
 pub fn find(name: &str) -> Option<&'static Stage> {

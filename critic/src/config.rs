@@ -1,0 +1,86 @@
+//! The critic stage's settings.
+
+use didact_data::FeedbackLevel;
+use didact_student::sft::TrainConfig;
+use serde::{Deserialize, Serialize};
+
+/// How the critic is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CriticMode {
+    /// A head on the frozen student trunk: copies of the top `head_layers`
+    /// layers, the final norm and the LM head are trained; the rest is the
+    /// student's and stays fixed.
+    Head,
+    /// The whole student LM fine-tuned on critique tokens next to its
+    /// student objective (the paper's world-modelling variant).
+    Shared,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CriticConfig {
+    pub mode: CriticMode,
+    /// Top layers of the student copied into the head (`head` mode).
+    pub head_layers: usize,
+    /// Train tasks whose dialogues with the student make the data.
+    pub tasks: usize,
+    /// Dialogues per task.
+    pub dialogues_per_task: usize,
+    /// Student attempts per dialogue.
+    pub max_turns: usize,
+    /// Sampling temperature of the student's attempts.
+    pub temperature: f32,
+    /// The teacher whose critiques the critic learns.
+    pub feedback_level: FeedbackLevel,
+    /// Token budget of one student attempt.
+    pub max_new_tokens: usize,
+    /// Token budget of one critique.
+    pub critique_tokens: usize,
+    /// Supervised training of the critic.
+    pub train: TrainConfig,
+}
+
+impl Default for CriticConfig {
+    fn default() -> Self {
+        Self {
+            mode: CriticMode::Head,
+            head_layers: 2,
+            tasks: 1000,
+            dialogues_per_task: 2,
+            max_turns: 4,
+            temperature: 1.0,
+            feedback_level: FeedbackLevel::Explanation,
+            max_new_tokens: 24,
+            critique_tokens: 48,
+            train: TrainConfig {
+                steps: 300,
+                batch_size: 32,
+                lr: 1e-3,
+                warmup_steps: 20,
+                eval_every: 300,
+                checkpoint_every: 100,
+                max_seq_len: 256,
+                ..TrainConfig::default()
+            },
+        }
+    }
+}
+
+impl CriticConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.head_layers == 0 {
+            return Err("head_layers: must be positive".into());
+        }
+        if self.tasks == 0 || self.dialogues_per_task == 0 || self.max_turns == 0 {
+            return Err("tasks, dialogues_per_task and max_turns must be positive".into());
+        }
+        if self.temperature < 0.0 || self.critique_tokens == 0 || self.max_new_tokens == 0 {
+            return Err(
+                "temperature must be non-negative, critique_tokens and max_new_tokens positive"
+                    .into(),
+            );
+        }
+        self.train.validate().map_err(|e| format!("train: {e}"))
+    }
+}

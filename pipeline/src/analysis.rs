@@ -1,0 +1,254 @@
+//! The metrics of `didact analyse`, as pure functions of the evaluation
+//! table so that each can be checked on a hand-made table with known
+//! answers.
+//!
+//! A *trajectory* is one (model, condition, seed, task) dialogue: the
+//! attempts in order and whether each was correct. Accuracy at turn t is
+//! the correctness of the answer standing at t (the last attempt made by
+//! then); with an oracle stop that is "solved at or before t".
+
+use didact_data::rng::Rng;
+
+/// One dialogue of the evaluation grid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trajectory {
+    pub task: usize,
+    pub attempts: Vec<String>,
+    pub correct: Vec<bool>,
+    /// The responder's verdict on each attempt, when it was asked.
+    pub judged: Vec<Option<bool>>,
+}
+
+impl Trajectory {
+    /// Whether the answer standing at turn `t` (1-based) is correct.
+    pub fn correct_at(&self, t: usize) -> bool {
+        let made = self.correct.len().min(t);
+        made > 0 && self.correct[made - 1]
+    }
+}
+
+/// Accuracy at each turn `1..=turns`.
+pub fn accuracy_by_turn(trajectories: &[&Trajectory], turns: usize) -> Vec<f64> {
+    let n = trajectories.len().max(1) as f64;
+    (1..=turns)
+        .map(|t| trajectories.iter().filter(|x| x.correct_at(t)).count() as f64 / n)
+        .collect()
+}
+
+/// The SCoRe gains between turn 1 and turn `k`: Δ = acc@k − acc@1, Δi→c
+/// (wrong at 1, right at k) and Δc→i (right at 1, wrong at k), as
+/// fractions of all trajectories; Δ = Δi→c − Δc→i.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gains {
+    pub delta: f64,
+    pub i_to_c: f64,
+    pub c_to_i: f64,
+}
+
+pub fn gains(trajectories: &[&Trajectory], k: usize) -> Gains {
+    let n = trajectories.len().max(1) as f64;
+    let (mut i_to_c, mut c_to_i) = (0usize, 0usize);
+    for x in trajectories {
+        match (x.correct_at(1), x.correct_at(k)) {
+            (false, true) => i_to_c += 1,
+            (true, false) => c_to_i += 1,
+            _ => {}
+        }
+    }
+    Gains {
+        delta: (i_to_c as f64 - c_to_i as f64) / n,
+        i_to_c: i_to_c as f64 / n,
+        c_to_i: c_to_i as f64 / n,
+    }
+}
+
+/// Mean normalised edit distance between consecutive attempts (0: the same
+/// answer again, 1: nothing in common), and the rate of repeating the
+/// previous answer exactly. `None` when no trajectory has two attempts.
+pub fn revision_stats(trajectories: &[&Trajectory]) -> Option<(f64, f64)> {
+    let (mut ratio, mut repeats, mut pairs) = (0.0, 0usize, 0usize);
+    for x in trajectories {
+        for w in x.attempts.windows(2) {
+            let (a, b): (Vec<char>, Vec<char>) = (w[0].chars().collect(), w[1].chars().collect());
+            let longest = a.len().max(b.len());
+            ratio += if longest == 0 {
+                0.0
+            } else {
+                levenshtein(&a, &b) as f64 / longest as f64
+            };
+            repeats += (w[0] == w[1]) as usize;
+            pairs += 1;
+        }
+    }
+    (pairs > 0).then(|| (ratio / pairs as f64, repeats as f64 / pairs as f64))
+}
+
+fn levenshtein(a: &[char], b: &[char]) -> usize {
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.iter().enumerate() {
+        cur[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + (ca != cb) as usize)
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+/// Precision and recall of a responder's "correct" verdicts against the
+/// verifier, over every attempt it judged: precision = P(correct | judged
+/// correct), recall = P(judged correct | correct). `None` where undefined.
+pub fn verdict_precision_recall(trajectories: &[&Trajectory]) -> (Option<f64>, Option<f64>) {
+    let (mut tp, mut fp, mut fn_) = (0usize, 0usize, 0usize);
+    for x in trajectories {
+        for (c, j) in x.correct.iter().zip(&x.judged) {
+            match (c, j) {
+                (true, Some(true)) => tp += 1,
+                (false, Some(true)) => fp += 1,
+                (true, Some(false)) => fn_ += 1,
+                _ => {}
+            }
+        }
+    }
+    let ratio = |a: usize, b: usize| (a + b > 0).then(|| a as f64 / (a + b) as f64);
+    (ratio(tp, fp), ratio(tp, fn_))
+}
+
+/// (acc_critic@K − acc@1) / (acc_teacher@K − acc@1): the share of the
+/// teacher's gain the critic recovers. `None` when the teacher gains
+/// nothing.
+pub fn recovered_fraction(acc1: f64, critic_k: f64, teacher_k: f64) -> Option<f64> {
+    let teacher_gain = teacher_k - acc1;
+    (teacher_gain.abs() > 1e-12).then(|| (critic_k - acc1) / teacher_gain)
+}
+
+/// A percentile bootstrap 95% interval of `statistic` over resamples of
+/// the tasks (trajectories of the same task, e.g. several seeds, are
+/// resampled together). Deterministic under `seed`.
+pub fn bootstrap_ci(
+    trajectories: &[&Trajectory],
+    resamples: usize,
+    seed: u64,
+    statistic: &dyn Fn(&[&Trajectory]) -> f64,
+) -> (f64, f64) {
+    let mut tasks: Vec<usize> = trajectories.iter().map(|x| x.task).collect();
+    tasks.sort_unstable();
+    tasks.dedup();
+    if tasks.is_empty() || resamples == 0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let mut by_task: Vec<Vec<&Trajectory>> = vec![Vec::new(); tasks.len()];
+    for x in trajectories {
+        let i = tasks.binary_search(&x.task).expect("task listed");
+        by_task[i].push(x);
+    }
+    let mut rng = Rng::new(seed);
+    let mut stats: Vec<f64> = (0..resamples)
+        .map(|_| {
+            let sample: Vec<&Trajectory> = (0..tasks.len())
+                .flat_map(|_| {
+                    by_task[rng.below(tasks.len() as u64) as usize]
+                        .iter()
+                        .copied()
+                })
+                .collect();
+            statistic(&sample)
+        })
+        .collect();
+    stats.sort_by(f64::total_cmp);
+    let at = |q: f64| stats[((q * (resamples - 1) as f64).round() as usize).min(resamples - 1)];
+    (at(0.025), at(0.975))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(task: usize, attempts: &[(&str, bool)]) -> Trajectory {
+        Trajectory {
+            task,
+            attempts: attempts.iter().map(|a| a.0.to_string()).collect(),
+            correct: attempts.iter().map(|a| a.1).collect(),
+            judged: vec![None; attempts.len()],
+        }
+    }
+
+    /// The worked example: five tasks, K = 3.
+    /// 1: right at once.            2: wrong, wrong, right (i→c).
+    /// 3: right, then talked out of it (c→i).   4: never right.
+    /// 5: wrong, right (i→c, stops at turn 2).
+    fn worked() -> Vec<Trajectory> {
+        vec![
+            t(1, &[("7", true)]),
+            t(2, &[("5", false), ("5", false), ("9", true)]),
+            t(3, &[("4", true), ("40", false)]),
+            t(4, &[("1", false), ("2", false), ("3", false)]),
+            t(5, &[("12", false), ("13", true)]),
+        ]
+    }
+
+    #[test]
+    fn accuracy_and_gains_on_the_worked_example() {
+        let w = worked();
+        let refs: Vec<&Trajectory> = w.iter().collect();
+        assert_eq!(accuracy_by_turn(&refs, 3), vec![0.4, 0.4, 0.6]);
+        let g = gains(&refs, 3);
+        assert!((g.i_to_c - 0.4).abs() < 1e-12);
+        assert!((g.c_to_i - 0.2).abs() < 1e-12);
+        assert!((g.delta - 0.2).abs() < 1e-12);
+    }
+
+    #[test]
+    fn revisions_count_repeats_and_edit_distance() {
+        let w = worked();
+        let refs: Vec<&Trajectory> = w.iter().collect();
+        let (ratio, repeat) = revision_stats(&refs).unwrap();
+        // Pairs: (5,5) 0, (5,9) 1, (4,40) 1/2, (1,2) 1, (2,3) 1, (12,13) 1/2.
+        assert!((repeat - 1.0 / 6.0).abs() < 1e-12);
+        assert!((ratio - 4.0 / 6.0).abs() < 1e-12, "{ratio}");
+        assert_eq!(revision_stats(&refs[..1]), None);
+    }
+
+    #[test]
+    fn verdicts_against_the_verifier() {
+        let mut x = t(1, &[("a", false), ("b", true), ("c", true), ("d", false)]);
+        x.judged = vec![Some(true), Some(true), Some(false), None];
+        let (p, r) = verdict_precision_recall(&[&x]);
+        assert_eq!(p, Some(0.5));
+        assert_eq!(r, Some(0.5));
+        assert_eq!(
+            verdict_precision_recall(&[&t(1, &[("a", true)])]),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn recovered_fraction_is_the_share_of_the_teacher_gain() {
+        let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-12);
+        assert!(close(recovered_fraction(0.2, 0.3, 0.4), 0.5));
+        assert!(close(recovered_fraction(0.2, 0.1, 0.4), -0.5));
+        assert_eq!(recovered_fraction(0.2, 0.3, 0.2), None);
+    }
+
+    #[test]
+    fn bootstrap_intervals_cover_the_true_rate_about_95_percent_of_the_time() {
+        // Synthetic case: 200 tasks, each solved with probability 0.3; the
+        // interval of the accuracy should contain 0.3 in about 95% of 200
+        // independent replications.
+        let mut rng = Rng::new(11);
+        let mut covered = 0;
+        let reps = 200;
+        for rep in 0..reps {
+            let data: Vec<Trajectory> =
+                (0..200).map(|i| t(i, &[("x", rng.unit() < 0.3)])).collect();
+            let refs: Vec<&Trajectory> = data.iter().collect();
+            let (lo, hi) = bootstrap_ci(&refs, 400, rep, &|s| accuracy_by_turn(s, 1)[0]);
+            covered += (lo <= 0.3 && 0.3 <= hi) as usize;
+        }
+        let rate = covered as f64 / reps as f64;
+        assert!((0.90..=0.99).contains(&rate), "coverage {rate}");
+    }
+}

@@ -1,0 +1,315 @@
+//! The `critic` stage: the RL²F student talks with the teacher on train
+//! tasks; every attempt, wrong or right, is paired with the teacher's
+//! message (`critiques.parquet`); the critic learns to predict those
+//! messages from the dialogue alone. `critic.mode = "head"` trains a head
+//! on the frozen student trunk; `"shared"` fine-tunes the whole student LM
+//! on the critiques next to its student objective. Writes `critic/`.
+
+use anyhow::Result;
+use burn::module::{AutodiffModule, Module};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use didact_critic::data::{CritiqueRow, critic_examples, critique_dialogues};
+use didact_critic::head::freeze_trunk;
+use didact_critic::{Critic, CriticConfig, CriticMode};
+use didact_data::rng::Rng;
+use didact_data::tables::{self, TrainLogRow};
+use didact_data::{Dialogue, Role, Task, Tokenizer};
+use didact_student::generate::SamplingParams;
+use didact_student::rollout::{DialogueParams, Request, Responder, run_dialogues};
+use didact_student::sft::{self, Example, TrainHooks};
+use didact_student::{Llama, checkpoint};
+use indicatif::ProgressBar;
+use serde_json::json;
+
+use super::data::{TASKS_FILE, TOKENIZER_FILE};
+use super::pretrain::{TRAIN_LOG_FILE, save_final};
+use super::student::{STUDENT_DIR, load_tasks, per_domain};
+use super::{Stage, StageContext, StageOutput};
+use crate::progress;
+
+pub const CRITIC_DIR: &str = "critic";
+pub const CRITIQUES_FILE: &str = "critiques.parquet";
+
+pub const STAGE: Stage = Stage {
+    name: "critic",
+    inputs: &[TASKS_FILE, TOKENIZER_FILE, "student/model.safetensors"],
+    config_section: |c| json!({"critic": c.critic}),
+    run,
+};
+
+fn run(ctx: &StageContext) -> Result<StageOutput> {
+    crate::with_backend!(ctx.device, |B, device| run_on::<B>(ctx, &device))
+}
+
+/// The student's dialogues with the teacher on `tasks`, as critique data.
+fn critique_data<B: Backend>(
+    student: &Llama<B>,
+    tokenizer: &Tokenizer,
+    tasks: &[&Task],
+    cfg: &CriticConfig,
+    seed: u64,
+    device: &B::Device,
+) -> Result<(Vec<Dialogue>, Vec<CritiqueRow>)> {
+    let params = DialogueParams {
+        max_turns: cfg.max_turns,
+        feedback_level: cfg.feedback_level,
+        sampling: SamplingParams {
+            temperature: cfg.temperature,
+            top_p: 1.0,
+            max_new_tokens: cfg.max_new_tokens,
+        },
+        batch_size: 128,
+    };
+    let runs = run_dialogues(
+        student,
+        tokenizer,
+        tasks,
+        cfg.dialogues_per_task,
+        &params,
+        seed,
+        device,
+    )?;
+    Ok(critique_dialogues(tasks, &runs, cfg.feedback_level)?)
+}
+
+struct Hooks<'a> {
+    bar: ProgressBar,
+    cfg: &'a CriticConfig,
+    tokenizer: &'a Tokenizer,
+    /// Held-out attempts (on validation tasks) with the teacher's critique.
+    val: &'a [CritiqueRow],
+    /// The task of each held-out row.
+    val_tasks: Vec<&'a Task>,
+    val_examples: Vec<Example>,
+    last: Vec<(String, f64)>,
+}
+
+impl<B: AutodiffBackend> TrainHooks<B> for Hooks<'_> {
+    fn prepare(&mut self, model: Llama<B>) -> Llama<B> {
+        match self.cfg.mode {
+            CriticMode::Head => freeze_trunk(model, self.cfg.head_layers),
+            CriticMode::Shared => model,
+        }
+    }
+
+    fn on_step(&mut self, step: usize, loss: f64, _lr: f64, tokens_per_s: f64) {
+        self.bar.set_position(step as u64);
+        self.bar
+            .set_message(format!("loss {loss:.3} · {tokens_per_s:.0} tok/s"));
+    }
+
+    fn evaluate(
+        &mut self,
+        model: &Llama<B::InnerBackend>,
+    ) -> didact_student::Result<Vec<(String, f64)>> {
+        let device = model.devices().into_iter().next().expect("parameters");
+        let mut loss_sum = 0.0;
+        let mut batches = 0;
+        for chunk in self.val_examples.chunks(64) {
+            let refs: Vec<&Example> = chunk.iter().collect();
+            let batch = sft::make_batch::<B::InnerBackend>(
+                &refs,
+                self.cfg.train.max_seq_len,
+                self.tokenizer.pad_id(),
+                &device,
+            );
+            let l: f64 =
+                burn::tensor::ElementConversion::elem(sft::masked_nll(model, &batch).into_scalar());
+            loss_sum += l;
+            batches += 1;
+        }
+        let contexts: Vec<Vec<u32>> = self
+            .val
+            .iter()
+            .map(|r| self.tokenizer.encode(&r.context))
+            .collect::<didact_data::Result<_>>()?;
+        let requests: Vec<Request<'_>> = contexts
+            .iter()
+            .zip(self.val.iter().zip(&self.val_tasks))
+            .map(|(c, (row, task))| Request {
+                task,
+                attempt: &row.attempt,
+                verdict: didact_data::Verdict::Wrong,
+                context: c,
+                // The context already ends with the teacher token.
+                stop: Some(self.tokenizer.role_id(Role::Teacher)),
+            })
+            .collect();
+        let mut critic = Critic {
+            model,
+            tokenizer: self.tokenizer,
+            max_tokens: self.cfg.critique_tokens,
+            oracle_stop: false,
+            batch_size: 128,
+            device,
+        };
+        let replies = critic.respond(&requests)?;
+        let n = self.val.len().max(1) as f64;
+        let verdict_agreement = self
+            .val
+            .iter()
+            .zip(&replies)
+            .filter(|(r, reply)| reply.judged_correct == (r.verdict == "correct"))
+            .count() as f64
+            / n;
+        let exact = self
+            .val
+            .iter()
+            .zip(&replies)
+            .filter(|(r, reply)| reply.message == r.critique)
+            .count() as f64
+            / n;
+        let metrics = vec![
+            ("val_loss".to_string(), loss_sum / batches.max(1) as f64),
+            ("val_verdict_agreement".to_string(), verdict_agreement),
+            ("val_exact_critique".to_string(), exact),
+        ];
+        let line = format!(
+            "critic: validation loss {:.3}, verdict agrees with the verifier on {:.1}% of attempts, critique identical to the teacher's on {:.1}%",
+            metrics[0].1,
+            100.0 * verdict_agreement,
+            100.0 * exact
+        );
+        self.bar.suspend(|| tracing::info!("{line}"));
+        self.last = metrics.clone();
+        Ok(metrics)
+    }
+}
+
+fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<StageOutput> {
+    let cfg = &ctx.config.critic;
+    let (tokenizer, train, val) = load_tasks(ctx)?;
+    let student = checkpoint::load::<B::InnerBackend>(&ctx.run_dir.join(STUDENT_DIR), device)?;
+    // A seeded sample of train tasks, so that every domain is represented.
+    let mut order: Vec<&Task> = train.iter().collect();
+    Rng::new(cfg.train.seed ^ 0xC41C).shuffle(&mut order);
+    order.truncate(cfg.tasks);
+    tracing::info!(
+        "critic: sampling {} dialogues of the student with the teacher on {} train tasks",
+        order.len() * cfg.dialogues_per_task,
+        order.len()
+    );
+    let started = std::time::Instant::now();
+    let (dialogues, rows) =
+        critique_data(&student, &tokenizer, &order, cfg, cfg.train.seed, device)?;
+    let val_tasks = per_domain(&val, cfg.train.eval_tasks.max(1));
+    let (val_dialogues, val_rows) = critique_data(
+        &student,
+        &tokenizer,
+        &val_tasks,
+        cfg,
+        cfg.train.seed + 1,
+        device,
+    )?;
+    let by_id: std::collections::HashMap<&str, &Task> =
+        val_tasks.iter().map(|t| (t.task_id.as_str(), *t)).collect();
+    let val_task_of: Vec<&Task> = val_rows.iter().map(|r| by_id[r.task_id.as_str()]).collect();
+    write_critiques(&ctx.run_dir.join(CRITIQUES_FILE), &rows)?;
+    let sampling_s = started.elapsed().as_secs_f64();
+    let correct = rows.iter().filter(|r| r.verdict == "correct").count();
+    tracing::info!(
+        "critic: {} critiques ({} of correct attempts) in {sampling_s:.0}s",
+        rows.len(),
+        correct
+    );
+
+    let mut examples = critic_examples(&tokenizer, &dialogues)?;
+    if cfg.mode == CriticMode::Shared {
+        // The student objective beside the critique objective: single-turn
+        // solutions of the same tasks.
+        for t in &order {
+            let mut d = Dialogue::from_task(&t.prompt);
+            d.push(Role::Student, &t.solution);
+            let enc = tokenizer.encode_dialogue(&d)?;
+            examples.push(Example {
+                mask: enc.loss_mask(Role::Student),
+                ids: enc.ids,
+            });
+        }
+    }
+    let model = checkpoint::load::<B>(&ctx.run_dir.join(STUDENT_DIR), device)?;
+    let bar = progress::bar(ctx.progress, cfg.train.steps as u64, "critic");
+    let mut hooks = Hooks {
+        bar: bar.clone(),
+        cfg,
+        tokenizer: &tokenizer,
+        val: &val_rows,
+        val_tasks: val_task_of,
+        val_examples: critic_examples(&tokenizer, &val_dialogues)?,
+        last: Vec::new(),
+    };
+    let ckpt = ctx.run_dir.join("checkpoints/critic");
+    let trained = sft::train(
+        model,
+        &examples,
+        &cfg.train,
+        tokenizer.pad_id(),
+        &ckpt,
+        &mut hooks,
+        device,
+    )?;
+    bar.finish_and_clear();
+    save_final(
+        &trained.model.valid(),
+        &ctx.run_dir.join(CRITIC_DIR),
+        &ctx.run_dir.join(TOKENIZER_FILE),
+    )?;
+    let log: Vec<TrainLogRow> = trained
+        .log
+        .iter()
+        .map(|r| TrainLogRow {
+            stage: "critic".into(),
+            step: r.step,
+            metric: r.metric.clone(),
+            value: r.value,
+        })
+        .collect();
+    tables::replace_train_log(&ctx.run_dir.join(TRAIN_LOG_FILE), "critic", &log)?;
+    let _ = std::fs::remove_dir_all(&ckpt);
+    let _ = std::fs::remove_dir(ctx.run_dir.join("checkpoints"));
+    let wall = started.elapsed().as_secs_f64();
+    let get = |k: &str| hooks.last.iter().find(|m| m.0 == k).map(|m| m.1);
+    let summary = vec![format!(
+        "critic ({:?} mode): {} critiques, {} steps in {wall:.0}s; on held-out attempts its verdict agrees with the verifier {:.1}% of the time, its critique equals the teacher's {:.1}%",
+        cfg.mode,
+        rows.len(),
+        cfg.train.steps - trained.resumed_from,
+        100.0 * get("val_verdict_agreement").unwrap_or(f64::NAN),
+        100.0 * get("val_exact_critique").unwrap_or(f64::NAN),
+    )];
+    Ok(StageOutput {
+        outputs: vec![
+            format!("{CRITIC_DIR}/config.json"),
+            format!("{CRITIC_DIR}/model.safetensors"),
+            CRITIQUES_FILE.into(),
+            TRAIN_LOG_FILE.into(),
+        ],
+        metrics: json!({
+            "mode": cfg.mode,
+            "critiques": rows.len(),
+            "critiques_of_correct_attempts": correct,
+            "val_loss": get("val_loss"),
+            "val_verdict_agreement": get("val_verdict_agreement"),
+            "val_exact_critique": get("val_exact_critique"),
+            "wall_time_s": wall,
+        }),
+        summary,
+    })
+}
+
+fn write_critiques(path: &std::path::Path, rows: &[CritiqueRow]) -> Result<()> {
+    let s = |f: fn(&CritiqueRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
+    let mut df = tables::critiques_frame(
+        s(|r| &r.task_id),
+        s(|r| r.domain.name()),
+        rows.iter().map(|r| r.dialogue).collect(),
+        rows.iter().map(|r| r.turn).collect(),
+        s(|r| &r.context),
+        s(|r| &r.attempt),
+        s(|r| &r.verdict),
+        s(|r| &r.critique),
+        rows.iter().map(|r| r.leak_blocked).collect(),
+    )?;
+    tables::write_table(path, &tables::CRITIQUES, &mut df)?;
+    Ok(())
+}
