@@ -37,6 +37,13 @@ pub struct CriticConfig {
     pub max_new_tokens: usize,
     /// Token budget of one critique.
     pub critique_tokens: usize,
+    /// Extra copies of each dialogue in which the student was right at
+    /// some turn: correct attempts are rare, and a critic that never says
+    /// "Correct." talks the student out of its right answers.
+    pub correct_copies: usize,
+    /// The verdict threshold is the largest at which the critic still
+    /// calls at least this share of the held-out correct attempts correct.
+    pub min_recall: f64,
     /// Supervised training of the critic.
     pub train: TrainConfig,
 }
@@ -53,6 +60,8 @@ impl Default for CriticConfig {
             feedback_level: FeedbackLevel::Explanation,
             max_new_tokens: 24,
             critique_tokens: 48,
+            correct_copies: 3,
+            min_recall: 0.9,
             train: TrainConfig {
                 steps: 300,
                 batch_size: 32,
@@ -80,6 +89,9 @@ impl CriticConfig {
                 "temperature must be non-negative, critique_tokens and max_new_tokens positive"
                     .into(),
             );
+        }
+        if !(0.0..=1.0).contains(&self.min_recall) {
+            return Err(format!("min_recall: {} is outside 0..=1", self.min_recall));
         }
         self.train.validate().map_err(|e| format!("train: {e}"))
     }

@@ -1,14 +1,21 @@
 //! The critic in the teacher's seat: it reads the dialogue (task, attempts,
-//! earlier critiques; never the privileged information), writes a
-//! critique, and its critique of "Correct." is its verdict.
+//! earlier critiques; never the privileged information), judges the
+//! attempt, and writes a critique.
+//!
+//! The verdict is the critic's probability of answering "Correct.",
+//! compared with a threshold calibrated on held-out attempts, rather than
+//! whatever greedy decoding happens to produce: correct attempts are a
+//! minority of the critic's training data, so greedy critiques almost
+//! never say "Correct.", and a critic that never says so talks the student
+//! out of its right answers.
 
 use burn::tensor::backend::Backend;
-use didact_data::domain::CORRECT_MESSAGE;
+use didact_data::domain::{CORRECT_MESSAGE, WRONG_MESSAGE};
 use didact_data::leak::normalise;
 use didact_data::{Role, Tokenizer};
 use didact_student::Llama;
 use didact_student::eval::stop_ids;
-use didact_student::generate::{SamplingParams, generate};
+use didact_student::generate::{SamplingParams, continuation_logprob, generate};
 use didact_student::parallel;
 use didact_student::rollout::{Reply, Request, Responder};
 
@@ -26,6 +33,8 @@ pub struct Critic<'a, B: Backend> {
     /// `true`: the verifier ends dialogues (the critic only answers wrong
     /// attempts); `false`: the critic's verdict does.
     pub oracle_stop: bool,
+    /// An attempt is judged correct when P("Correct.") reaches this.
+    pub verdict_threshold: f64,
     pub batch_size: usize,
     pub device: B::Device,
 }
@@ -49,11 +58,26 @@ impl<B: Backend> Responder for Critic<'_, B> {
                 p
             })
             .collect();
-        // Longest first, so that each batch's shared budget is set by
-        // prompts of similar length.
-        let mut order: Vec<usize> = (0..prompts.len()).collect();
+        let correct = self.tokenizer.encode(CORRECT_MESSAGE)?;
+        let p_correct = self.p_correct(&prompts, &correct);
+        let judged: Vec<bool> = p_correct
+            .iter()
+            .map(|p| *p >= self.verdict_threshold)
+            .collect();
+        // Critiques are written for the attempts judged wrong, longest
+        // prompts first so that each batch's budget is set by similar ones.
+        let mut order: Vec<usize> = (0..prompts.len()).filter(|&i| !judged[i]).collect();
         order.sort_by_key(|&i| (std::cmp::Reverse(prompts[i].len()), i));
-        let mut texts = vec![String::new(); prompts.len()];
+        let mut texts: Vec<String> = judged
+            .iter()
+            .map(|&j| {
+                if j {
+                    CORRECT_MESSAGE.to_string()
+                } else {
+                    String::new()
+                }
+            })
+            .collect();
         let chunks: Vec<&[usize]> = order.chunks(self.batch_size.max(1)).collect();
         // Batches run on parallel workers, one per core (see
         // `didact_student::parallel`).
@@ -102,12 +126,66 @@ impl<B: Backend> Responder for Critic<'_, B> {
         }
         Ok(texts
             .into_iter()
-            .map(|message| Reply {
-                judged_correct: says_correct(&message),
-                message,
-                leak_blocked: false,
+            .zip(judged)
+            .map(|(message, judged_correct)| {
+                // Judged wrong yet greedily "Correct.": the verdict stands,
+                // said with the verdict-only message.
+                let message = if !judged_correct && (message.is_empty() || says_correct(&message)) {
+                    WRONG_MESSAGE.to_string()
+                } else {
+                    message
+                };
+                Reply {
+                    judged_correct,
+                    message,
+                    leak_blocked: false,
+                }
             })
             .collect())
+    }
+}
+
+impl<B: Backend> Critic<'_, B> {
+    /// P(the critique is "Correct.") for each prompt, batched on all cores.
+    pub fn p_correct(&self, prompts: &[Vec<u32>], correct: &[u32]) -> Vec<f64> {
+        // A prompt too long for the context keeps its most recent tokens.
+        let limit = self
+            .model
+            .config
+            .max_position_embeddings
+            .saturating_sub(correct.len())
+            .max(1);
+        let prompts: Vec<&[u32]> = prompts
+            .iter()
+            .map(|p| &p[p.len().saturating_sub(limit)..])
+            .collect();
+        let mut order: Vec<usize> = (0..prompts.len()).collect();
+        order.sort_by_key(|&i| (prompts[i].len(), i));
+        let chunks: Vec<Vec<usize>> = order
+            .chunks(self.batch_size.max(1))
+            .map(<[usize]>::to_vec)
+            .collect();
+        let scores = parallel::map_parts(&parallel::split(&chunks, parallel::workers()), |part| {
+            part.iter()
+                .map(|chunk| {
+                    let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| prompts[i].to_vec()).collect();
+                    continuation_logprob(
+                        self.model,
+                        &batch,
+                        correct,
+                        self.tokenizer.pad_id(),
+                        &self.device,
+                    )
+                })
+                .collect::<Vec<_>>()
+        });
+        let mut p = vec![0.0; prompts.len()];
+        for (chunk, s) in chunks.iter().zip(scores.into_iter().flatten()) {
+            for (&i, lp) in chunk.iter().zip(s) {
+                p[i] = lp.exp();
+            }
+        }
+        p
     }
 }
 
@@ -122,5 +200,40 @@ mod tests {
         assert!(!says_correct("Incorrect."));
         assert!(!says_correct("Correct. But the tens digit is wrong."));
         assert!(!says_correct(""));
+    }
+}
+
+/// The verdict threshold: the largest one at which the critic still calls
+/// at least `min_recall` of the correct attempts correct, from held-out
+/// (P("Correct."), actually correct) pairs. A critic that calls a right
+/// answer wrong talks the student out of it, so recall on correct answers
+/// comes first. `None` without correct attempts.
+pub fn calibrate(scored: &[(f64, bool)], min_recall: f64) -> Option<f64> {
+    let mut positives: Vec<f64> = scored.iter().filter(|s| s.1).map(|s| s.0).collect();
+    if positives.is_empty() {
+        return None;
+    }
+    positives.sort_by(|a, b| b.total_cmp(a));
+    let keep = ((min_recall * positives.len() as f64).ceil() as usize).clamp(1, positives.len());
+    Some(positives[keep - 1])
+}
+
+#[cfg(test)]
+mod calibration_tests {
+    use super::*;
+
+    #[test]
+    fn the_threshold_keeps_the_asked_recall() {
+        let scored = [
+            (0.9, true),
+            (0.6, true),
+            (0.3, true),
+            (0.1, true),
+            (0.5, false),
+        ];
+        assert_eq!(calibrate(&scored, 0.5), Some(0.6));
+        assert_eq!(calibrate(&scored, 0.75), Some(0.3));
+        assert_eq!(calibrate(&scored, 1.0), Some(0.1));
+        assert_eq!(calibrate(&[(0.4, false)], 0.9), None);
     }
 }

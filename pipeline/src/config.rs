@@ -371,6 +371,14 @@ mod tests {
     }
 
     #[test]
+    fn every_shipped_config_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+        for name in ["smoke.toml", "default.toml", "paper.toml"] {
+            Config::load(&dir.join(name), &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
     fn resolved_config_round_trips() {
         let c = load("[data]\nseed = 3\n", &[]).unwrap();
         assert_eq!(load(&c.to_toml(), &[]).unwrap(), c);

@@ -207,6 +207,53 @@ pub fn generate_seeded<B: Backend>(
     out
 }
 
+/// Log-probability of `continuation` following each prompt, teacher-forced
+/// in one batched forward pass (prompts left-padded, so every row's
+/// continuation occupies the same final positions).
+pub fn continuation_logprob<B: Backend>(
+    model: &Llama<B>,
+    prompts: &[Vec<u32>],
+    continuation: &[u32],
+    pad_id: u32,
+    device: &B::Device,
+) -> Vec<f64> {
+    let (batch, m) = (prompts.len(), continuation.len());
+    if batch == 0 || m == 0 {
+        return vec![0.0; batch];
+    }
+    let width = prompts.iter().map(Vec::len).max().unwrap_or(0).max(1) + m;
+    let mut ids = Vec::with_capacity(batch * width);
+    let mut valid = Vec::with_capacity(batch * width);
+    for p in prompts {
+        let pad = width - p.len() - m;
+        ids.extend(std::iter::repeat_n(pad_id as i64, pad));
+        ids.extend(p.iter().chain(continuation).map(|&t| t as i64));
+        valid.extend((0..width).map(|i| i >= pad));
+    }
+    let input = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [batch, width]), device);
+    let logits = model.forward(input, Some(&valid), None);
+    let vocab = logits.dims()[2];
+    // Positions width-m-1 .. width-1 predict the continuation's tokens.
+    let tail = logits
+        .slice([0..batch, width - m - 1..width - 1, 0..vocab])
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .expect("f32 logits");
+    tail.chunks(m * vocab)
+        .map(|row| {
+            row.chunks(vocab)
+                .zip(continuation)
+                .map(|(l, &t)| {
+                    let max = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let log_z = max + l.iter().map(|x| (x - max).exp()).sum::<f32>().ln();
+                    (l[t as usize] - log_z) as f64
+                })
+                .sum()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,6 +364,26 @@ mod tests {
         );
         assert_eq!(s[0].stop, Some(stop));
         assert!(s[0].tokens.is_empty());
+    }
+
+    #[test]
+    fn teacher_forced_scores_match_step_by_step_decoding() {
+        let m = model();
+        let prompts = vec![vec![5u32, 6, 7], vec![1, 2, 3, 4, 9]];
+        let continuation = [11u32, 12, 13];
+        let scores = continuation_logprob(&m, &prompts, &continuation, 0, &Default::default());
+        for (p, score) in prompts.iter().zip(&scores) {
+            let mut seq = p.clone();
+            let mut expected = 0.0f64;
+            for &t in &continuation {
+                let l = full_logits(&m, &seq);
+                let max = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let log_z = max + l.iter().map(|x| (x - max).exp()).sum::<f32>().ln();
+                expected += (l[t as usize] - log_z) as f64;
+                seq.push(t);
+            }
+            assert!((score - expected).abs() < 1e-3, "{score} vs {expected}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use anyhow::Result;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use didact_data::rng::mix_seed;
-use didact_data::tables::{self, TrainLogRow};
+
 use didact_data::{Task, Tokenizer};
 use didact_student::checkpoint;
 use didact_student::grpo::RlConfig;
@@ -22,7 +22,7 @@ use indicatif::ProgressBar;
 use serde_json::json;
 
 use super::data::{TASKS_FILE, TOKENIZER_FILE};
-use super::pretrain::{BASE_DIR, TRAIN_LOG_FILE, save_final};
+use super::pretrain::{BASE_DIR, save_final};
 use super::student::{load_tasks, run_rl};
 use super::{Stage, StageContext, StageOutput};
 use crate::progress;
@@ -169,23 +169,7 @@ fn offline_sft<B: AutodiffBackend>(
             device,
         )?;
         bar.finish_and_clear();
-        let rows: Vec<TrainLogRow> = trained
-            .log
-            .iter()
-            .map(|r| TrainLogRow {
-                stage: "baseline_offline_sft".into(),
-                step: r.step,
-                metric: r.metric.clone(),
-                value: r.value,
-            })
-            .collect();
-        tables::replace_train_log(
-            &ctx.run_dir.join(TRAIN_LOG_FILE),
-            "baseline_offline_sft",
-            &rows,
-        )?;
-        let _ = std::fs::remove_dir_all(&ckpt);
-        let _ = std::fs::remove_dir(ctx.run_dir.join("checkpoints"));
+        super::finish_training(ctx.run_dir, "baseline_offline_sft", &trained.log, &ckpt)?;
         trained.model
     };
     save_final(&model.valid(), &out, &ctx.run_dir.join(TOKENIZER_FILE))?;

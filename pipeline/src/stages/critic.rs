@@ -10,9 +10,11 @@ use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use didact_critic::data::{CritiqueRow, critic_examples, critique_dialogues};
 use didact_critic::head::freeze_trunk;
+use didact_critic::respond::calibrate;
 use didact_critic::{Critic, CriticConfig, CriticMode};
+use didact_data::domain::CORRECT_MESSAGE;
 use didact_data::rng::Rng;
-use didact_data::tables::{self, TrainLogRow};
+use didact_data::tables;
 use didact_data::{Dialogue, Role, Task, Tokenizer};
 use didact_student::generate::SamplingParams;
 use didact_student::rollout::{DialogueParams, Request, Responder, run_dialogues};
@@ -29,6 +31,30 @@ use crate::progress;
 
 pub const CRITIC_DIR: &str = "critic";
 pub const CRITIQUES_FILE: &str = "critiques.parquet";
+/// The critic's calibrated verdict threshold, beside its weights.
+pub const VERDICT_FILE: &str = "verdict.json";
+
+/// How the critic's verdict is decided, and how well it did on held-out
+/// attempts.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct VerdictCalibration {
+    /// Judged correct when P("Correct.") reaches this.
+    pub threshold: f64,
+    pub min_recall: f64,
+    /// Held-out correct attempts judged correct.
+    pub recall: f64,
+    /// Held-out wrong attempts judged wrong.
+    pub specificity: f64,
+    pub held_out_attempts: usize,
+}
+
+/// Reads the calibrated threshold saved by the critic stage.
+pub fn read_verdict(dir: &std::path::Path) -> Result<VerdictCalibration> {
+    let path = dir.join(VERDICT_FILE);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| anyhow::anyhow!("{}: {e}; rerun the critic stage", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
 
 pub const STAGE: Stage = Stage {
     name: "critic",
@@ -140,6 +166,7 @@ impl<B: AutodiffBackend> TrainHooks<B> for Hooks<'_> {
             tokenizer: self.tokenizer,
             max_tokens: self.cfg.critique_tokens,
             oracle_stop: false,
+            verdict_threshold: 0.5,
             batch_size: 128,
             device,
         };
@@ -214,6 +241,16 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
     );
 
     let mut examples = critic_examples(&tokenizer, &dialogues)?;
+    let solved: std::collections::BTreeSet<u64> = rows
+        .iter()
+        .filter(|r| r.verdict == "correct")
+        .map(|r| r.dialogue)
+        .collect();
+    let copies: Vec<Example> = solved
+        .iter()
+        .flat_map(|&d| std::iter::repeat_n(examples[d as usize].clone(), cfg.correct_copies))
+        .collect();
+    examples.extend(copies);
     if cfg.mode == CriticMode::Shared {
         // The student objective beside the critique objective: single-turn
         // solutions of the same tasks.
@@ -254,22 +291,47 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
         &ctx.run_dir.join(CRITIC_DIR),
         &ctx.run_dir.join(TOKENIZER_FILE),
     )?;
-    let log: Vec<TrainLogRow> = trained
-        .log
+    // The verdict threshold, calibrated on the held-out attempts.
+    let critic_model = trained.model.valid();
+    let critic = Critic {
+        model: &critic_model,
+        tokenizer: &tokenizer,
+        max_tokens: cfg.critique_tokens,
+        oracle_stop: false,
+        verdict_threshold: 0.5,
+        batch_size: 128,
+        device: device.clone(),
+    };
+    let contexts: Vec<Vec<u32>> = val_rows
         .iter()
-        .map(|r| TrainLogRow {
-            stage: "critic".into(),
-            step: r.step,
-            metric: r.metric.clone(),
-            value: r.value,
-        })
+        .map(|r| tokenizer.encode(&r.context))
+        .collect::<didact_data::Result<_>>()?;
+    let p = critic.p_correct(&contexts, &tokenizer.encode(CORRECT_MESSAGE)?);
+    let scored: Vec<(f64, bool)> = p
+        .iter()
+        .zip(&val_rows)
+        .map(|(p, r)| (*p, r.verdict == "correct"))
         .collect();
-    tables::replace_train_log(&ctx.run_dir.join(TRAIN_LOG_FILE), "critic", &log)?;
-    let _ = std::fs::remove_dir_all(&ckpt);
-    let _ = std::fs::remove_dir(ctx.run_dir.join("checkpoints"));
+    let threshold = calibrate(&scored, cfg.min_recall).unwrap_or(0.5);
+    let rate = |want: bool, judged: bool| {
+        let of: Vec<&(f64, bool)> = scored.iter().filter(|s| s.1 == want).collect();
+        of.iter().filter(|s| (s.0 >= threshold) == judged).count() as f64 / of.len().max(1) as f64
+    };
+    let verdict = VerdictCalibration {
+        threshold,
+        min_recall: cfg.min_recall,
+        recall: rate(true, true),
+        specificity: rate(false, false),
+        held_out_attempts: scored.len(),
+    };
+    didact_data::atomic::write(
+        &ctx.run_dir.join(CRITIC_DIR).join(VERDICT_FILE),
+        &serde_json::to_vec_pretty(&verdict)?,
+    )?;
+    super::finish_training(ctx.run_dir, "critic", &trained.log, &ckpt)?;
     let wall = started.elapsed().as_secs_f64();
     let get = |k: &str| hooks.last.iter().find(|m| m.0 == k).map(|m| m.1);
-    let summary = vec![format!(
+    let mut summary = vec![format!(
         "critic ({:?} mode): {} critiques, {} steps in {wall:.0}s; on held-out attempts its verdict agrees with the verifier {:.1}% of the time, its critique equals the teacher's {:.1}%",
         cfg.mode,
         rows.len(),
@@ -277,10 +339,17 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
         100.0 * get("val_verdict_agreement").unwrap_or(f64::NAN),
         100.0 * get("val_exact_critique").unwrap_or(f64::NAN),
     )];
+    summary.push(format!(
+        "critic: verdict threshold P(\"Correct.\") ≥ {:.3}: on held-out attempts it calls {:.1}% of the correct ones correct and {:.1}% of the wrong ones wrong",
+        verdict.threshold,
+        100.0 * verdict.recall,
+        100.0 * verdict.specificity
+    ));
     Ok(StageOutput {
         outputs: vec![
             format!("{CRITIC_DIR}/config.json"),
             format!("{CRITIC_DIR}/model.safetensors"),
+            format!("{CRITIC_DIR}/{VERDICT_FILE}"),
             CRITIQUES_FILE.into(),
             TRAIN_LOG_FILE.into(),
         ],
@@ -291,6 +360,7 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
             "val_loss": get("val_loss"),
             "val_verdict_agreement": get("val_verdict_agreement"),
             "val_exact_critique": get("val_exact_critique"),
+            "verdict": verdict,
             "wall_time_s": wall,
         }),
         summary,

@@ -20,7 +20,7 @@ use didact_student::rollout::{
 use serde_json::json;
 
 use super::baseline::{OFFLINE_DIR, SINGLE_TURN_DIR};
-use super::critic::CRITIC_DIR;
+use super::critic::{CRITIC_DIR, read_verdict};
 use super::data::{TASKS_FILE, TOKENIZER_FILE};
 use super::pretrain::BASE_DIR;
 use super::student::{STUDENT_DIR, per_domain};
@@ -48,6 +48,7 @@ pub const STAGE: Stage = Stage {
         "baseline/single_turn_rl/model.safetensors",
         "baseline/offline_sft/model.safetensors",
         "critic/model.safetensors",
+        "critic/verdict.json",
     ],
     config_section: |c| json!({"eval": c.eval}),
     run,
@@ -104,6 +105,11 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
     } else {
         None
     };
+    let threshold = if needs_critic {
+        read_verdict(&ctx.run_dir.join(CRITIC_DIR))?.threshold
+    } else {
+        0.5
+    };
     for (name, dir) in MODELS {
         let model = checkpoint::load::<B::InnerBackend>(&ctx.run_dir.join(dir), device)?;
         for &condition in &cfg.conditions {
@@ -121,6 +127,7 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
                 tokenizer: &tokenizer,
                 max_tokens: cfg.critique_tokens,
                 oracle_stop: condition == Condition::CriticOracleStop,
+                verdict_threshold: threshold,
                 batch_size: cfg.batch_size,
                 device: device.clone(),
             });

@@ -47,6 +47,30 @@ pub struct Stage {
     pub run: fn(&StageContext) -> Result<StageOutput>,
 }
 
+/// Replaces `stage`'s rows of the run's train log with `log`, then removes
+/// the resumable checkpoint of the finished run (and `checkpoints/` when
+/// no other stage keeps one there).
+pub fn finish_training(
+    run_dir: &Path,
+    stage: &str,
+    log: &[didact_student::sft::LogRow],
+    checkpoint: &Path,
+) -> Result<()> {
+    let rows: Vec<didact_data::tables::TrainLogRow> = log
+        .iter()
+        .map(|r| didact_data::tables::TrainLogRow {
+            stage: stage.into(),
+            step: r.step,
+            metric: r.metric.clone(),
+            value: r.value,
+        })
+        .collect();
+    didact_data::tables::replace_train_log(&run_dir.join(pretrain::TRAIN_LOG_FILE), stage, &rows)?;
+    let _ = std::fs::remove_dir_all(checkpoint);
+    let _ = std::fs::remove_dir(run_dir.join("checkpoints"));
+    Ok(())
+}
+
 /// Every stage, in pipeline order.
 pub const STAGES: &[Stage] = &[
     data::STAGE,

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::ElementConversion;
 use burn::tensor::backend::AutodiffBackend;
-use didact_data::tables::{self, TrainLogRow, read_synthetic, read_tasks};
+use didact_data::tables::{read_synthetic, read_tasks};
 use didact_data::{Dialogue, Role, Split, Task, Tokenizer};
 use didact_student::Llama;
 use didact_student::eval::accuracy_by_domain;
@@ -208,20 +208,12 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
         &ctx.run_dir.join(BASE_DIR),
         &ctx.run_dir.join(TOKENIZER_FILE),
     )?;
-    let rows: Vec<TrainLogRow> = trained
-        .log
-        .iter()
-        .map(|r| TrainLogRow {
-            stage: "pretrain".into(),
-            step: r.step,
-            metric: r.metric.clone(),
-            value: r.value,
-        })
-        .collect();
-    tables::replace_train_log(&ctx.run_dir.join(TRAIN_LOG_FILE), "pretrain", &rows)?;
-    let _ = std::fs::remove_dir_all(ctx.run_dir.join(CHECKPOINT_DIR));
-    // Only removed when no other stage keeps checkpoints there.
-    let _ = std::fs::remove_dir(ctx.run_dir.join("checkpoints"));
+    super::finish_training(
+        ctx.run_dir,
+        "pretrain",
+        &trained.log,
+        &ctx.run_dir.join(CHECKPOINT_DIR),
+    )?;
 
     let final_loss = trained
         .log

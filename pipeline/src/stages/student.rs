@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use didact_data::tables::{self, TrainLogRow, read_tasks};
+use didact_data::tables::{self, read_tasks};
 use didact_data::{DomainKind, FeedbackLevel, Split, Task, Tokenizer};
 use didact_student::generate::SamplingParams;
 use didact_student::grpo::{self, RlConfig, RlHooks};
@@ -236,19 +236,7 @@ pub fn run_rl<B: AutodiffBackend>(
         &ctx.run_dir.join(out_dir),
         &ctx.run_dir.join(TOKENIZER_FILE),
     )?;
-    let rows: Vec<TrainLogRow> = trained
-        .log
-        .iter()
-        .map(|r| TrainLogRow {
-            stage: name.into(),
-            step: r.step,
-            metric: r.metric.clone(),
-            value: r.value,
-        })
-        .collect();
-    tables::replace_train_log(&ctx.run_dir.join(TRAIN_LOG_FILE), name, &rows)?;
-    let _ = std::fs::remove_dir_all(&ckpt);
-    let _ = std::fs::remove_dir(ctx.run_dir.join("checkpoints"));
+    super::finish_training(ctx.run_dir, name, &trained.log, &ckpt)?;
 
     let mean_of = |metric: &str, from: usize| {
         let v: Vec<f64> = trained
