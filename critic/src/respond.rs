@@ -9,10 +9,12 @@
 //! never say "Correct.", and a critic that never says so talks the student
 //! out of its right answers.
 
+use std::collections::BTreeMap;
+
 use burn::tensor::backend::Backend;
 use didact_data::domain::{CORRECT_MESSAGE, WRONG_MESSAGE};
 use didact_data::leak::normalise;
-use didact_data::{Role, Tokenizer};
+use didact_data::{DomainKind, Role, Tokenizer};
 use didact_student::Llama;
 use didact_student::eval::stop_ids;
 use didact_student::generate::{SamplingParams, continuation_logprob, generate};
@@ -33,8 +35,11 @@ pub struct Critic<'a, B: Backend> {
     /// `true`: the verifier ends dialogues (the critic only answers wrong
     /// attempts); `false`: the critic's verdict does.
     pub oracle_stop: bool,
-    /// An attempt is judged correct when P("Correct.") reaches this.
-    pub verdict_threshold: f64,
+    /// An attempt is judged correct when P("Correct.") reaches its
+    /// domain's threshold here (the domain shows in the prompt, so this
+    /// uses nothing privileged), or `default_threshold` for other domains.
+    pub thresholds: BTreeMap<DomainKind, f64>,
+    pub default_threshold: f64,
     pub batch_size: usize,
     pub device: B::Device,
 }
@@ -62,7 +67,8 @@ impl<B: Backend> Responder for Critic<'_, B> {
         let p_correct = self.p_correct(&prompts, &correct);
         let judged: Vec<bool> = p_correct
             .iter()
-            .map(|p| *p >= self.verdict_threshold)
+            .zip(requests)
+            .map(|(p, r)| *p >= self.threshold(r.task.domain))
             .collect();
         // Critiques are written for the attempts judged wrong, longest
         // prompts first so that each batch's budget is set by similar ones.
@@ -146,6 +152,14 @@ impl<B: Backend> Responder for Critic<'_, B> {
 }
 
 impl<B: Backend> Critic<'_, B> {
+    /// The verdict threshold for a domain.
+    pub fn threshold(&self, domain: DomainKind) -> f64 {
+        self.thresholds
+            .get(&domain)
+            .copied()
+            .unwrap_or(self.default_threshold)
+    }
+
     /// P(the critique is "Correct.") for each prompt, batched on all cores.
     pub fn p_correct(&self, prompts: &[Vec<u32>], correct: &[u32]) -> Vec<f64> {
         // A prompt too long for the context keeps its most recent tokens.

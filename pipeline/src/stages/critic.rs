@@ -5,6 +5,8 @@
 //! on the frozen student trunk; `"shared"` fine-tunes the whole student LM
 //! on the critiques next to its student objective. Writes `critic/`.
 
+use std::collections::BTreeMap;
+
 use anyhow::Result;
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -15,7 +17,7 @@ use didact_critic::{Critic, CriticConfig, CriticMode};
 use didact_data::domain::CORRECT_MESSAGE;
 use didact_data::rng::Rng;
 use didact_data::tables;
-use didact_data::{Dialogue, Role, Task, Tokenizer};
+use didact_data::{Dialogue, DomainKind, Role, Task, Tokenizer};
 use didact_student::generate::SamplingParams;
 use didact_student::rollout::{DialogueParams, Request, Responder, run_dialogues};
 use didact_student::sft::{self, Example, TrainHooks};
@@ -38,8 +40,10 @@ pub const VERDICT_FILE: &str = "verdict.json";
 /// attempts.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct VerdictCalibration {
-    /// Judged correct when P("Correct.") reaches this.
-    pub threshold: f64,
+    /// Per domain: judged correct when P("Correct.") reaches this.
+    pub thresholds: BTreeMap<String, f64>,
+    /// For domains without held-out correct attempts.
+    pub default_threshold: f64,
     pub min_recall: f64,
     /// Held-out correct attempts judged correct.
     pub recall: f64,
@@ -110,6 +114,16 @@ struct Hooks<'a> {
     last: Vec<(String, f64)>,
 }
 
+impl VerdictCalibration {
+    /// The thresholds as the critic responder takes them.
+    pub fn by_domain(&self) -> BTreeMap<DomainKind, f64> {
+        self.thresholds
+            .iter()
+            .filter_map(|(d, t)| Some((d.parse().ok()?, *t)))
+            .collect()
+    }
+}
+
 impl<B: AutodiffBackend> TrainHooks<B> for Hooks<'_> {
     fn prepare(&mut self, model: Llama<B>) -> Llama<B> {
         match self.cfg.mode {
@@ -166,7 +180,8 @@ impl<B: AutodiffBackend> TrainHooks<B> for Hooks<'_> {
             tokenizer: self.tokenizer,
             max_tokens: self.cfg.critique_tokens,
             oracle_stop: false,
-            verdict_threshold: 0.5,
+            thresholds: Default::default(),
+            default_threshold: 0.5,
             batch_size: 128,
             device,
         };
@@ -298,7 +313,8 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
         tokenizer: &tokenizer,
         max_tokens: cfg.critique_tokens,
         oracle_stop: false,
-        verdict_threshold: 0.5,
+        thresholds: Default::default(),
+        default_threshold: 0.5,
         batch_size: 128,
         device: device.clone(),
     };
@@ -312,13 +328,36 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
         .zip(&val_rows)
         .map(|(p, r)| (*p, r.verdict == "correct"))
         .collect();
-    let threshold = calibrate(&scored, cfg.min_recall).unwrap_or(0.5);
+    let global = calibrate(&scored, cfg.min_recall).unwrap_or(0.5);
+    // One threshold per domain: how sure the critic is differs by domain,
+    // and so does what a missed wrong answer costs.
+    let mut thresholds = BTreeMap::new();
+    for domain in DomainKind::ALL {
+        let of: Vec<(f64, bool)> = scored
+            .iter()
+            .zip(&val_rows)
+            .filter(|(_, r)| r.domain == domain)
+            .map(|(s, _)| *s)
+            .collect();
+        if let Some(t) = calibrate(&of, cfg.min_recall) {
+            thresholds.insert(domain.name().to_string(), t);
+        }
+    }
+    let threshold_of = |d: DomainKind| thresholds.get(d.name()).copied().unwrap_or(global);
     let rate = |want: bool, judged: bool| {
-        let of: Vec<&(f64, bool)> = scored.iter().filter(|s| s.1 == want).collect();
-        of.iter().filter(|s| (s.0 >= threshold) == judged).count() as f64 / of.len().max(1) as f64
+        let of: Vec<(&(f64, bool), &CritiqueRow)> = scored
+            .iter()
+            .zip(&val_rows)
+            .filter(|(s, _)| s.1 == want)
+            .collect();
+        of.iter()
+            .filter(|(s, r)| (s.0 >= threshold_of(r.domain)) == judged)
+            .count() as f64
+            / of.len().max(1) as f64
     };
     let verdict = VerdictCalibration {
-        threshold,
+        thresholds: thresholds.clone(),
+        default_threshold: global,
         min_recall: cfg.min_recall,
         recall: rate(true, true),
         specificity: rate(false, false),
@@ -340,8 +379,8 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
         100.0 * get("val_exact_critique").unwrap_or(f64::NAN),
     )];
     summary.push(format!(
-        "critic: verdict threshold P(\"Correct.\") ≥ {:.3}: on held-out attempts it calls {:.1}% of the correct ones correct and {:.1}% of the wrong ones wrong",
-        verdict.threshold,
+        "critic: verdict thresholds on P(\"Correct.\") {:?}: on held-out attempts it calls {:.1}% of the correct ones correct and {:.1}% of the wrong ones wrong",
+        verdict.thresholds,
         100.0 * verdict.recall,
         100.0 * verdict.specificity
     ));

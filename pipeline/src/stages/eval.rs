@@ -105,10 +105,10 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
     } else {
         None
     };
-    let threshold = if needs_critic {
-        read_verdict(&ctx.run_dir.join(CRITIC_DIR))?.threshold
+    let verdict = if needs_critic {
+        Some(read_verdict(&ctx.run_dir.join(CRITIC_DIR))?)
     } else {
-        0.5
+        None
     };
     for (name, dir) in MODELS {
         let model = checkpoint::load::<B::InnerBackend>(&ctx.run_dir.join(dir), device)?;
@@ -127,7 +127,8 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
                 tokenizer: &tokenizer,
                 max_tokens: cfg.critique_tokens,
                 oracle_stop: condition == Condition::CriticOracleStop,
-                verdict_threshold: threshold,
+                thresholds: verdict.as_ref().map(|v| v.by_domain()).unwrap_or_default(),
+                default_threshold: verdict.as_ref().map_or(0.5, |v| v.default_threshold),
                 batch_size: cfg.batch_size,
                 device: device.clone(),
             });
