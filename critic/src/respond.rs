@@ -53,15 +53,13 @@ impl<B: Backend> Responder for Critic<'_, B> {
         let teacher = self.tokenizer.role_id(Role::Teacher);
         let context = self.model.config.max_position_embeddings;
         let stops = stop_ids(self.tokenizer);
+        // The critic learnt from dialogues rendered as "<|student|> attempt
+        // <|teacher|>"; whatever token the student ended its turn with
+        // (often `<|end|>`) is replaced by the teacher's, so that the critic
+        // reads what it was trained on.
         let prompts: Vec<Vec<u32>> = requests
             .iter()
-            .map(|r| {
-                let mut p = r.context.to_vec();
-                if r.stop != Some(teacher) {
-                    p.push(teacher);
-                }
-                p
-            })
+            .map(|r| critic_prompt(r.context, r.stop, teacher))
             .collect();
         let correct = self.tokenizer.encode(CORRECT_MESSAGE)?;
         let p_correct = self.p_correct(&prompts, &correct);
@@ -217,6 +215,17 @@ mod tests {
     }
 }
 
+/// The critic's prompt for an attempt: the dialogue through the attempt,
+/// its stop token (if any) replaced by the teacher's.
+pub fn critic_prompt(context: &[u32], stop: Option<u32>, teacher: u32) -> Vec<u32> {
+    let mut p = context.to_vec();
+    if stop.is_some() && p.last() == stop.as_ref() {
+        p.pop();
+    }
+    p.push(teacher);
+    p
+}
+
 /// The verdict threshold: the largest one at which the critic still calls
 /// at least `min_recall` of the correct attempts correct, from held-out
 /// (P("Correct."), actually correct) pairs. A critic that calls a right
@@ -235,6 +244,13 @@ pub fn calibrate(scored: &[(f64, bool)], min_recall: f64) -> Option<f64> {
 #[cfg(test)]
 mod calibration_tests {
     use super::*;
+
+    #[test]
+    fn the_prompt_ends_with_the_teacher_token_whatever_the_student_stopped_with() {
+        assert_eq!(critic_prompt(&[1, 7, 8, 5], Some(5), 3), vec![1, 7, 8, 3]);
+        assert_eq!(critic_prompt(&[1, 7, 8, 3], Some(3), 3), vec![1, 7, 8, 3]);
+        assert_eq!(critic_prompt(&[1, 7, 8], None, 3), vec![1, 7, 8, 3]);
+    }
 
     #[test]
     fn the_threshold_keeps_the_asked_recall() {
