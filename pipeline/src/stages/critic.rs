@@ -26,7 +26,7 @@ use indicatif::ProgressBar;
 use serde_json::json;
 
 use super::data::{TASKS_FILE, TOKENIZER_FILE};
-use super::pretrain::{TRAIN_LOG_FILE, save_final};
+use super::pretrain::{TRAIN_LOG_FILE, pretrain_examples, save_final};
 use super::student::{STUDENT_DIR, load_tasks, per_domain};
 use super::{Stage, StageContext, StageOutput};
 use crate::progress;
@@ -269,15 +269,7 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
     if cfg.mode == CriticMode::Shared {
         // The student objective beside the critique objective: single-turn
         // solutions of the same tasks.
-        for t in &order {
-            let mut d = Dialogue::from_task(&t.prompt);
-            d.push(Role::Student, &t.solution);
-            let enc = tokenizer.encode_dialogue(&d)?;
-            examples.push(Example {
-                mask: enc.loss_mask(Role::Student),
-                ids: enc.ids,
-            });
-        }
+        examples.extend(pretrain_examples(&tokenizer, &order, &[])?);
     }
     let model = checkpoint::load::<B>(&ctx.run_dir.join(STUDENT_DIR), device)?;
     let bar = progress::bar(ctx.progress, cfg.train.steps as u64, "critic");
