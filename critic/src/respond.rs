@@ -98,7 +98,8 @@ impl<B: Backend> Responder for Critic<'_, B> {
                 c.chunks(size).collect::<Vec<_>>()
             })
             .collect();
-        let results = parallel::map_parts(&parallel::split(&jobs, workers), |part| {
+        let parts = parallel::split(&jobs, workers);
+        let results = parallel::map_parts(&parts, |part| {
             part.iter()
                 .map(|chunk| {
                     let longest = chunk.iter().map(|&i| prompts[i].len()).max().unwrap_or(0);
@@ -119,11 +120,7 @@ impl<B: Backend> Responder for Critic<'_, B> {
                 })
                 .collect::<Vec<_>>()
         });
-        for (chunk, gens) in parallel::split(&jobs, workers)
-            .iter()
-            .flatten()
-            .zip(results.into_iter().flatten())
-        {
+        for (chunk, gens) in parts.iter().flatten().zip(results.into_iter().flatten()) {
             for (&i, g) in chunk.iter().zip(gens) {
                 texts[i] = self.tokenizer.decode(&g.tokens)?.trim().to_string();
             }

@@ -22,9 +22,17 @@ pub struct Trajectory {
 impl Trajectory {
     /// Whether the answer standing at turn `t` (1-based) is correct.
     pub fn correct_at(&self, t: usize) -> bool {
-        let made = self.correct.len().min(t);
-        made > 0 && self.correct[made - 1]
+        correct_at(&self.correct, t)
     }
+}
+
+/// Whether the answer standing at turn `t` (the last of `attempts` made by
+/// then) is correct. With an oracle stop this is "solved at or before t";
+/// without one (the critic condition) a dialogue can move away from a
+/// correct answer, and this counts the answer it ends up with.
+pub fn correct_at(attempts: &[bool], t: usize) -> bool {
+    let made = attempts.len().min(t);
+    made > 0 && attempts[made - 1]
 }
 
 /// Accuracy at each turn `1..=turns`.

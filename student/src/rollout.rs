@@ -363,6 +363,12 @@ impl<'a> DialogueEnv<'a> {
             .collect()
     }
 
+    /// Sampling seed of `iteration`'s dialogues; the offline baseline
+    /// samples the base model with the same seeds.
+    pub fn seed(&self, iteration: usize) -> u64 {
+        mix_seed(&[self.cfg.seed, iteration as u64, 0x5A3])
+    }
+
     pub fn params(&self) -> DialogueParams {
         DialogueParams {
             max_turns: self.cfg.max_turns,
@@ -418,7 +424,7 @@ impl<B: Backend> Environment<B> for DialogueEnv<'_> {
             &tasks,
             self.cfg.group_size,
             &self.params(),
-            mix_seed(&[self.cfg.seed, iteration as u64, 0x5A3]),
+            self.seed(iteration),
             &device,
         )?;
         self.rows

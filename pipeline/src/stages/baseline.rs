@@ -11,7 +11,6 @@
 use anyhow::Result;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
-use didact_data::rng::mix_seed;
 
 use didact_data::{Task, Tokenizer};
 use didact_student::checkpoint;
@@ -96,7 +95,7 @@ fn successful_dialogues<B: AutodiffBackend>(
     let (mut examples, mut sampled) = (Vec::new(), 0);
     for it in 0..cfg.iterations {
         let tasks = env.batch(it);
-        let seed = mix_seed(&[cfg.seed, it as u64, 0x5A3]);
+        let seed = env.seed(it);
         let runs = run_dialogues(
             &base,
             tokenizer,

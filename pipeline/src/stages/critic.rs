@@ -110,6 +110,8 @@ struct Hooks<'a> {
     val: &'a [CritiqueRow],
     /// The task of each held-out row.
     val_tasks: Vec<&'a Task>,
+    /// Each held-out row's context, encoded.
+    val_contexts: &'a [Vec<u32>],
     val_examples: Vec<Example>,
     last: Vec<(String, f64)>,
 }
@@ -158,12 +160,8 @@ impl<B: AutodiffBackend> TrainHooks<B> for Hooks<'_> {
             loss_sum += l;
             batches += 1;
         }
-        let contexts: Vec<Vec<u32>> = self
-            .val
-            .iter()
-            .map(|r| self.tokenizer.encode(&r.context))
-            .collect::<didact_data::Result<_>>()?;
-        let requests: Vec<Request<'_>> = contexts
+        let requests: Vec<Request<'_>> = self
+            .val_contexts
             .iter()
             .zip(self.val.iter().zip(&self.val_tasks))
             .map(|(c, (row, task))| Request {
@@ -273,12 +271,17 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
     }
     let model = checkpoint::load::<B>(&ctx.run_dir.join(STUDENT_DIR), device)?;
     let bar = progress::bar(ctx.progress, cfg.train.steps as u64, "critic");
+    let val_contexts: Vec<Vec<u32>> = val_rows
+        .iter()
+        .map(|r| tokenizer.encode(&r.context))
+        .collect::<didact_data::Result<_>>()?;
     let mut hooks = Hooks {
         bar: bar.clone(),
         cfg,
         tokenizer: &tokenizer,
         val: &val_rows,
         val_tasks: val_task_of,
+        val_contexts: &val_contexts,
         val_examples: critic_examples(&tokenizer, &val_dialogues)?,
         last: Vec::new(),
     };
@@ -310,11 +313,7 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
         batch_size: 128,
         device: device.clone(),
     };
-    let contexts: Vec<Vec<u32>> = val_rows
-        .iter()
-        .map(|r| tokenizer.encode(&r.context))
-        .collect::<didact_data::Result<_>>()?;
-    let p = critic.p_correct(&contexts, &tokenizer.encode(CORRECT_MESSAGE)?);
+    let p = critic.p_correct(&val_contexts, &tokenizer.encode(CORRECT_MESSAGE)?);
     let scored: Vec<(f64, bool)> = p
         .iter()
         .zip(&val_rows)

@@ -25,6 +25,7 @@ use super::data::{TASKS_FILE, TOKENIZER_FILE};
 use super::pretrain::BASE_DIR;
 use super::student::{STUDENT_DIR, per_domain};
 use super::{Stage, StageContext, StageOutput};
+use crate::analysis::correct_at;
 use crate::config::Condition;
 use crate::progress;
 
@@ -60,15 +61,6 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
 
 /// Per (seed, task index), the correctness of each attempt made, in order.
 type Outcomes = BTreeMap<(usize, usize), Vec<bool>>;
-
-/// Whether the answer standing at turn `t` (the last attempt made by then)
-/// is correct. With an oracle stop this is "solved at or before t"; without
-/// one (the critic condition) a dialogue can move away from a correct
-/// answer, and this counts the answer it ends up with.
-fn correct_at(attempts: &[bool], t: usize) -> bool {
-    let made = attempts.len().min(t);
-    made > 0 && attempts[made - 1]
-}
 
 fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<StageOutput> {
     let cfg = &ctx.config.eval;
