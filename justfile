@@ -23,6 +23,11 @@ baseline *ARGS:
 eval *ARGS:
     cargo run --release --bin didact -- eval --config {{config}} {{ARGS}}
 
+# The cross-domain matrix (one RL²F student per domain, each evaluated on
+# every domain), then the report with it: about 4 × the `student` stage.
+transfer *ARGS:
+    cargo run --release --bin didact -- pipeline --config {{config}} --set 'transfer.domains=["arith","listops","sudoku","maze"]' {{ARGS}}
+
 # Print tasks or dialogues of a run, e.g. `just show dialogues --domain maze`.
 show *ARGS:
     cargo run --release --bin didact -- show --config {{config}} {{ARGS}}

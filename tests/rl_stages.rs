@@ -166,4 +166,54 @@ fn rl_stages_write_checkpoints_rollouts_logs_and_the_eval_grid() {
     let again = read_rollouts(&run.join("rollouts.parquet")).unwrap();
     assert_eq!(again, rows);
     assert!(!before.is_empty());
+
+    // The cross-domain matrix, with one student trained on maze alone. The
+    // forced `student` rerun above makes every stage reading its
+    // checkpoint stale, so the pipeline reruns them too.
+    let finished = |stage: &str| {
+        let m: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
+        m["stages"][stage]["finished_at"].as_u64().unwrap()
+    };
+    let eval_before = finished("eval");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    didact(
+        dir.path(),
+        &[
+            "pipeline",
+            "--config",
+            config.to_str().unwrap(),
+            "--run-dir",
+            "run",
+            "--set",
+            "transfer.domains=[\"maze\"]",
+            "--set",
+            "transfer.iterations=2",
+        ],
+    )
+    .expect_ok();
+    assert!(finished("eval") > eval_before, "eval reran after student");
+    didact_student::checkpoint::load::<Flex>(&run.join("transfer/maze"), &Default::default())
+        .unwrap();
+    let transfer = read_eval_turns(&run.join("transfer/turns.parquet")).unwrap();
+    let mut first_turns: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &transfer {
+        assert_eq!(r.condition, "teacher");
+        *first_turns.entry(r.model.as_str()).or_default() += (r.turn == 1) as usize;
+    }
+    assert_eq!(
+        first_turns,
+        BTreeMap::from([("base", 24), ("rl2f", 24), ("rl2f_maze", 24)])
+    );
+    let matrix = polars::prelude::ParquetReader::new(
+        fs::File::open(report.join("transfer.parquet")).unwrap(),
+    )
+    .finish()
+    .unwrap();
+    assert_eq!(matrix.height(), 3 * 4, "3 models × 4 evaluated domains");
+    let md = fs::read_to_string(report.join("report.md")).unwrap();
+    assert!(
+        md.contains("## Cross-domain transfer") && md.contains("| maze |"),
+        "{md}"
+    );
 }

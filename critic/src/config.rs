@@ -17,6 +17,24 @@ pub enum CriticMode {
     Shared,
 }
 
+/// How the threshold on P("Correct.") is chosen, per domain, from held-out
+/// attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerdictRule {
+    /// The largest threshold that still calls `min_recall` of the correct
+    /// attempts correct.
+    #[default]
+    Recall,
+    /// The threshold that maximises the expected accuracy change of the
+    /// self-correction loop: a wrong attempt called wrong is fixed at the
+    /// rate the student fixes its attempts after the teacher's feedback
+    /// (measured on the critic's own training dialogues), a correct one
+    /// called wrong is lost. Where the critic cannot tell right from wrong
+    /// well enough to pay, it calls nothing wrong and the loop stops.
+    Utility,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CriticConfig {
@@ -41,8 +59,11 @@ pub struct CriticConfig {
     /// some turn: correct attempts are rare, and a critic that never says
     /// "Correct." talks the student out of its right answers.
     pub correct_copies: usize,
-    /// The verdict threshold is the largest at which the critic still
-    /// calls at least this share of the held-out correct attempts correct.
+    /// How the verdict threshold is calibrated.
+    pub verdict: VerdictRule,
+    /// With `verdict = "recall"`: the threshold is the largest at which the
+    /// critic still calls at least this share of the held-out correct
+    /// attempts correct.
     pub min_recall: f64,
     /// Supervised training of the critic.
     pub train: TrainConfig,
@@ -61,6 +82,7 @@ impl Default for CriticConfig {
             max_new_tokens: 24,
             critique_tokens: 48,
             correct_copies: 3,
+            verdict: VerdictRule::Utility,
             min_recall: 0.9,
             train: TrainConfig {
                 steps: 300,

@@ -79,6 +79,26 @@ pub fn critic_examples(
         .collect()
 }
 
+/// Per domain, (wrong attempts that the student's next attempt, after the
+/// teacher's feedback, got right; wrong attempts followed by another), over
+/// the rows of [`critique_dialogues`]: their ratio is what a critic's
+/// "wrong" can at best be worth. Domains without a followed-up wrong
+/// attempt are absent.
+pub fn fix_counts(rows: &[CritiqueRow]) -> std::collections::BTreeMap<DomainKind, (usize, usize)> {
+    use std::collections::{BTreeMap, HashMap};
+    let by_turn: HashMap<(u64, u32), &CritiqueRow> =
+        rows.iter().map(|r| ((r.dialogue, r.turn), r)).collect();
+    let mut counts: BTreeMap<DomainKind, (usize, usize)> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.verdict != "correct") {
+        if let Some(next) = by_turn.get(&(r.dialogue, r.turn + 1)) {
+            let c = counts.entry(r.domain).or_default();
+            c.0 += (next.verdict == "correct") as usize;
+            c.1 += 1;
+        }
+    }
+    counts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +141,31 @@ mod tests {
             .collect();
         let tokenizer = Tokenizer::train(corpus.iter().map(String::as_str), 320).unwrap();
         (tasks, tokenizer)
+    }
+
+    #[test]
+    fn fix_rates_count_wrong_attempts_the_next_attempt_gets_right() {
+        let (tasks, _) = fixtures();
+        let refs: Vec<&Task> = tasks.iter().collect();
+        let runs = vec![
+            // Maze: wrong → right (fixed), then wrong → wrong → right.
+            run(0, &[("a", Verdict::Wrong), ("b", Verdict::Correct)]),
+            run(
+                0,
+                &[
+                    ("a", Verdict::Wrong),
+                    ("c", Verdict::Malformed),
+                    ("b", Verdict::Correct),
+                ],
+            ),
+            // Sudoku: one wrong attempt and no next one: not counted.
+            run(1, &[("x", Verdict::Wrong)]),
+        ];
+        let (_, rows) = critique_dialogues(&refs, &runs, FeedbackLevel::Explanation).unwrap();
+        let counts = fix_counts(&rows);
+        // Maze: 3 followed-up wrong attempts, 2 fixed at the next turn.
+        assert_eq!(counts.get(&DomainKind::Maze), Some(&(2, 3)));
+        assert_eq!(counts.get(&DomainKind::Sudoku), None);
     }
 
     #[test]

@@ -238,6 +238,34 @@ pub fn calibrate(scored: &[(f64, bool)], min_recall: f64) -> Option<f64> {
     Some(positives[keep - 1])
 }
 
+/// The verdict threshold that maximises the expected accuracy change on
+/// held-out `(P("Correct."), actually correct)` pairs when an attempt
+/// called wrong (P below the threshold) makes the student try again: a
+/// wrong one is then fixed with probability `fix_rate`, a correct one is
+/// lost. A threshold must be expected to win at least `min_gain` answers
+/// on the held-out set: smaller gains are noise of a few attempts and did
+/// not carry over to evaluation. Returns 0 (nothing is called wrong) when
+/// no threshold gains enough, and a threshold above 1 when calling
+/// everything wrong gains most.
+pub fn calibrate_utility(scored: &[(f64, bool)], fix_rate: f64, min_gain: f64) -> f64 {
+    let mut sorted: Vec<(f64, bool)> = scored.iter().copied().filter(|s| s.0.is_finite()).collect();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (mut gain, mut best, mut threshold) = (0.0, min_gain.max(0.0) - 1e-9, 0.0);
+    for (i, &(p, correct)) in sorted.iter().enumerate() {
+        gain += if correct { -1.0 } else { fix_rate };
+        let next = sorted.get(i + 1).map(|s| s.0);
+        if next == Some(p) {
+            // Equal probabilities are called the same way.
+            continue;
+        }
+        if gain > best + 1e-12 {
+            best = gain;
+            threshold = next.map_or(p + 1.0, |n| 0.5 * (p + n));
+        }
+    }
+    threshold
+}
+
 #[cfg(test)]
 mod calibration_tests {
     use super::*;
@@ -247,6 +275,41 @@ mod calibration_tests {
         assert_eq!(critic_prompt(&[1, 7, 8, 5], Some(5), 3), vec![1, 7, 8, 3]);
         assert_eq!(critic_prompt(&[1, 7, 8, 3], Some(3), 3), vec![1, 7, 8, 3]);
         assert_eq!(critic_prompt(&[1, 7, 8], None, 3), vec![1, 7, 8, 3]);
+    }
+
+    #[test]
+    fn the_utility_threshold_calls_wrong_only_where_it_pays() {
+        // Sorted by P("Correct."): w w c w c c.
+        let scored = [
+            (0.1, false),
+            (0.2, false),
+            (0.3, true),
+            (0.4, false),
+            (0.8, true),
+            (0.9, true),
+        ];
+        // Fixing a wrong attempt is worth as much as losing a right one:
+        // calling the first two wrong gains 2; adding 0.3 and 0.4 gains 2
+        // again, not more, so the smaller set is kept.
+        assert_eq!(calibrate_utility(&scored, 1.0, 0.0), 0.25);
+        // Fixes are rare: one lost right answer outweighs them all.
+        assert_eq!(calibrate_utility(&scored[2..], 0.3, 0.0), 0.0);
+        assert_eq!(calibrate_utility(&[], 0.5, 0.0), 0.0);
+        // Every attempt wrong: calling all of them wrong is best.
+        let wrong = [(0.5, false), (1.0, false)];
+        assert!(calibrate_utility(&wrong, 0.5, 0.0) > 1.0);
+        // ... unless the expected gain (1 answer) is below the margin.
+        assert_eq!(calibrate_utility(&wrong, 0.5, 1.5), 0.0);
+        assert_eq!(
+            calibrate_utility(&scored, 1.0, 2.0),
+            0.25,
+            "a gain of 2 is enough"
+        );
+        // Ties cannot be split.
+        assert_eq!(
+            calibrate_utility(&[(0.5, false), (0.5, true)], 0.5, 0.0),
+            0.0
+        );
     }
 
     #[test]

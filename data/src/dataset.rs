@@ -78,6 +78,12 @@ pub struct SyntheticConfig {
     pub per_task: usize,
     /// Teacher feedback levels, used in turn across dialogues.
     pub feedback_levels: Vec<FeedbackLevel>,
+    /// Each dialogue has 1 to this many wrong attempts (drawn uniformly),
+    /// each answered by the teacher, before the correct answer, so that
+    /// the student sees turn 3 and later before RL does. On
+    /// configs/default.toml, 3 made pretraining 50% slower and the
+    /// teacher's gain smaller (see the README), so 1 is the default.
+    pub max_wrong_attempts: usize,
 }
 
 impl Default for SyntheticConfig {
@@ -85,6 +91,7 @@ impl Default for SyntheticConfig {
         Self {
             per_task: 1,
             feedback_levels: vec![FeedbackLevel::Location, FeedbackLevel::Explanation],
+            max_wrong_attempts: 1,
         }
     }
 }
@@ -269,9 +276,10 @@ impl LeakStats {
     }
 }
 
-/// Builds the synthetic dialogues for the train tasks: a wrong attempt from
-/// the error model, the teacher's feedback (replaced by the verdict-only
-/// message if it fails the leak check), then the correct answer.
+/// Builds the synthetic dialogues for the train tasks: one to
+/// `max_wrong_attempts` wrong attempts from the error model, each followed
+/// by the teacher's feedback (replaced by the verdict-only message if it
+/// fails the leak check), then the correct answer.
 pub fn synthetic_dialogues(
     cfg: &DataConfig,
     tasks: &[TaskRow],
@@ -286,27 +294,51 @@ pub fn synthetic_dialogues(
         for j in 0..cfg.synthetic.per_task {
             let mut rng = Rng::new(mix_seed(&[cfg.seed, hash, j as u64]));
             let level = levels[(hash as usize).wrapping_add(j) % levels.len()];
-            let attempt = domain.wrong_attempt(task, &mut rng)?;
-            let verdict = domain.verify(task, &attempt)?;
-            let (feedback, leak_blocked) = teacher_message(task, &attempt, level)?;
-            let entry = stats.entry(task.domain).or_default();
-            entry.messages += 1;
-            entry.leaks += leak_blocked as usize;
+            let wrong = 1 + rng.below(cfg.synthetic.max_wrong_attempts.max(1) as u64) as usize;
             let mut dialogue = Dialogue::from_task(&task.prompt);
-            dialogue
-                .push(Role::Student, &attempt)
-                .push(Role::Teacher, &feedback)
-                .push(Role::Student, &task.solution);
+            let mut first: Option<(String, String, String, bool)> = None;
+            let mut previous: Vec<String> = Vec::new();
+            for _ in 0..wrong {
+                // A fresh mistake each turn where the error model has one.
+                let mut attempt = domain.wrong_attempt(task, &mut rng)?;
+                for _ in 0..4 {
+                    if !previous.contains(&attempt) {
+                        break;
+                    }
+                    attempt = domain.wrong_attempt(task, &mut rng)?;
+                }
+                let verdict = domain.verify(task, &attempt)?;
+                let (feedback, leak_blocked) = teacher_message(task, &attempt, level)?;
+                let entry = stats.entry(task.domain).or_default();
+                entry.messages += 1;
+                entry.leaks += leak_blocked as usize;
+                dialogue
+                    .push(Role::Student, &attempt)
+                    .push(Role::Teacher, &feedback);
+                first.get_or_insert_with(|| {
+                    (
+                        attempt.clone(),
+                        verdict.name().to_string(),
+                        feedback.clone(),
+                        leak_blocked,
+                    )
+                });
+                previous.push(attempt);
+            }
+            dialogue.push(Role::Student, &task.solution);
+            let (attempt, attempt_verdict, feedback, leak_blocked) =
+                first.expect("at least one wrong attempt");
             rows.push(SyntheticDialogue {
                 dialogue_id: format!("{}-s{j}", task.task_id),
                 task_id: task.task_id.clone(),
                 domain: task.domain,
                 difficulty: task.difficulty,
                 attempt,
-                attempt_verdict: verdict.name().to_string(),
+                attempt_verdict,
                 feedback_level: level.name().to_string(),
                 feedback,
                 leak_blocked,
+                wrong_attempts: wrong as u32,
                 answer: task.solution.clone(),
                 text: dialogue.render(),
             });
@@ -411,19 +443,44 @@ mod tests {
 
     #[test]
     fn synthetic_dialogues_are_wrong_then_right_and_never_leak() {
-        let cfg = small();
+        let mut cfg = small();
+        cfg.synthetic.max_wrong_attempts = 3;
         let tasks: Vec<TaskRow> = DomainKind::ALL
             .into_iter()
             .flat_map(|k| generate_domain(&cfg, k, &mut || {}).unwrap())
             .collect();
         let (rows, stats) = synthetic_dialogues(&cfg, &tasks).unwrap();
         assert_eq!(rows.len(), 4 * 40);
+        let mut lengths = std::collections::BTreeSet::new();
         for r in &rows {
             assert_ne!(r.attempt_verdict, "correct");
             let d = Dialogue::parse(&r.text).unwrap();
-            assert_eq!(d.turns.len(), 4);
-            assert_eq!(d.turns[3].text, r.answer);
+            // Task, then (wrong attempt, feedback) × wrong_attempts, then the answer.
+            let k = r.wrong_attempts as usize;
+            assert!((1..=3).contains(&k));
+            assert_eq!(d.turns.len(), 2 + 2 * k);
+            lengths.insert(k);
+            let task = &tasks
+                .iter()
+                .find(|t| t.task.task_id == r.task_id)
+                .unwrap()
+                .task;
+            for i in 0..k {
+                assert_eq!(d.turns[1 + 2 * i].role, Role::Student);
+                let v = task
+                    .domain
+                    .domain()
+                    .verify(task, &d.turns[1 + 2 * i].text)
+                    .unwrap();
+                assert!(!v.is_correct(), "{}", r.text);
+                assert_eq!(d.turns[2 + 2 * i].role, Role::Teacher);
+            }
+            assert_eq!(d.turns[1].text, r.attempt);
+            assert_eq!(d.turns[2].text, r.feedback);
+            assert_eq!(d.turns[1 + 2 * k].text, r.answer);
         }
+        assert_eq!(lengths.len(), 3, "1, 2 and 3 wrong attempts all occur");
         assert!(stats.values().all(|s| s.leaks == 0), "{stats:?}");
+        assert!(stats.values().map(|s| s.messages).sum::<usize>() > rows.len());
     }
 }

@@ -202,27 +202,26 @@ pub struct EncodedDialogue {
 }
 
 impl EncodedDialogue {
-    /// Like [`EncodedDialogue::loss_mask`], but only for `role`'s turns that
-    /// answer feedback (turns after a teacher or critic turn). Training a
-    /// student on synthetic dialogues with it teaches the retry without
-    /// teaching the error model's deliberate first mistakes.
-    pub fn loss_mask_after_feedback(&self, role: Role) -> Vec<bool> {
-        let mut seen_feedback = false;
-        let mut current: Option<Role> = None;
-        self.kinds
-            .iter()
-            .map(|k| match *k {
-                TokenKind::Content(r) => r == role && seen_feedback,
-                TokenKind::Boundary { closes, opens } => {
-                    let trained = closes == Some(role) && seen_feedback && current == Some(role);
-                    if matches!(opens, Some(Role::Teacher | Role::Critic)) {
-                        seen_feedback = true;
-                    }
-                    current = opens;
-                    trained
-                }
-            })
-            .collect()
+    /// Like [`EncodedDialogue::loss_mask`], but only for `role`'s last turn,
+    /// and only when feedback (a teacher or critic turn) came before it.
+    /// Training a student on synthetic dialogues with it teaches the
+    /// corrected answer without teaching the error model's deliberate
+    /// mistakes.
+    pub fn loss_mask_final_answer(&self, role: Role) -> Vec<bool> {
+        let mut mask = self.loss_mask(role);
+        let opens = |k: &TokenKind, r: Role| matches!(k, TokenKind::Boundary { opens: Some(o), .. } if *o == r);
+        let last_turn = self.kinds.iter().rposition(|k| opens(k, role));
+        let feedback_before = last_turn.is_some_and(|at| {
+            self.kinds[..at]
+                .iter()
+                .any(|k| opens(k, Role::Teacher) || opens(k, Role::Critic))
+        });
+        let keep_from = match (last_turn, feedback_before) {
+            (Some(at), true) => at + 1,
+            _ => mask.len(),
+        };
+        mask[..keep_from].iter_mut().for_each(|m| *m = false);
+        mask
     }
 
     /// The loss mask of an objective that trains `role`'s turns: true for
@@ -311,6 +310,32 @@ mod tests {
         assert_eq!(enc.loss_mask(Student), m(&[3, 4, 7, 8]));
         assert_eq!(enc.loss_mask(Teacher), m(&[5, 6]));
         assert_eq!(enc.loss_mask(Critic), m(&[]));
-        assert_eq!(enc.loss_mask_after_feedback(Student), m(&[7, 8]));
+        assert_eq!(enc.loss_mask_final_answer(Student), m(&[7, 8]));
+        // Two wrong attempts: only the answer after the last feedback.
+        let mut kinds = enc.kinds.clone();
+        kinds.truncate(8);
+        kinds.extend([
+            b(Some(Student), Some(Teacher)),
+            Content(Teacher),
+            b(Some(Teacher), Some(Student)),
+            Content(Student),
+            b(Some(Student), None),
+        ]);
+        let long = EncodedDialogue {
+            ids: (0..13).collect(),
+            kinds,
+        };
+        let m13 = |v: &[u32]| (0..13).map(|i| v.contains(&i)).collect::<Vec<_>>();
+        assert_eq!(long.loss_mask_final_answer(Student), m13(&[11, 12]));
+        // A single turn without feedback trains nothing.
+        let single = EncodedDialogue {
+            ids: (0..5).collect(),
+            kinds: enc.kinds[..4]
+                .iter()
+                .copied()
+                .chain([b(Some(Student), None)])
+                .collect(),
+        };
+        assert!(single.loss_mask_final_answer(Student).iter().all(|m| !m));
     }
 }

@@ -57,10 +57,13 @@ pub const TASKS: TableSchema = TableSchema {
     ],
 };
 
-/// `synthetic_dialogues.parquet`: for train tasks, a wrong attempt from the
-/// error model, the teacher's feedback on it, and the correct answer; used to
-/// warm-start the feedback format. `leak_blocked` marks feedback that failed
-/// the leak check and was replaced by the verdict-only message.
+/// `synthetic_dialogues.parquet`: for train tasks, `wrong_attempts` wrong
+/// attempts from the error model, each answered by the teacher, then the
+/// correct answer; used to warm-start the feedback format. `attempt`,
+/// `attempt_verdict`, `feedback` and `leak_blocked` describe the first
+/// exchange (`text` holds the whole dialogue); `leak_blocked` marks
+/// feedback that failed the leak check and was replaced by the verdict-only
+/// message.
 pub const SYNTHETIC_DIALOGUES: TableSchema = TableSchema {
     name: "synthetic_dialogues",
     columns: &[
@@ -73,6 +76,7 @@ pub const SYNTHETIC_DIALOGUES: TableSchema = TableSchema {
         ("feedback_level", ColumnType::Str),
         ("feedback", ColumnType::Str),
         ("leak_blocked", ColumnType::Bool),
+        ("wrong_attempts", ColumnType::U32),
         ("answer", ColumnType::Str),
         ("text", ColumnType::Str),
     ],
@@ -640,6 +644,8 @@ pub struct SyntheticDialogue {
     pub feedback_level: String,
     pub feedback: String,
     pub leak_blocked: bool,
+    /// Wrong attempts (each with feedback) before the answer.
+    pub wrong_attempts: u32,
     pub answer: String,
     /// The rendered dialogue (see [`crate::dialogue`]).
     pub text: String,
@@ -663,6 +669,10 @@ pub fn synthetic_frame(rows: &[SyntheticDialogue]) -> Result<DataFrame> {
             "leak_blocked".into(),
             rows.iter().map(|r| r.leak_blocked).collect::<Vec<bool>>(),
         ),
+        Column::new(
+            "wrong_attempts".into(),
+            rows.iter().map(|r| r.wrong_attempts).collect::<Vec<u32>>(),
+        ),
         Column::new("answer".into(), s(|r| &r.answer)),
         Column::new("text".into(), s(|r| &r.text)),
     ])
@@ -685,6 +695,7 @@ pub fn read_synthetic(path: &Path) -> Result<Vec<SyntheticDialogue>> {
     );
     let (answers, texts) = (col("answer")?, col("text")?);
     let (difficulties, blocked) = (u32s(&df, "difficulty")?, bools(&df, "leak_blocked")?);
+    let wrong = u32s(&df, "wrong_attempts")?;
     (0..df.height())
         .map(|i| {
             let domain: DomainKind = domains[i]
@@ -700,6 +711,7 @@ pub fn read_synthetic(path: &Path) -> Result<Vec<SyntheticDialogue>> {
                 feedback_level: levels[i].to_string(),
                 feedback: feedback[i].to_string(),
                 leak_blocked: blocked[i],
+                wrong_attempts: wrong[i],
                 answer: answers[i].to_string(),
                 text: texts[i].to_string(),
             })

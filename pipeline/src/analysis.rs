@@ -171,6 +171,28 @@ pub fn bootstrap_ci(
     (at(0.025), at(0.975))
 }
 
+/// A percentile bootstrap 95% interval of the mean of `values` (one per
+/// task, e.g. a paired difference between two models on the same task).
+/// Deterministic under `seed`; NaN bounds without values.
+pub fn bootstrap_mean_ci(values: &[f64], resamples: usize, seed: u64) -> (f64, f64) {
+    if values.is_empty() || resamples == 0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let n = values.len();
+    let mut rng = Rng::new(seed);
+    let mut means: Vec<f64> = (0..resamples)
+        .map(|_| {
+            (0..n)
+                .map(|_| values[rng.below(n as u64) as usize])
+                .sum::<f64>()
+                / n as f64
+        })
+        .collect();
+    means.sort_by(f64::total_cmp);
+    let at = |q: f64| means[((q * (resamples - 1) as f64).round() as usize).min(resamples - 1)];
+    (at(0.025), at(0.975))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +261,26 @@ mod tests {
         assert!(close(recovered_fraction(0.2, 0.3, 0.4), 0.5));
         assert!(close(recovered_fraction(0.2, 0.1, 0.4), -0.5));
         assert_eq!(recovered_fraction(0.2, 0.3, 0.2), None);
+    }
+
+    #[test]
+    fn paired_bootstrap_brackets_the_mean_and_collapses_without_spread() {
+        assert_eq!(bootstrap_mean_ci(&[0.5; 10], 200, 1), (0.5, 0.5));
+        // 30 of 100 paired differences are +1, 10 are -1: mean 0.2.
+        let d: Vec<f64> = (0..100)
+            .map(|i| {
+                if i < 30 {
+                    1.0
+                } else if i < 40 {
+                    -1.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let (lo, hi) = bootstrap_mean_ci(&d, 1000, 7);
+        assert!(lo < 0.2 && 0.2 < hi && lo > 0.05 && hi < 0.35, "{lo} {hi}");
+        assert!(bootstrap_mean_ci(&[], 10, 1).0.is_nan());
     }
 
     #[test]

@@ -10,6 +10,8 @@ use didact_data::dataset::DataConfig;
 use didact_student::ModelConfig;
 use didact_student::grpo::RlConfig;
 use didact_student::sft::TrainConfig;
+
+pub use crate::stages::transfer::TransferConfig;
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration of a run.
@@ -33,6 +35,9 @@ pub struct Config {
     pub critic: CriticConfig,
     /// The `eval` stage: every model under every condition on the test tasks.
     pub eval: EvalConfig,
+    /// The `transfer` stage: the cross-domain matrix (trained on X,
+    /// evaluated on Y).
+    pub transfer: TransferConfig,
 }
 
 /// What the baselines do beyond what they share with `student`.
@@ -211,6 +216,10 @@ impl Config {
             .eval
             .validate()
             .map_err(|e| invalid(format!("eval: {e}")))?;
+        config
+            .transfer
+            .validate()
+            .map_err(|e| invalid(format!("transfer: {e}")))?;
         let offline_ok = config.baseline.offline_lr > 0.0 && config.baseline.offline_batch_size > 0;
         if !offline_ok {
             return Err(invalid(

@@ -85,6 +85,11 @@ enum Command {
     /// critic, critic with oracle stop) on the test tasks:
     /// eval/turns.parquet and accuracy-by-turn tables.
     Eval,
+    /// The cross-domain matrix: one RL²F student per domain in
+    /// `transfer.domains` (trained on that domain alone), each evaluated
+    /// with the teacher on every domain: transfer/, transfer/turns.parquet.
+    /// Skipped (an empty table) while `transfer.domains` is empty.
+    Transfer,
     /// Accuracy by turn with bootstrap CIs, gains, critic precision and
     /// recall, recovered fraction: report/report.md, report/*.png,
     /// report/summary.parquet, report/gains.parquet.
@@ -153,6 +158,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Baseline => vec!["baseline"],
         Command::Critic => vec!["critic"],
         Command::Eval => vec!["eval"],
+        Command::Transfer => vec!["transfer"],
         Command::Analyse => vec!["analyse"],
         Command::Pipeline => STAGES.iter().map(|s| s.name).collect(),
         Command::Show(_) | Command::Generate(_) => unreachable!("handled above"),

@@ -58,12 +58,34 @@ impl Manifest {
         Ok(())
     }
 
-    /// True when `stage` finished with this config hash and all its outputs
-    /// are still on disk.
-    pub fn is_up_to_date(&self, stage: &str, config_hash: &str, run_dir: &Path) -> bool {
-        self.stages.get(stage).is_some_and(|r| {
-            r.config_hash == config_hash && r.outputs.iter().all(|o| run_dir.join(&o.path).exists())
-        })
+    /// True when `stage` finished with this config hash, all its outputs
+    /// are still on disk, and no stage that wrote one of its `inputs` ran
+    /// again after it (a forced rerun upstream makes it stale even though
+    /// the config did not change).
+    pub fn is_up_to_date(
+        &self,
+        stage: &str,
+        config_hash: &str,
+        inputs: &[&str],
+        run_dir: &Path,
+    ) -> bool {
+        let Some(record) = self.stages.get(stage) else {
+            return false;
+        };
+        let newer_input = self.stages.iter().any(|(name, upstream)| {
+            name != stage
+                && upstream.finished_at > record.finished_at
+                && upstream
+                    .outputs
+                    .iter()
+                    .any(|o| inputs.contains(&o.path.as_str()))
+        });
+        record.config_hash == config_hash
+            && !newer_input
+            && record
+                .outputs
+                .iter()
+                .all(|o| run_dir.join(&o.path).exists())
     }
 }
 
@@ -92,33 +114,56 @@ pub fn git_revision() -> String {
 mod tests {
     use super::*;
 
+    fn record(hash: &str, output: &str, finished_at: u64) -> StageRecord {
+        StageRecord {
+            config_hash: hash.into(),
+            inputs: vec![],
+            outputs: vec![FileRecord {
+                path: output.into(),
+                bytes: 1,
+            }],
+            wall_time_s: 0.1,
+            git_revision: "r".into(),
+            finished_at,
+            metrics: serde_json::json!({}),
+        }
+    }
+
     #[test]
     fn up_to_date_needs_same_hash_and_existing_outputs() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.parquet"), b"x").unwrap();
         let mut m = Manifest::default();
-        m.stages.insert(
-            "data".into(),
-            StageRecord {
-                config_hash: "h1".into(),
-                inputs: vec![],
-                outputs: vec![FileRecord {
-                    path: "a.parquet".into(),
-                    bytes: 1,
-                }],
-                wall_time_s: 0.1,
-                git_revision: "r".into(),
-                finished_at: 0,
-                metrics: serde_json::json!({}),
-            },
-        );
+        m.stages
+            .insert("data".into(), record("h1", "a.parquet", 10));
         m.save(dir.path()).unwrap();
         let m = Manifest::load(dir.path()).unwrap();
-        assert!(m.is_up_to_date("data", "h1", dir.path()));
-        assert!(!m.is_up_to_date("data", "h2", dir.path()));
-        assert!(!m.is_up_to_date("student", "h1", dir.path()));
+        assert!(m.is_up_to_date("data", "h1", &[], dir.path()));
+        assert!(!m.is_up_to_date("data", "h2", &[], dir.path()));
+        assert!(!m.is_up_to_date("student", "h1", &[], dir.path()));
         std::fs::remove_file(dir.path().join("a.parquet")).unwrap();
-        assert!(!m.is_up_to_date("data", "h1", dir.path()));
+        assert!(!m.is_up_to_date("data", "h1", &[], dir.path()));
+    }
+
+    #[test]
+    fn a_stage_is_stale_once_the_stage_writing_its_input_ran_again() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["a.parquet", "b.parquet", "c.parquet"] {
+            std::fs::write(dir.path().join(f), b"x").unwrap();
+        }
+        let mut m = Manifest::default();
+        m.stages
+            .insert("data".into(), record("h1", "a.parquet", 10));
+        m.stages
+            .insert("student".into(), record("h2", "b.parquet", 20));
+        m.stages
+            .insert("other".into(), record("h3", "c.parquet", 30));
+        // `other` ran after `student` but wrote nothing `student` reads.
+        assert!(m.is_up_to_date("student", "h2", &["a.parquet"], dir.path()));
+        // `data` ran again (forced) after `student` finished.
+        m.stages.get_mut("data").unwrap().finished_at = 25;
+        assert!(!m.is_up_to_date("student", "h2", &["a.parquet"], dir.path()));
+        assert!(m.is_up_to_date("student", "h2", &["c2.parquet"], dir.path()));
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub struct ShowArgs {
 pub enum ShowTable {
     /// tasks.parquet: prompt and reference solution of each task.
     Tasks,
-    /// synthetic_dialogues.parquet: wrong attempt, feedback, correct answer.
+    /// synthetic_dialogues.parquet: wrong attempts, feedback, correct answer.
     Dialogues,
     /// train_log.parquet: one line per (stage, step), one column per metric
     /// (`-n` limits the steps shown, spread evenly; 0 shows all).

@@ -305,14 +305,12 @@ pub fn run_dialogues_with<B: Backend>(
             if !goes_on {
                 continue;
             }
-            let mut tokens = Vec::new();
-            if stop != Some(teacher_id) {
-                tokens.push(teacher_id);
-            }
-            tokens.extend(tokenizer.encode(&reply.message)?);
+            let mut tokens = tokenizer.encode(&reply.message)?;
             tokens.push(student_id);
             // A dialogue whose next attempt would not fit ends here.
-            if run.ids.len() + tokens.len() + budget <= context {
+            let closing = stop.is_none() as usize;
+            if run.ids.len() + closing + tokens.len() + budget <= context {
+                hand_turn_to_teacher(&mut run.ids, &mut run.mask, stop, teacher_id);
                 run.mask.extend(std::iter::repeat_n(false, tokens.len()));
                 run.ids.extend(tokens);
                 record.feedback = Some(reply.message);
@@ -323,6 +321,27 @@ pub fn run_dialogues_with<B: Backend>(
         open = still_open;
     }
     Ok(runs)
+}
+
+/// Closes the student's turn with the teacher's token, as in every
+/// dialogue the student was trained on. A student that stopped on
+/// `<|end|>` (or any stop but the teacher's) ended its turn, not the
+/// dialogue: that stop becomes the teacher's token, untrained, since the
+/// student did not choose it. Left in place, `<|end|>` mid-dialogue is a
+/// context the student never saw, and its next attempt is often garbage.
+/// Without a stop (the budget ran out) the teacher's token is appended.
+fn hand_turn_to_teacher(ids: &mut Vec<u32>, mask: &mut Vec<bool>, stop: Option<u32>, teacher: u32) {
+    match stop {
+        Some(s) if s == teacher => {}
+        Some(_) => {
+            *ids.last_mut().expect("the attempt's stop") = teacher;
+            *mask.last_mut().expect("the attempt's stop") = false;
+        }
+        None => {
+            ids.push(teacher);
+            mask.push(false);
+        }
+    }
 }
 
 /// The environment of RL²F (and, with `max_turns` = 1, of single-turn RL):
@@ -520,6 +539,7 @@ mod tests {
         // A random model is never right: every dialogue runs 3 turns, and
         // its tokens are exactly the rendered dialogue's tokens, with the
         // mask on what the student generated.
+        let student_id = tokenizer.role_id(Role::Student);
         for run in &a {
             assert_eq!(run.turns.len(), 3);
             assert!(run.solved_turn.is_none());
@@ -529,8 +549,16 @@ mod tests {
                 .unwrap();
             assert_eq!(&run.ids[..prompt.len()], &prompt[..]);
             assert!(run.mask[..prompt.len()].iter().all(|m| !m));
+            // A stop that ended a turn but not the dialogue became the
+            // teacher's token, untrained: at most one per answered turn.
             let generated: usize = run.turns.iter().map(|t| t.tokens).sum();
-            assert_eq!(run.mask.iter().filter(|m| **m).count(), generated);
+            let trained = run.mask.iter().filter(|m| **m).count();
+            assert!(trained <= generated && trained + 2 >= generated);
+            let last_student = run.ids.iter().rposition(|&i| i == student_id).unwrap();
+            assert!(
+                !run.ids[..last_student].contains(&tokenizer.end_id()),
+                "no <|end|> before the last attempt"
+            );
             // Every teacher message appears, untrained, right after a
             // teacher token.
             for t in &run.turns[..2] {
@@ -541,10 +569,39 @@ mod tests {
                     .position(|w| w == &fb[..])
                     .expect("feedback tokens in the dialogue");
                 assert_eq!(run.ids[at - 1], tokenizer.role_id(Role::Teacher));
-                assert!(run.mask[at..at + fb.len()].iter().all(|m| !m));
+                assert!(run.mask[at - 1..at + fb.len()].iter().all(|m| !m));
             }
             assert!(run.turns[2].feedback.is_none());
         }
+    }
+
+    #[test]
+    fn the_teacher_token_closes_a_turn_that_feedback_follows() {
+        let (teacher, end) = (3, 9);
+        let close = |stop| {
+            let (mut ids, mut mask) = (vec![1, 7, 8], vec![false, true, true]);
+            if let Some(s) = stop {
+                ids.push(s);
+                mask.push(true);
+            }
+            hand_turn_to_teacher(&mut ids, &mut mask, stop, teacher);
+            (ids, mask)
+        };
+        // The student's own teacher token is its choice, and trained.
+        assert_eq!(
+            close(Some(teacher)),
+            (vec![1, 7, 8, 3], vec![false, true, true, true])
+        );
+        // `<|end|>` ended the turn, not the dialogue: replaced, untrained.
+        assert_eq!(
+            close(Some(end)),
+            (vec![1, 7, 8, 3], vec![false, true, true, false])
+        );
+        // No stop (budget ran out): the teacher's token is appended.
+        assert_eq!(
+            close(None),
+            (vec![1, 7, 8, 3], vec![false, true, true, false])
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ use serde_json::json;
 
 use super::data::TASKS_FILE;
 use super::eval::{MODELS, TURNS_FILE};
+use super::transfer::TRANSFER_TURNS_FILE;
 use super::{Stage, StageContext, StageOutput};
 use crate::analysis::{
     Trajectory, accuracy_by_turn, bootstrap_ci, gains, recovered_fraction, revision_stats,
@@ -32,7 +33,7 @@ const RESAMPLES: usize = 1000;
 
 pub const STAGE: Stage = Stage {
     name: "analyse",
-    inputs: &[TASKS_FILE, TURNS_FILE],
+    inputs: &[TASKS_FILE, TURNS_FILE, TRANSFER_TURNS_FILE],
     config_section: |_| json!({}),
     run,
 };
@@ -535,6 +536,39 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
         }
     }
     writeln!(md, "\n## The critic\n")?;
+    let verdict_dir = ctx.run_dir.join(super::critic::CRITIC_DIR);
+    if verdict_dir.join(super::critic::VERDICT_FILE).exists() {
+        let v = super::critic::read_verdict(&verdict_dir)?;
+        let per_domain = |m: &BTreeMap<String, f64>, f: &dyn Fn(f64) -> String| {
+            m.iter()
+                .map(|(d, x)| format!("{d} {}", f(*x)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        writeln!(
+            md,
+            "Verdict: P(\"Correct.\") against a per-domain threshold ({} rule; {}). After the \
+             teacher's feedback the student fixed a wrong attempt at its next attempt at these \
+             rates in the critic's training dialogues: {}. On held-out attempts the critic called \
+             {}% of the correct ones correct and {}% of the wrong ones wrong.\n",
+            match v.rule {
+                didact_critic::config::VerdictRule::Utility => "`utility`",
+                didact_critic::config::VerdictRule::Recall => "`recall`",
+            },
+            per_domain(&v.thresholds, &|t| {
+                if t <= 0.0 {
+                    "0 (calls nothing wrong)".into()
+                } else if t > 1.0 {
+                    "above 1 (calls everything wrong)".into()
+                } else {
+                    format!("{t:.2e}")
+                }
+            }),
+            per_domain(&v.fix_rates, &|f| format!("{:.1}%", 100.0 * f)),
+            pct(v.recall),
+            pct(v.specificity)
+        )?;
+    }
     writeln!(
         md,
         "Its verdicts against the verifier in the `critic` condition (precision = P(correct | \
@@ -567,12 +601,7 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
     for p in &plots {
         writeln!(md, "![{p}]({p})\n")?;
     }
-    writeln!(
-        md,
-        "## Not in this report\n\nThe cross-domain matrix (trained on X, evaluated on Y) needs \
-         one RL²F student per training domain; the pipeline trains one student on all domains, \
-         so the matrix is not computed yet.\n"
-    )?;
+    md.push_str(&super::transfer::report_section(ctx.run_dir, &out, k)?);
     if cfg.feedback_level != FeedbackLevel::Explanation {
         writeln!(
             md,
@@ -591,6 +620,9 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
         format!("{REPORT_DIR}/gains.parquet"),
     ];
     outputs.extend(plots.iter().map(|p| format!("{REPORT_DIR}/{p}")));
+    if out.join("transfer.parquet").exists() {
+        outputs.push(format!("{REPORT_DIR}/transfer.parquet"));
+    }
     let rec: BTreeMap<String, Option<f64>> = gain_rows
         .iter()
         .filter(|r| r.domain == "all" && r.condition == Condition::Critic.name())

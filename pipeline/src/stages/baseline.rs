@@ -50,6 +50,7 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
         &single_cfg,
         "baseline_single_turn_rl",
         SINGLE_TURN_DIR,
+        None,
         device,
     )?;
     let (offline_outputs, offline_metrics, offline_summary) = offline_sft::<B>(ctx, device)?;

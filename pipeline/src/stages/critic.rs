@@ -10,9 +10,11 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::{AutodiffBackend, Backend};
+use didact_critic::config::VerdictRule;
+use didact_critic::data::fix_counts;
 use didact_critic::data::{CritiqueRow, critic_examples, critique_dialogues};
 use didact_critic::head::freeze_trunk;
-use didact_critic::respond::calibrate;
+use didact_critic::respond::{calibrate, calibrate_utility};
 use didact_critic::{Critic, CriticConfig, CriticMode};
 use didact_data::domain::CORRECT_MESSAGE;
 use didact_data::rng::Rng;
@@ -42,9 +44,17 @@ pub const VERDICT_FILE: &str = "verdict.json";
 pub struct VerdictCalibration {
     /// Per domain: judged correct when P("Correct.") reaches this.
     pub thresholds: BTreeMap<String, f64>,
-    /// For domains without held-out correct attempts.
+    /// For domains without held-out attempts to calibrate on.
     pub default_threshold: f64,
+    /// How the thresholds were chosen.
+    #[serde(default)]
+    pub rule: VerdictRule,
     pub min_recall: f64,
+    /// Per domain: the share of wrong attempts the student fixes at its
+    /// next attempt after the teacher's feedback (the `utility` rule's
+    /// worth of a "wrong" verdict).
+    #[serde(default)]
+    pub fix_rates: BTreeMap<String, f64>,
     /// Held-out correct attempts judged correct.
     pub recall: f64,
     /// Held-out wrong attempts judged wrong.
@@ -63,7 +73,8 @@ pub fn read_verdict(dir: &std::path::Path) -> Result<VerdictCalibration> {
 pub const STAGE: Stage = Stage {
     name: "critic",
     inputs: &[TASKS_FILE, TOKENIZER_FILE, "student/model.safetensors"],
-    config_section: |c| json!({"critic": c.critic}),
+    // The verdict is calibrated on attempts decoded as `eval` decodes them.
+    config_section: |c| json!({"critic": c.critic, "eval_temperature": c.eval.temperature}),
     run,
 };
 
@@ -71,12 +82,16 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
     crate::with_backend!(ctx.device, |B, device| run_on::<B>(ctx, &device))
 }
 
-/// The student's dialogues with the teacher on `tasks`, as critique data.
+/// The student's dialogues with the teacher on `tasks` (`per_task` each,
+/// decoded at `temperature`), as critique data.
+#[allow(clippy::too_many_arguments)]
 fn critique_data<B: Backend>(
     student: &Llama<B>,
     tokenizer: &Tokenizer,
     tasks: &[&Task],
     cfg: &CriticConfig,
+    temperature: f32,
+    per_task: usize,
     seed: u64,
     device: &B::Device,
 ) -> Result<(Vec<Dialogue>, Vec<CritiqueRow>)> {
@@ -84,21 +99,13 @@ fn critique_data<B: Backend>(
         max_turns: cfg.max_turns,
         feedback_level: cfg.feedback_level,
         sampling: SamplingParams {
-            temperature: cfg.temperature,
+            temperature,
             top_p: 1.0,
             max_new_tokens: cfg.max_new_tokens,
         },
         batch_size: 128,
     };
-    let runs = run_dialogues(
-        student,
-        tokenizer,
-        tasks,
-        cfg.dialogues_per_task,
-        &params,
-        seed,
-        device,
-    )?;
+    let runs = run_dialogues(student, tokenizer, tasks, per_task, &params, seed, device)?;
     Ok(critique_dialogues(tasks, &runs, cfg.feedback_level)?)
 }
 
@@ -230,14 +237,34 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
         order.len()
     );
     let started = std::time::Instant::now();
-    let (dialogues, rows) =
-        critique_data(&student, &tokenizer, &order, cfg, cfg.train.seed, device)?;
+    let (dialogues, rows) = critique_data(
+        &student,
+        &tokenizer,
+        &order,
+        cfg,
+        cfg.temperature,
+        cfg.dialogues_per_task,
+        cfg.train.seed,
+        device,
+    )?;
+    // Held-out attempts decoded as `eval` decodes them: the verdict
+    // threshold is calibrated on these, and sampled attempts (often
+    // garbage, easy to call wrong) made thresholds that flagged right
+    // answers at evaluation. Greedy decoding needs one dialogue per task.
+    let eval_temperature = ctx.config.eval.temperature;
+    let val_per_task = if eval_temperature == 0.0 {
+        1
+    } else {
+        cfg.dialogues_per_task
+    };
     let val_tasks = per_domain(&val, cfg.train.eval_tasks.max(1));
     let (val_dialogues, val_rows) = critique_data(
         &student,
         &tokenizer,
         &val_tasks,
         cfg,
+        eval_temperature,
+        val_per_task,
         cfg.train.seed + 1,
         device,
     )?;
@@ -319,7 +346,20 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
         .zip(&val_rows)
         .map(|(p, r)| (*p, r.verdict == "correct"))
         .collect();
-    let global = calibrate(&scored, cfg.min_recall).unwrap_or(0.5);
+    let counts = fix_counts(&rows);
+    let fix: BTreeMap<DomainKind, f64> = counts
+        .iter()
+        .map(|(d, (fixed, n))| (*d, *fixed as f64 / *n as f64))
+        .collect();
+    let (fixed, followed): (usize, usize) = counts
+        .values()
+        .fold((0, 0), |(a, b), (f, n)| (a + f, b + n));
+    let pooled_fix = fixed as f64 / followed.max(1) as f64;
+    let threshold = |of: &[(f64, bool)], fix_rate: f64| match cfg.verdict {
+        VerdictRule::Recall => calibrate(of, cfg.min_recall),
+        VerdictRule::Utility => (!of.is_empty()).then(|| calibrate_utility(of, fix_rate, 1.0)),
+    };
+    let global = threshold(&scored, pooled_fix).unwrap_or(0.5);
     // One threshold per domain: how sure the critic is differs by domain,
     // and so does what a missed wrong answer costs.
     let mut thresholds = BTreeMap::new();
@@ -330,7 +370,7 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
             .filter(|(_, r)| r.domain == domain)
             .map(|(s, _)| *s)
             .collect();
-        if let Some(t) = calibrate(&of, cfg.min_recall) {
+        if let Some(t) = threshold(&of, fix.get(&domain).copied().unwrap_or(0.0)) {
             thresholds.insert(domain.name().to_string(), t);
         }
     }
@@ -349,7 +389,12 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
     let verdict = VerdictCalibration {
         thresholds: thresholds.clone(),
         default_threshold: global,
+        rule: cfg.verdict,
         min_recall: cfg.min_recall,
+        fix_rates: fix
+            .iter()
+            .map(|(d, f)| (d.name().to_string(), *f))
+            .collect(),
         recall: rate(true, true),
         specificity: rate(false, false),
         held_out_attempts: scored.len(),
@@ -370,7 +415,14 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
         100.0 * get("val_exact_critique").unwrap_or(f64::NAN),
     )];
     summary.push(format!(
-        "critic: verdict thresholds on P(\"Correct.\") {:?}: on held-out attempts it calls {:.1}% of the correct ones correct and {:.1}% of the wrong ones wrong",
+        "critic: verdict thresholds on P(\"Correct.\") ({:?} rule; the student fixes {} of wrong attempts after the teacher's feedback) {:?}: on held-out attempts it calls {:.1}% of the correct ones correct and {:.1}% of the wrong ones wrong",
+        verdict.rule,
+        verdict
+            .fix_rates
+            .iter()
+            .map(|(d, f)| format!("{d} {:.0}%", 100.0 * f))
+            .collect::<Vec<_>>()
+            .join(", "),
         verdict.thresholds,
         100.0 * verdict.recall,
         100.0 * verdict.specificity

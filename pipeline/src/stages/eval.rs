@@ -60,7 +60,7 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
 }
 
 /// Per (seed, task index), the correctness of each attempt made, in order.
-type Outcomes = BTreeMap<(usize, usize), Vec<bool>>;
+pub type Outcomes = BTreeMap<(usize, usize), Vec<bool>>;
 
 fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<StageOutput> {
     let cfg = &ctx.config.eval;
@@ -238,7 +238,8 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
     })
 }
 
-fn turn_rows(
+/// The rows of one evaluated dialogue.
+pub fn turn_rows(
     model: &str,
     condition: Condition,
     seed: usize,
@@ -276,7 +277,7 @@ fn turn_rows(
 }
 
 /// Accuracy of the answer standing at turns `1..=turns`.
-fn cumulative(outcomes: &Outcomes, turns: usize) -> Vec<f64> {
+pub fn cumulative(outcomes: &Outcomes, turns: usize) -> Vec<f64> {
     let n = outcomes.len().max(1) as f64;
     (1..=turns)
         .map(|t| outcomes.values().filter(|a| correct_at(a, t)).count() as f64 / n)

@@ -8,6 +8,7 @@ pub mod data;
 pub mod eval;
 pub mod pretrain;
 pub mod student;
+pub mod transfer;
 
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -79,6 +80,7 @@ pub const STAGES: &[Stage] = &[
     baseline::STAGE,
     critic::STAGE,
     eval::STAGE,
+    transfer::STAGE,
     analyse::STAGE,
 ];
 
@@ -116,7 +118,7 @@ pub enum Outcome {
 pub fn run_stage(stage: &Stage, ctx: &StageContext, force: bool) -> Result<Outcome> {
     let hash = config_hash(stage, ctx.config);
     let mut manifest = Manifest::load(ctx.run_dir)?;
-    if !force && manifest.is_up_to_date(stage.name, &hash, ctx.run_dir) {
+    if !force && manifest.is_up_to_date(stage.name, &hash, stage.inputs, ctx.run_dir) {
         tracing::info!(
             "{}: up to date (config {hash}), skipped; --force reruns it",
             stage.name

@@ -61,7 +61,7 @@ pub fn pretrain_examples(
             .with_context(|| format!("synthetic dialogue {}", s.dialogue_id))?;
         let enc = tokenizer.encode_dialogue(&d)?;
         examples.push(Example {
-            mask: enc.loss_mask_after_feedback(Role::Student),
+            mask: enc.loss_mask_final_answer(Role::Student),
             ids: enc.ids,
         });
     }

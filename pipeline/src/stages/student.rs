@@ -35,7 +35,14 @@ pub const STAGE: Stage = Stage {
 
 fn run(ctx: &StageContext) -> Result<StageOutput> {
     crate::with_backend!(ctx.device, |B, device| {
-        let outcome = run_rl::<B>(ctx, &ctx.config.student, "student", STUDENT_DIR, &device)?;
+        let outcome = run_rl::<B>(
+            ctx,
+            &ctx.config.student,
+            "student",
+            STUDENT_DIR,
+            None,
+            &device,
+        )?;
         tables::write_table(
             &ctx.run_dir.join(ROLLOUTS_FILE),
             &tables::ROLLOUTS,
@@ -183,15 +190,21 @@ pub struct RlOutcome {
 
 /// Runs GRPO from the base model with `cfg` and writes the result to
 /// `out_dir` (relative to the run directory); `name` labels the train log,
-/// the checkpoint directory and the messages.
+/// the checkpoint directory and the messages. With `only`, the student
+/// trains and is validated on that domain's tasks alone.
 pub fn run_rl<B: AutodiffBackend>(
     ctx: &StageContext,
     cfg: &RlConfig,
     name: &str,
     out_dir: &str,
+    only: Option<DomainKind>,
     device: &B::Device,
 ) -> Result<RlOutcome> {
-    let (tokenizer, train, val) = load_tasks(ctx)?;
+    let (tokenizer, mut train, mut val) = load_tasks(ctx)?;
+    if let Some(domain) = only {
+        train.retain(|t| t.domain == domain);
+        val.retain(|t| t.domain == domain);
+    }
     anyhow::ensure!(!train.is_empty(), "{name}: no train tasks in {TASKS_FILE}");
     let base_dir = ctx.run_dir.join(BASE_DIR);
     let policy = checkpoint::load::<B>(&base_dir, device)?;

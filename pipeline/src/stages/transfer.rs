@@ -1,0 +1,508 @@
+//! The `transfer` stage: the cross-domain matrix (trained on X, evaluated
+//! on Y). For each domain X in `transfer.domains`, an RL²F student is
+//! trained from the base model on X's train tasks alone (the `[student]`
+//! settings, `transfer.iterations` iterations); then the base model, the
+//! RL²F student trained on every domain, and each single-domain student
+//! talk with the teacher on the test tasks of every domain. Writes
+//! `transfer/turns.parquet` (the schema of `eval/turns.parquet`; a student
+//! trained on X alone is model `rl2f_<X>`), which `analyse` turns into the
+//! matrix. With no domains listed the stage writes an empty table and the
+//! report says how to compute the matrix: training one student per domain
+//! costs about as much as the `student` stage each.
+
+use anyhow::Result;
+use burn::tensor::backend::AutodiffBackend;
+use didact_data::rng::mix_seed;
+use didact_data::tables::{self, read_tasks};
+use didact_data::{DomainKind, Split, Task, Tokenizer};
+use didact_student::checkpoint;
+use didact_student::generate::SamplingParams;
+use didact_student::grpo::RlConfig;
+use didact_student::rollout::{DialogueParams, Teacher, run_dialogues_with};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::data::{TASKS_FILE, TOKENIZER_FILE};
+use super::eval::turn_rows;
+use super::pretrain::BASE_DIR;
+use super::student::{STUDENT_DIR, per_domain, run_rl};
+use super::{Stage, StageContext, StageOutput};
+use crate::config::Condition;
+use crate::progress;
+
+pub const TRANSFER_TURNS_FILE: &str = "transfer/turns.parquet";
+
+/// Settings of the cross-domain matrix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransferConfig {
+    /// Domains to train a single-domain RL²F student on (empty: the
+    /// matrix is not computed).
+    pub domains: Vec<DomainKind>,
+    /// GRPO iterations of each single-domain student (the other settings
+    /// are `[student]`'s).
+    pub iterations: usize,
+    /// Test tasks per evaluated domain (0: all of them).
+    pub tasks_per_domain: usize,
+}
+
+impl Default for TransferConfig {
+    fn default() -> Self {
+        Self {
+            domains: Vec::new(),
+            iterations: 40,
+            tasks_per_domain: 0,
+        }
+    }
+}
+
+impl TransferConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.domains.is_empty() && self.iterations == 0 {
+            return Err("iterations must be positive when domains are listed".into());
+        }
+        let mut seen = self.domains.clone();
+        seen.sort();
+        seen.dedup();
+        if seen.len() != self.domains.len() {
+            return Err(format!("domains: {:?} lists a domain twice", self.domains));
+        }
+        Ok(())
+    }
+}
+
+pub const STAGE: Stage = Stage {
+    name: "transfer",
+    inputs: &[
+        TASKS_FILE,
+        TOKENIZER_FILE,
+        "base/model.safetensors",
+        "student/model.safetensors",
+    ],
+    config_section: |c| json!({"transfer": c.transfer, "eval": c.eval}),
+    run,
+};
+
+/// The table's model name of a student trained on `domain` alone.
+pub fn model_name(domain: DomainKind) -> String {
+    format!("rl2f_{}", domain.name())
+}
+
+fn run(ctx: &StageContext) -> Result<StageOutput> {
+    crate::with_backend!(ctx.device, |B, device| run_on::<B>(ctx, &device))
+}
+
+fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<StageOutput> {
+    let cfg = &ctx.config.transfer;
+    let path = ctx.run_dir.join(TRANSFER_TURNS_FILE);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    if cfg.domains.is_empty() {
+        tables::write_table(
+            &path,
+            &tables::EVAL_TURNS,
+            &mut tables::eval_turns_frame(&[])?,
+        )?;
+        return Ok(StageOutput {
+            outputs: vec![TRANSFER_TURNS_FILE.into()],
+            metrics: json!({"domains": []}),
+            summary: vec![
+                "transfer: no domains listed, cross-domain matrix skipped (set transfer.domains)"
+                    .into(),
+            ],
+        });
+    }
+    let mut outputs = vec![TRANSFER_TURNS_FILE.to_string()];
+    let mut summary = Vec::new();
+    let rl = RlConfig {
+        iterations: cfg.iterations,
+        ..ctx.config.student.clone()
+    };
+    let mut models: Vec<(String, String)> = vec![
+        ("base".into(), BASE_DIR.into()),
+        ("rl2f".into(), STUDENT_DIR.into()),
+    ];
+    for &domain in &cfg.domains {
+        let name = model_name(domain);
+        let dir = format!("transfer/{}", domain.name());
+        let outcome = run_rl::<B>(ctx, &rl, &name, &dir, Some(domain), device)?;
+        outputs.extend(outcome.outputs);
+        summary.extend(outcome.summary);
+        models.push((name, dir));
+    }
+    outputs.sort();
+    outputs.dedup();
+
+    let eval = &ctx.config.eval;
+    let tokenizer = Tokenizer::load(&ctx.run_dir.join(TOKENIZER_FILE))?;
+    let test: Vec<Task> = read_tasks(&ctx.run_dir.join(TASKS_FILE))?
+        .into_iter()
+        .filter(|r| r.split == Split::Test)
+        .map(|r| r.task)
+        .collect();
+    let tasks = per_domain(&test, cfg.tasks_per_domain);
+    anyhow::ensure!(!tasks.is_empty(), "transfer: no test tasks in {TASKS_FILE}");
+    let params = DialogueParams {
+        max_turns: eval.max_turns,
+        feedback_level: eval.feedback_level,
+        sampling: SamplingParams {
+            temperature: eval.temperature,
+            top_p: 1.0,
+            max_new_tokens: eval.max_new_tokens,
+        },
+        batch_size: eval.batch_size,
+    };
+    let bar = progress::bar(ctx.progress, models.len() as u64, "transfer eval");
+    let mut rows = Vec::new();
+    let mut accuracy = serde_json::Map::new();
+    for (name, dir) in &models {
+        bar.set_message(name.clone());
+        let model = checkpoint::load::<B::InnerBackend>(&ctx.run_dir.join(dir), device)?;
+        let runs = run_dialogues_with(
+            &model,
+            &tokenizer,
+            &tasks,
+            1,
+            &params,
+            &mut Teacher(eval.feedback_level),
+            mix_seed(&[0, 0xE7A1]),
+            device,
+        )?;
+        let mut by_domain: std::collections::BTreeMap<&str, (usize, usize)> = Default::default();
+        for run in &runs {
+            rows.extend(turn_rows(
+                name,
+                Condition::Teacher,
+                0,
+                &tasks,
+                run,
+                "teacher",
+            ));
+            let cell = by_domain
+                .entry(tasks[run.task_index].domain.name())
+                .or_default();
+            cell.0 += run.solved_turn.is_some() as usize;
+            cell.1 += 1;
+        }
+        let line = by_domain
+            .iter()
+            .map(|(d, (solved, n))| format!("{d} {:.1}%", 100.0 * *solved as f64 / *n as f64))
+            .collect::<Vec<_>>()
+            .join(", ");
+        summary.push(format!(
+            "transfer · {name} with the teacher, solved within {} turns: {line}",
+            eval.max_turns
+        ));
+        accuracy.insert(name.clone(), json!(by_domain));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    tables::write_table(
+        &path,
+        &tables::EVAL_TURNS,
+        &mut tables::eval_turns_frame(&rows)?,
+    )?;
+    Ok(StageOutput {
+        outputs,
+        metrics: json!({
+            "domains": cfg.domains,
+            "iterations": cfg.iterations,
+            "tasks": tasks.len(),
+            "solved_within_k": accuracy,
+        }),
+        summary,
+    })
+}
+
+/// `report/transfer.parquet`: the cross-domain matrix, one row per
+/// (model, evaluated domain): accuracy at turns 1 and K with the teacher,
+/// the gain between them, and the difference from the base model at K
+/// (paired over tasks), each with a bootstrap 95% interval.
+pub const MATRIX: tables::TableSchema = tables::TableSchema {
+    name: "transfer",
+    columns: &[
+        ("model", tables::ColumnType::Str),
+        ("trained_on", tables::ColumnType::Str),
+        ("evaluated_on", tables::ColumnType::Str),
+        ("acc_1", tables::ColumnType::F64),
+        ("acc_k", tables::ColumnType::F64),
+        ("delta", tables::ColumnType::F64),
+        ("delta_ci_low", tables::ColumnType::F64),
+        ("delta_ci_high", tables::ColumnType::F64),
+        ("vs_base", tables::ColumnType::F64),
+        ("vs_base_ci_low", tables::ColumnType::F64),
+        ("vs_base_ci_high", tables::ColumnType::F64),
+        ("n_tasks", tables::ColumnType::U32),
+    ],
+};
+
+/// One cell of the matrix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatrixCell {
+    pub model: String,
+    /// `none` for the base model, `all` for the RL²F student of `student`.
+    pub trained_on: String,
+    pub evaluated_on: String,
+    pub acc_1: f64,
+    pub acc_k: f64,
+    pub delta: f64,
+    pub delta_ci: (f64, f64),
+    pub vs_base: f64,
+    pub vs_base_ci: (f64, f64),
+    pub n_tasks: usize,
+}
+
+/// The matrix from the rows of `transfer/turns.parquet`: per model and
+/// evaluated domain, outcomes of the answer standing at turns 1 and `k`,
+/// compared within the model (gain) and with the base model on the same
+/// tasks (transfer).
+pub fn matrix(rows: &[tables::EvalTurnRow], k: usize, resamples: usize) -> Vec<MatrixCell> {
+    use crate::analysis::{bootstrap_mean_ci, correct_at};
+    use std::collections::BTreeMap;
+    // (model, domain) → task → correctness of each attempt in order.
+    let mut dialogues: BTreeMap<(&str, &str), BTreeMap<&str, Vec<(u32, bool)>>> = BTreeMap::new();
+    for r in rows {
+        dialogues
+            .entry((r.model.as_str(), r.domain.name()))
+            .or_default()
+            .entry(r.task_id.as_str())
+            .or_default()
+            .push((r.turn, r.correct));
+    }
+    let outcome = |turns: &Vec<(u32, bool)>, t: usize| {
+        let mut sorted = turns.clone();
+        sorted.sort_unstable();
+        let correct: Vec<bool> = sorted.iter().map(|x| x.1).collect();
+        correct_at(&correct, t) as u8 as f64
+    };
+    let mut cells = Vec::new();
+    for (&(model, domain), tasks) in &dialogues {
+        let base = dialogues.get(&("base", domain));
+        let gain: Vec<f64> = tasks
+            .values()
+            .map(|x| outcome(x, k) - outcome(x, 1))
+            .collect();
+        let vs_base: Vec<f64> = tasks
+            .iter()
+            .filter_map(|(id, x)| {
+                base.and_then(|b| b.get(id))
+                    .map(|b| outcome(x, k) - outcome(b, k))
+            })
+            .collect();
+        let n = tasks.len() as f64;
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        let seed = didact_data::rng::mix_seed(&[model.len() as u64, domain.len() as u64, 0x7A]);
+        cells.push(MatrixCell {
+            model: model.to_string(),
+            trained_on: match model {
+                "base" => "none".into(),
+                "rl2f" => "all".into(),
+                m => m.strip_prefix("rl2f_").unwrap_or(m).to_string(),
+            },
+            evaluated_on: domain.to_string(),
+            acc_1: tasks.values().map(|x| outcome(x, 1)).sum::<f64>() / n,
+            acc_k: tasks.values().map(|x| outcome(x, k)).sum::<f64>() / n,
+            delta: mean(&gain),
+            delta_ci: bootstrap_mean_ci(&gain, resamples, seed),
+            vs_base: mean(&vs_base),
+            vs_base_ci: bootstrap_mean_ci(&vs_base, resamples, seed ^ 1),
+            n_tasks: tasks.len(),
+        });
+    }
+    // Base first, then the all-domain student, then one row per domain.
+    let rank = |m: &str| match m {
+        "base" => 0,
+        "rl2f" => 1,
+        _ => 2,
+    };
+    cells.sort_by(|a, b| {
+        (rank(&a.model), &a.model, &a.evaluated_on).cmp(&(
+            rank(&b.model),
+            &b.model,
+            &b.evaluated_on,
+        ))
+    });
+    cells
+}
+
+/// The report's section on the matrix, and `report/transfer.parquet` when
+/// the stage computed one.
+pub fn report_section(
+    run_dir: &std::path::Path,
+    out_dir: &std::path::Path,
+    k: usize,
+) -> Result<String> {
+    let path = run_dir.join(TRANSFER_TURNS_FILE);
+    let rows = if path.exists() {
+        tables::read_eval_turns(&path)?
+    } else {
+        Vec::new()
+    };
+    let mut md = String::from("## Cross-domain transfer (trained on X, evaluated on Y)\n\n");
+    if rows.is_empty() {
+        // A matrix from an earlier run would no longer match the report.
+        let _ = std::fs::remove_file(out_dir.join("transfer.parquet"));
+        md.push_str(
+            "Not computed in this run: it trains one RL²F student per domain. `just transfer` \
+             (or `--set 'transfer.domains=[\"arith\",\"listops\",\"sudoku\",\"maze\"]'`) adds it.\n\n",
+        );
+        return Ok(md);
+    }
+    let cells = matrix(&rows, k, 1000);
+    let domains: Vec<String> = {
+        let mut d: Vec<String> = cells.iter().map(|c| c.evaluated_on.clone()).collect();
+        d.sort();
+        d.dedup();
+        d
+    };
+    let mut models: Vec<(&str, &str)> = Vec::new();
+    for c in &cells {
+        if !models.iter().any(|m| m.0 == c.model) {
+            models.push((&c.model, &c.trained_on));
+        }
+    }
+    let cell = |m: &str, d: &str| cells.iter().find(|c| c.model == m && c.evaluated_on == d);
+    let header = |md: &mut String| {
+        md.push_str("| trained on |");
+        for d in &domains {
+            md.push_str(&format!(" {d} |"));
+        }
+        md.push_str("\n|---|");
+        for _ in &domains {
+            md.push_str("---|");
+        }
+        md.push('\n');
+    };
+    md.push_str(&format!(
+        "Accuracy with the teacher, turn 1 → turn {k} (percent; {} test tasks per domain; `none` is the base model, `all` the RL²F student of the `student` stage):\n\n",
+        cells.first().map_or(0, |c| c.n_tasks)
+    ));
+    header(&mut md);
+    for (m, trained_on) in &models {
+        md.push_str(&format!("| {trained_on} |"));
+        for d in &domains {
+            match cell(m, d) {
+                Some(c) => md.push_str(&format!(
+                    " {:.1} → {:.1} |",
+                    100.0 * c.acc_1,
+                    100.0 * c.acc_k
+                )),
+                None => md.push_str(" |"),
+            }
+        }
+        md.push('\n');
+    }
+    md.push_str(&format!(
+        "\nDifference from the base model at turn {k} (points, paired over tasks, bootstrap 95% CI); the diagonal is in-domain, the rest is transfer:\n\n"
+    ));
+    header(&mut md);
+    for (m, trained_on) in models.iter().filter(|m| m.0 != "base") {
+        md.push_str(&format!("| {trained_on} |"));
+        for d in &domains {
+            match cell(m, d) {
+                Some(c) => md.push_str(&format!(
+                    " {:+.1} [{:+.1}, {:+.1}] |",
+                    100.0 * c.vs_base,
+                    100.0 * c.vs_base_ci.0,
+                    100.0 * c.vs_base_ci.1
+                )),
+                None => md.push_str(" |"),
+            }
+        }
+        md.push('\n');
+    }
+    md.push('\n');
+    write_matrix(&out_dir.join("transfer.parquet"), &cells)?;
+    Ok(md)
+}
+
+fn write_matrix(path: &std::path::Path, cells: &[MatrixCell]) -> Result<()> {
+    use polars::prelude::{Column, DataFrame};
+    let s = |f: fn(&MatrixCell) -> &str| cells.iter().map(f).collect::<Vec<&str>>();
+    let x = |f: fn(&MatrixCell) -> f64| cells.iter().map(f).collect::<Vec<f64>>();
+    let mut df = DataFrame::new_infer_height(vec![
+        Column::new("model".into(), s(|c| &c.model)),
+        Column::new("trained_on".into(), s(|c| &c.trained_on)),
+        Column::new("evaluated_on".into(), s(|c| &c.evaluated_on)),
+        Column::new("acc_1".into(), x(|c| c.acc_1)),
+        Column::new("acc_k".into(), x(|c| c.acc_k)),
+        Column::new("delta".into(), x(|c| c.delta)),
+        Column::new("delta_ci_low".into(), x(|c| c.delta_ci.0)),
+        Column::new("delta_ci_high".into(), x(|c| c.delta_ci.1)),
+        Column::new("vs_base".into(), x(|c| c.vs_base)),
+        Column::new("vs_base_ci_low".into(), x(|c| c.vs_base_ci.0)),
+        Column::new("vs_base_ci_high".into(), x(|c| c.vs_base_ci.1)),
+        Column::new(
+            "n_tasks".into(),
+            cells.iter().map(|c| c.n_tasks as u32).collect::<Vec<u32>>(),
+        ),
+    ])?;
+    tables::write_table(path, &MATRIX, &mut df)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use didact_data::tables::EvalTurnRow;
+
+    fn row(model: &str, domain: DomainKind, task: &str, turn: u32, correct: bool) -> EvalTurnRow {
+        EvalTurnRow {
+            model: model.into(),
+            condition: "teacher".into(),
+            seed: 0,
+            task_id: task.into(),
+            domain,
+            difficulty: 1,
+            turn,
+            attempt: String::new(),
+            verdict: if correct { "correct" } else { "wrong" }.into(),
+            correct,
+            feedback: String::new(),
+            feedback_source: String::new(),
+            judged: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_matrix_on_a_hand_made_table() {
+        use DomainKind::{Arith, Maze};
+        // Two maze tasks and one arith task. Base: maze m1 solved at turn
+        // 2, m2 never; arith a1 at turn 1. rl2f_maze: m1 and m2 at turn 1,
+        // a1 never.
+        let rows = vec![
+            row("base", Maze, "m1", 1, false),
+            row("base", Maze, "m1", 2, true),
+            row("base", Maze, "m2", 1, false),
+            row("base", Maze, "m2", 2, false),
+            row("base", Arith, "a1", 1, true),
+            row("rl2f_maze", Maze, "m1", 1, true),
+            row("rl2f_maze", Maze, "m2", 1, true),
+            row("rl2f_maze", Arith, "a1", 1, false),
+            row("rl2f_maze", Arith, "a1", 2, false),
+        ];
+        let cells = matrix(&rows, 2, 100);
+        let get = |m: &str, d: &str| {
+            cells
+                .iter()
+                .find(|c| c.model == m && c.evaluated_on == d)
+                .unwrap()
+                .clone()
+        };
+        let base_maze = get("base", "maze");
+        assert_eq!(
+            (base_maze.acc_1, base_maze.acc_k, base_maze.delta),
+            (0.0, 0.5, 0.5)
+        );
+        assert_eq!(base_maze.trained_on, "none");
+        assert_eq!(base_maze.vs_base, 0.0);
+        let maze = get("rl2f_maze", "maze");
+        assert_eq!(maze.trained_on, "maze");
+        assert_eq!((maze.acc_1, maze.acc_k, maze.delta), (1.0, 1.0, 0.0));
+        assert_eq!(maze.vs_base, 0.5, "m2 is solved, m1 was already");
+        let arith = get("rl2f_maze", "arith");
+        assert_eq!((arith.acc_k, arith.vs_base), (0.0, -1.0));
+        assert_eq!(cells[0].model, "base");
+    }
+}
