@@ -189,8 +189,13 @@ fn show_filters_tasks_and_dialogues() {
     )
     .expect_ok()
     .stdout();
-    assert_eq!(out.matches("teacher │").count(), 2, "{out}");
-    assert_eq!(out.matches("student │").count(), 4, "{out}");
+    // configs/smoke.toml: 1 to 3 wrong attempts, each answered, then the answer.
+    let (teacher, student) = (
+        out.matches("teacher │").count(),
+        out.matches("student │").count(),
+    );
+    assert!((2..=6).contains(&teacher), "{out}");
+    assert_eq!(student, teacher + 2, "{out}");
     let id = out
         .split_whitespace()
         .next()

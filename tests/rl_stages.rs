@@ -189,6 +189,8 @@ fn rl_stages_write_checkpoints_rollouts_logs_and_the_eval_grid() {
             "transfer.domains=[\"maze\"]",
             "--set",
             "transfer.iterations=2",
+            "--set",
+            "transfer.tasks_per_domain=6",
         ],
     )
     .expect_ok();

@@ -260,8 +260,9 @@ pub struct MatrixCell {
 pub fn matrix(rows: &[tables::EvalTurnRow], k: usize, resamples: usize) -> Vec<MatrixCell> {
     use crate::analysis::{bootstrap_mean_ci, correct_at};
     use std::collections::BTreeMap;
-    // (model, domain) → task → correctness of each attempt in order.
-    let mut dialogues: BTreeMap<(&str, &str), BTreeMap<&str, Vec<(u32, bool)>>> = BTreeMap::new();
+    // (model, domain) → task → (turn, correct) of each attempt.
+    type Attempts = Vec<(u32, bool)>;
+    let mut dialogues: BTreeMap<(&str, &str), BTreeMap<&str, Attempts>> = BTreeMap::new();
     for r in rows {
         dialogues
             .entry((r.model.as_str(), r.domain.name()))
