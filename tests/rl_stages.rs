@@ -101,6 +101,31 @@ fn rl_stages_write_checkpoints_rollouts_logs_and_the_eval_grid() {
     assert!(m["cumulative_accuracy"]["rl2f/teacher"].is_array());
     assert!(m["paired_differences"]["rl2f-base@3"]["ci_high"].is_number());
 
+    // `show eval` prints the evaluation dialogues it is asked for.
+    let config = smoke_config();
+    let out = didact(
+        dir.path(),
+        &[
+            "show",
+            "eval",
+            "--run-dir",
+            "run",
+            "--model",
+            "rl2f",
+            "--condition",
+            "teacher",
+            "--domain",
+            "maze",
+            "-n",
+            "2",
+        ],
+    )
+    .expect_ok()
+    .stdout();
+    assert_eq!(out.matches("rl2f · teacher · maze-").count(), 2, "{out}");
+    assert_eq!(out.matches("task │").count(), 2, "{out}");
+    assert!(out.contains(" 1 student │ "), "{out}");
+
     // The critic and its data.
     didact_student::checkpoint::load::<Flex>(&run.join("critic"), &Default::default()).unwrap();
     let critiques = read_table(&run.join("critiques.parquet"), &tables::CRITIQUES).unwrap();
@@ -150,7 +175,6 @@ fn rl_stages_write_checkpoints_rollouts_logs_and_the_eval_grid() {
 
     // Same seed, same rollouts: rerun the stage from scratch.
     let before = fs::read(run.join("rollouts.parquet")).unwrap();
-    let config = smoke_config();
     didact(
         dir.path(),
         &[

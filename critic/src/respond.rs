@@ -33,7 +33,8 @@ pub struct Critic<'a, B: Backend> {
     /// Token budget of one critique.
     pub max_tokens: usize,
     /// `true`: the verifier ends dialogues (the critic only answers wrong
-    /// attempts); `false`: the critic's verdict does.
+    /// attempts, always with its greedy critique); `false`: the critic's
+    /// verdict does.
     pub oracle_stop: bool,
     /// An attempt is judged correct when P("Correct.") reaches its
     /// domain's threshold here (the domain shows in the prompt, so this
@@ -68,17 +69,21 @@ impl<B: Backend> Responder for Critic<'_, B> {
             .zip(requests)
             .map(|(p, r)| *p >= self.threshold(r.task.domain))
             .collect();
-        // Critiques are written for the attempts judged wrong, longest
-        // prompts first so that each batch's budget is set by similar ones.
-        let mut order: Vec<usize> = (0..prompts.len()).filter(|&i| !judged[i]).collect();
+        // Critiques are written for the attempts judged wrong and, with an
+        // oracle stop (which asks only about wrong attempts, whatever the
+        // verdict), for every attempt: there the critique is all the critic
+        // contributes. Longest prompts first, so that each batch's budget
+        // is set by similar ones.
+        let written: Vec<bool> = judged.iter().map(|&j| self.oracle_stop || !j).collect();
+        let mut order: Vec<usize> = (0..prompts.len()).filter(|&i| written[i]).collect();
         order.sort_by_key(|&i| (std::cmp::Reverse(prompts[i].len()), i));
-        let mut texts: Vec<String> = judged
+        let mut texts: Vec<String> = written
             .iter()
-            .map(|&j| {
-                if j {
-                    CORRECT_MESSAGE.to_string()
-                } else {
+            .map(|&w| {
+                if w {
                     String::new()
+                } else {
+                    CORRECT_MESSAGE.to_string()
                 }
             })
             .collect();
@@ -128,10 +133,13 @@ impl<B: Backend> Responder for Critic<'_, B> {
         Ok(texts
             .into_iter()
             .zip(judged)
-            .map(|(message, judged_correct)| {
-                // Judged wrong yet greedily "Correct.": the verdict stands,
-                // said with the verdict-only message.
-                let message = if !judged_correct && (message.is_empty() || says_correct(&message)) {
+            .zip(written)
+            .map(|((message, judged_correct), written)| {
+                // Judged wrong yet greedily "Correct." (or nothing): the
+                // verdict stands, said with the verdict-only message.
+                let message = if written
+                    && (message.is_empty() || (!judged_correct && says_correct(&message)))
+                {
                     WRONG_MESSAGE.to_string()
                 } else {
                     message

@@ -5,12 +5,16 @@ use std::path::Path;
 use anyhow::Result;
 use std::collections::{BTreeMap, BTreeSet};
 
-use didact_data::tables::{read_rollouts, read_synthetic, read_tasks, read_train_log};
+use didact_data::tables::{
+    EvalTurnRow, read_eval_turns, read_rollouts, read_synthetic, read_tasks, read_train_log,
+};
 use didact_data::{Dialogue, DomainKind, Split};
 
 use crate::stages::data::{SYNTHETIC_FILE, TASKS_FILE};
+use crate::stages::eval::TURNS_FILE;
 use crate::stages::pretrain::TRAIN_LOG_FILE;
 use crate::stages::student::ROLLOUTS_FILE;
+use crate::stages::transfer::TRANSFER_TURNS_FILE;
 
 /// `println!` that ends the program quietly when the reader went away
 /// (`didact show log | head`) instead of panicking.
@@ -51,6 +55,17 @@ pub struct ShowArgs {
     /// `log`: only these metrics (comma-separated; default: all).
     #[arg(long, value_delimiter = ',')]
     pub metrics: Vec<String>,
+    /// `eval`, `transfer`: only this model (base, single_turn_rl,
+    /// offline_sft, rl2f; rl2f_<domain> in `transfer`).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// `eval`: only this condition (single, retry, teacher, critic,
+    /// critic_oracle_stop).
+    #[arg(long)]
+    pub condition: Option<String>,
+    /// `eval`, `transfer`: only dialogues whose first attempt was wrong.
+    #[arg(long)]
+    pub wrong_first: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -64,12 +79,21 @@ pub enum ShowTable {
     Log,
     /// rollouts.parquet: the dialogues sampled during RL, turn by turn.
     Rollouts,
+    /// eval/turns.parquet: the evaluation dialogues, turn by turn, with
+    /// who answered each attempt and the responder's verdict.
+    Eval,
+    /// transfer/turns.parquet: the cross-domain matrix's dialogues.
+    Transfer,
 }
 
 pub fn show(run_dir: &Path, args: &ShowArgs) -> Result<()> {
     match args.table {
         ShowTable::Log => return show_log(run_dir, args),
         ShowTable::Rollouts => return show_rollouts(run_dir, args),
+        ShowTable::Eval => return show_eval(&run_dir.join(TURNS_FILE), run_dir, args),
+        ShowTable::Transfer => {
+            return show_eval(&run_dir.join(TRANSFER_TURNS_FILE), run_dir, args);
+        }
         _ => {}
     }
     let tasks = read_tasks(&run_dir.join(TASKS_FILE))?;
@@ -97,7 +121,9 @@ pub fn show(run_dir: &Path, args: &ShowArgs) -> Result<()> {
                 shown += 1;
             }
         }
-        ShowTable::Log | ShowTable::Rollouts => unreachable!("handled above"),
+        ShowTable::Log | ShowTable::Rollouts | ShowTable::Eval | ShowTable::Transfer => {
+            unreachable!("handled above")
+        }
         ShowTable::Dialogues => {
             let split_of: std::collections::HashMap<&str, Split> = tasks
                 .iter()
@@ -233,6 +259,70 @@ fn show_rollouts(run_dir: &Path, args: &ShowArgs) -> Result<()> {
             shown += 1;
         }
         i = j;
+    }
+    if shown == 0 {
+        eprintln!("no rows match");
+    }
+    Ok(())
+}
+
+/// Evaluation dialogues, one block per (model, condition, seed, task).
+fn show_eval(path: &Path, run_dir: &Path, args: &ShowArgs) -> Result<()> {
+    let rows = read_eval_turns(path)?;
+    let prompts: std::collections::HashMap<String, String> = read_tasks(&run_dir.join(TASKS_FILE))?
+        .into_iter()
+        .map(|r| (r.task.task_id, r.task.prompt))
+        .collect();
+    let mut dialogues: BTreeMap<(&str, &str, u64, &str), Vec<&EvalTurnRow>> = BTreeMap::new();
+    for r in &rows {
+        let keep = args.model.as_deref().is_none_or(|m| m == r.model)
+            && args.condition.as_deref().is_none_or(|c| c == r.condition)
+            && args.domain.is_none_or(|d| d == r.domain)
+            && args.id.as_deref().is_none_or(|p| r.task_id.starts_with(p));
+        if keep {
+            dialogues
+                .entry((&r.model, &r.condition, r.seed, &r.task_id))
+                .or_default()
+                .push(r);
+        }
+    }
+    let mut shown = 0;
+    for ((model, condition, seed, task_id), mut turns) in dialogues {
+        turns.sort_by_key(|r| r.turn);
+        if args.wrong_first && turns.first().is_some_and(|t| t.correct) {
+            continue;
+        }
+        if args.limit != 0 && shown == args.limit {
+            break;
+        }
+        say!(
+            "{model} · {condition} · {task_id} · difficulty {} · seed {seed}",
+            turns[0].difficulty
+        );
+        say!(
+            "        task │ {}",
+            prompts
+                .get(task_id)
+                .map_or("(not in tasks.parquet)", String::as_str)
+        );
+        for t in &turns {
+            let judged = if t.judged.is_empty() {
+                String::new()
+            } else {
+                format!(", judged {}", t.judged)
+            };
+            say!(
+                "  {:>2} student │ {}   [{}{judged}]",
+                t.turn,
+                t.attempt,
+                t.verdict
+            );
+            if !t.feedback.is_empty() {
+                say!("  {:>10} │ {}", t.feedback_source, t.feedback);
+            }
+        }
+        say!();
+        shown += 1;
     }
     if shown == 0 {
         eprintln!("no rows match");
