@@ -26,7 +26,7 @@ use super::pretrain::BASE_DIR;
 use super::student::{STUDENT_DIR, per_domain};
 use super::{Stage, StageContext, StageOutput};
 use crate::analysis::correct_at;
-use crate::config::Condition;
+use crate::config::{Condition, EvalConfig};
 use crate::progress;
 
 pub const TURNS_FILE: &str = "eval/turns.parquet";
@@ -124,16 +124,7 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
                 batch_size: cfg.batch_size,
                 device: device.clone(),
             });
-            let params = DialogueParams {
-                max_turns,
-                feedback_level: level,
-                sampling: SamplingParams {
-                    temperature: cfg.temperature,
-                    top_p: 1.0,
-                    max_new_tokens: cfg.max_new_tokens,
-                },
-                batch_size: cfg.batch_size,
-            };
+            let params = dialogue_params(cfg, max_turns, level);
             for seed in 0..cfg.seeds {
                 bar.set_message(format!("{name} · {}", condition.name()));
                 let responder: &mut dyn Responder = match (condition, &mut critic_responder) {
@@ -147,7 +138,7 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
                     1,
                     &params,
                     responder,
-                    mix_seed(&[seed as u64, 0xE7A1]),
+                    dialogue_seed(seed),
                     device,
                 )?;
                 let entry = outcomes.entry((name, condition)).or_default();
@@ -236,6 +227,27 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
         }),
         summary,
     })
+}
+
+/// How evaluation dialogues are decoded: `cfg`'s sampling and batch size,
+/// up to `max_turns` attempts answered at `level`.
+pub fn dialogue_params(cfg: &EvalConfig, max_turns: usize, level: FeedbackLevel) -> DialogueParams {
+    DialogueParams {
+        max_turns,
+        feedback_level: level,
+        sampling: SamplingParams {
+            temperature: cfg.temperature,
+            top_p: 1.0,
+            max_new_tokens: cfg.max_new_tokens,
+        },
+        batch_size: cfg.batch_size,
+    }
+}
+
+/// The sampling seed of evaluation seed `seed`, the same for every model
+/// and condition so that their dialogues are paired.
+pub fn dialogue_seed(seed: usize) -> u64 {
+    mix_seed(&[seed as u64, 0xE7A1])
 }
 
 /// The rows of one evaluated dialogue.

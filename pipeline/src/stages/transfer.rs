@@ -12,18 +12,16 @@
 
 use anyhow::Result;
 use burn::tensor::backend::AutodiffBackend;
-use didact_data::rng::mix_seed;
 use didact_data::tables::{self, read_tasks};
 use didact_data::{DomainKind, Split, Task, Tokenizer};
 use didact_student::checkpoint;
-use didact_student::generate::SamplingParams;
 use didact_student::grpo::RlConfig;
-use didact_student::rollout::{DialogueParams, Teacher, run_dialogues_with};
+use didact_student::rollout::{Teacher, run_dialogues_with};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::data::{TASKS_FILE, TOKENIZER_FILE};
-use super::eval::turn_rows;
+use super::eval::{dialogue_params, dialogue_seed, turn_rows};
 use super::pretrain::BASE_DIR;
 use super::student::{STUDENT_DIR, per_domain, run_rl};
 use super::{Stage, StageContext, StageOutput};
@@ -143,16 +141,7 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
         .collect();
     let tasks = per_domain(&test, cfg.tasks_per_domain);
     anyhow::ensure!(!tasks.is_empty(), "transfer: no test tasks in {TASKS_FILE}");
-    let params = DialogueParams {
-        max_turns: eval.max_turns,
-        feedback_level: eval.feedback_level,
-        sampling: SamplingParams {
-            temperature: eval.temperature,
-            top_p: 1.0,
-            max_new_tokens: eval.max_new_tokens,
-        },
-        batch_size: eval.batch_size,
-    };
+    let params = dialogue_params(eval, eval.max_turns, eval.feedback_level);
     let bar = progress::bar(ctx.progress, models.len() as u64, "transfer eval");
     let mut rows = Vec::new();
     let mut accuracy = serde_json::Map::new();
@@ -166,7 +155,7 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
             1,
             &params,
             &mut Teacher(eval.feedback_level),
-            mix_seed(&[0, 0xE7A1]),
+            dialogue_seed(0),
             device,
         )?;
         let mut by_domain: std::collections::BTreeMap<&str, (usize, usize)> = Default::default();
@@ -271,12 +260,21 @@ pub fn matrix(rows: &[tables::EvalTurnRow], k: usize, resamples: usize) -> Vec<M
             .or_default()
             .push((r.turn, r.correct));
     }
-    let outcome = |turns: &Vec<(u32, bool)>, t: usize| {
-        let mut sorted = turns.clone();
-        sorted.sort_unstable();
-        let correct: Vec<bool> = sorted.iter().map(|x| x.1).collect();
-        correct_at(&correct, t) as u8 as f64
-    };
+    // Each task's attempts in turn order, once.
+    let dialogues: BTreeMap<(&str, &str), BTreeMap<&str, Vec<bool>>> = dialogues
+        .into_iter()
+        .map(|(key, tasks)| {
+            let tasks = tasks
+                .into_iter()
+                .map(|(id, mut turns)| {
+                    turns.sort_unstable();
+                    (id, turns.into_iter().map(|t| t.1).collect())
+                })
+                .collect();
+            (key, tasks)
+        })
+        .collect();
+    let outcome = |correct: &Vec<bool>, t: usize| correct_at(correct, t) as u8 as f64;
     let mut cells = Vec::new();
     for (&(model, domain), tasks) in &dialogues {
         let base = dialogues.get(&("base", domain));
