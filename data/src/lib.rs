@@ -9,6 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod leak;
 pub mod rng;
+pub mod shard;
 pub mod tables;
 pub mod tokenizer;
 

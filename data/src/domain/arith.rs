@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{Domain, DomainKind, FeedbackLevel, Task, Verdict, bounded, common_feedback};
 use crate::error::Result;
 use crate::rng::{Rng, mix_seed};
+use crate::shard::{Shard, Sharding};
 
 pub struct Arith;
 
@@ -257,6 +258,49 @@ impl Domain for Arith {
             .filter_map(parse_answer)
             .any(|n| n == answer || n == -answer);
         Ok(mentions_answer.then(|| "states the answer as a number".to_string()))
+    }
+
+    /// Hides one operand as `x` (`2+x=`, revealed as `x = 8`). The operand
+    /// is essential when changing it changes the value (not under `0*x`);
+    /// one equal to the answer would leak it and is not chosen.
+    fn shard(&self, task: &Task) -> Result<Option<Sharding>> {
+        let meta: Meta = task.meta()?;
+        let operators = meta.operators.as_bytes();
+        let value = evaluate(&meta.operands, operators);
+        let mut order: Vec<usize> = (0..meta.operands.len()).collect();
+        Rng::new(mix_seed(&[task.seed, 0x5AAD])).shuffle(&mut order);
+        for i in order {
+            let mut changed = meta.operands.clone();
+            changed[i] += 1;
+            if evaluate(&changed, operators) == value {
+                continue;
+            }
+            let reveal = format!("x = {}", meta.operands[i]);
+            if crate::leak::check(task, &reveal)?.is_some() {
+                continue;
+            }
+            let mut prompt = String::new();
+            for (j, x) in meta.operands.iter().enumerate() {
+                if j > 0 {
+                    prompt.push(operators[j - 1] as char);
+                }
+                if j == i {
+                    prompt.push('x');
+                } else {
+                    prompt.push_str(&x.to_string());
+                }
+            }
+            prompt.push('=');
+            return Ok(Some(Sharding {
+                prompt,
+                shards: vec![Shard {
+                    name: "x".into(),
+                    reveal,
+                    essential: true,
+                }],
+            }));
+        }
+        Ok(None)
     }
 }
 

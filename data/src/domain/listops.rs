@@ -27,6 +27,7 @@ use super::{
 };
 use crate::error::{DataError, Result};
 use crate::rng::{Rng, mix_seed};
+use crate::shard::{Shard, Sharding};
 
 pub struct Listops;
 
@@ -573,6 +574,19 @@ fn random_op(rng: &mut Rng) -> Op {
     }
 }
 
+/// Every step the language has, constants included.
+fn every_op() -> impl Iterator<Item = Op> {
+    let fixed = [Op::Sort, Op::Rev, Op::Uniq, Op::Even, Op::Odd];
+    let with_constant = (0..=9u8).flat_map(|k| {
+        let zero_ok = [Op::Take(k), Op::Drop(k), Op::Greater(k), Op::Less(k)];
+        let positive = [Op::Add(k), Op::Sub(k), Op::Mul(k)];
+        zero_ok
+            .into_iter()
+            .chain(positive.into_iter().filter(move |_| k > 0))
+    });
+    fixed.into_iter().chain(with_constant)
+}
+
 /// A program of `len` steps in which no step follows one of its own
 /// family, so that the length is the number of steps really needed.
 fn random_program(rng: &mut Rng, len: usize) -> Vec<Op> {
@@ -838,6 +852,60 @@ impl Domain for Listops {
             .windows(2)
             .any(|w| message.contains(&format!("{}|{}", w[0], w[1])));
         Ok(pair.then(|| "contains two consecutive steps of the reference program".to_string()))
+    }
+
+    /// Withholds the second and third examples: the prompt shows
+    /// `example 2: ?` and `example 3: ?` in their place, and the teacher
+    /// reveals them as `example 2: [7 9 5] -> [0 2 -2]`. An example is
+    /// essential when a plausible wrong program (one of the error model's
+    /// mistakes) fits everything else shown but not that example. Tasks
+    /// where neither is essential are not sharded.
+    fn shard(&self, task: &Task) -> Result<Option<Sharding>> {
+        let meta: Meta = task.meta()?;
+        let reference = self.reference(task)?;
+        let mut rng = Rng::new(mix_seed(&[task.seed, 0x5AAD]));
+        // Plausible wrong programs: the error model's mistakes (one or two),
+        // every one-step program, and the reference with a step too many.
+        let mut witnesses: Vec<Vec<Op>> = (0..64).filter_map(|_| mutate(&reference, &mut rng)).collect();
+        for _ in 0..64 {
+            if let Some(once) = mutate(&reference, &mut rng)
+                && let Some(twice) = mutate(&once, &mut rng)
+            {
+                witnesses.push(twice);
+            }
+        }
+        for op in every_op() {
+            witnesses.push(vec![op]);
+            witnesses.push([reference.as_slice(), &[op]].concat());
+        }
+        let fits = |program: &[Op], case: &Case| run(program, &case.input).as_ref() == Ok(&case.output);
+        let show = |c: &Case| format!("{} -> {}", render_list(&c.input), render_list(&c.output));
+        let mut prompt = vec![show(&meta.examples[0])];
+        let mut shards = Vec::new();
+        for k in 1..meta.examples.len() {
+            let others: Vec<&Case> = (0..meta.examples.len())
+                .filter(|&j| j != k)
+                .map(|j| &meta.examples[j])
+                .collect();
+            let essential = witnesses.iter().any(|w| {
+                others.iter().all(|c| fits(w, c)) && !fits(w, &meta.examples[k])
+            });
+            let name = format!("example {}", k + 1);
+            prompt.push(format!("{name}: ?"));
+            let reveal = format!("{name}: {}", show(&meta.examples[k]));
+            if crate::leak::check(task, &reveal)?.is_some() {
+                return Ok(None);
+            }
+            shards.push(Shard {
+                name,
+                reveal,
+                essential,
+            });
+        }
+        Ok(shards.iter().any(|s| s.essential).then(|| Sharding {
+            prompt: prompt.join(" ; "),
+            shards,
+        }))
     }
 }
 

@@ -27,6 +27,7 @@ use super::{
 };
 use crate::error::{DataError, Result};
 use crate::rng::{Rng, mix_seed};
+use crate::shard::{Shard, Sharding};
 
 pub struct Maze;
 
@@ -464,6 +465,51 @@ impl Domain for Maze {
             .flat_map(|run| run.as_bytes().windows(3))
             .any(|window| solution.as_bytes().windows(3).any(|w| w == window));
         Ok(part_of_path.then(|| "states part of the path".to_string()))
+    }
+
+    /// Withholds a row (or, when start and goal are on neighbouring rows, a
+    /// column) strictly between start and goal: the prompt shows it as `?`
+    /// cells and the teacher reveals it as `row 3: .#..` (`column 3:` reads
+    /// top to bottom). Every path crosses that line, and any of its cells
+    /// might be a wall, so it is essential.
+    fn shard(&self, task: &Task) -> Result<Option<Sharding>> {
+        let layout = self.layout(task)?;
+        let n = layout.side;
+        let between = |a: usize, b: usize| (a.min(b) + 1..a.max(b)).collect::<Vec<usize>>();
+        let mut rng = Rng::new(mix_seed(&[task.seed, 0x5AAD]));
+        let mut grid: Vec<Vec<char>> = layout.prompt().split('/').map(|r| r.chars().collect()).collect();
+        let rows = between(layout.start.0, layout.goal.0);
+        let columns = between(layout.start.1, layout.goal.1);
+        let (name, line) = if !rows.is_empty() {
+            let r = *rng.choose(&rows);
+            let line: String = grid[r].iter().collect();
+            grid[r] = vec!['?'; n];
+            (format!("row {}", r + 1), line)
+        } else if !columns.is_empty() {
+            let c = *rng.choose(&columns);
+            let line: String = (0..n).map(|r| grid[r][c]).collect();
+            (0..n).for_each(|r| grid[r][c] = '?');
+            (format!("column {}", c + 1), line)
+        } else {
+            return Ok(None);
+        };
+        let reveal = format!("{name}: {line}");
+        if crate::leak::check(task, &reveal)?.is_some() {
+            return Ok(None);
+        }
+        let prompt = grid
+            .iter()
+            .map(|r| r.iter().collect::<String>())
+            .collect::<Vec<_>>()
+            .join("/");
+        Ok(Some(Sharding {
+            prompt,
+            shards: vec![Shard {
+                name,
+                reveal,
+                essential: true,
+            }],
+        }))
     }
 }
 

@@ -223,6 +223,12 @@ pub trait Domain: Sync {
     /// Domain-specific leak rule: `Some(reason)` if `message` gives away the
     /// solution. [`crate::leak::check`] adds the generic substring rule.
     fn leak_rule(&self, task: &Task, message: &str) -> Result<Option<String>>;
+
+    /// The underspecified form of `task` for social meta-learning: a first
+    /// prompt that withholds part of the task, and the withheld shards, at
+    /// least one essential and none leaking the solution. `None` when this
+    /// task offers no such split. Deterministic.
+    fn shard(&self, task: &Task) -> Result<Option<crate::shard::Sharding>>;
 }
 
 /// Returns `None` when the text is too long to be judged, so verifiers share

@@ -18,6 +18,7 @@ use super::{
 };
 use crate::error::{DataError, Result};
 use crate::rng::{Rng, mix_seed};
+use crate::shard::{Shard, Sharding};
 
 pub struct Sudoku;
 
@@ -342,6 +343,73 @@ impl Domain for Sudoku {
         }
         Ok(None)
     }
+
+    /// Withholds one row's givens: the prompt shows the row as `????` and
+    /// the teacher reveals it as `row 2: 1..4`. A row is chosen only if it
+    /// is essential: some valid completion of the remaining givens breaks
+    /// one of the withheld ones.
+    fn shard(&self, task: &Task) -> Result<Option<Sharding>> {
+        let (givens, _) = self.grids(task)?;
+        let mut rows = [0usize, 1, 2, 3];
+        Rng::new(mix_seed(&[task.seed, 0x5AAD])).shuffle(&mut rows);
+        for r in rows {
+            let cells = Unit::Row(r).cells();
+            if cells.iter().all(|&i| givens[i] == 0) {
+                continue;
+            }
+            let mut rest = givens;
+            cells.iter().for_each(|&i| rest[i] = 0);
+            let mut breaks_a_given = false;
+            for_each_completion(&mut rest, 0, &mut |grid| {
+                breaks_a_given = cells.iter().any(|&i| givens[i] != 0 && grid[i] != givens[i]);
+                breaks_a_given
+            });
+            if !breaks_a_given {
+                continue;
+            }
+            let shown = format_grid(&givens);
+            let mut lines: Vec<&str> = shown.split('/').collect();
+            let row_text = lines[r].to_string();
+            lines[r] = "????";
+            let reveal = format!("row {}: {row_text}", r + 1);
+            if crate::leak::check(task, &reveal)?.is_some() {
+                continue;
+            }
+            return Ok(Some(Sharding {
+                prompt: lines.join("/"),
+                shards: vec![Shard {
+                    name: format!("row {}", r + 1),
+                    reveal,
+                    essential: true,
+                }],
+            }));
+        }
+        Ok(None)
+    }
+}
+
+/// Calls `visit` on every valid grid that keeps the non-blank cells of
+/// `grid` (filled from `from` on), until `visit` returns true. A 4×4 grid
+/// has at most 288 completions, so the search is tiny.
+fn for_each_completion(grid: &mut Grid, from: usize, visit: &mut dyn FnMut(&Grid) -> bool) -> bool {
+    let Some(cell) = (from..16).find(|&i| grid[i] == 0) else {
+        return first_problem(&[0; 16], grid).is_none() && visit(grid);
+    };
+    for d in 1..=4 {
+        let clashes = Unit::all()
+            .filter(|u| u.cells().contains(&cell))
+            .any(|u| u.cells().iter().any(|&i| grid[i] == d));
+        if clashes {
+            continue;
+        }
+        grid[cell] = d;
+        if for_each_completion(grid, cell + 1, visit) {
+            grid[cell] = 0;
+            return true;
+        }
+    }
+    grid[cell] = 0;
+    false
 }
 
 #[cfg(test)]
