@@ -224,6 +224,29 @@ impl EncodedDialogue {
         mask
     }
 
+    /// Like [`EncodedDialogue::loss_mask`], but only for the turns of `role`
+    /// for which `keep(k)` holds, `k` counting that role's turns from 0.
+    /// Q-priming trains the student's questions and its correct answer,
+    /// not the error model's mistakes in between.
+    pub fn loss_mask_turns(&self, role: Role, keep: impl Fn(usize) -> bool) -> Vec<bool> {
+        let mut opened = 0usize;
+        let mut current: Option<usize> = None;
+        self.kinds
+            .iter()
+            .map(|k| match *k {
+                TokenKind::Content(r) => r == role && current.is_some_and(&keep),
+                TokenKind::Boundary { closes, opens } => {
+                    let train = closes == Some(role) && current.is_some_and(&keep);
+                    current = (opens == Some(role)).then(|| {
+                        opened += 1;
+                        opened - 1
+                    });
+                    train
+                }
+            })
+            .collect()
+    }
+
     /// The loss mask of an objective that trains `role`'s turns: true for
     /// content tokens of those turns and for the token that closes each.
     /// The student objective is `loss_mask(Role::Student)`; the critic
@@ -337,5 +360,10 @@ mod tests {
                 .collect(),
         };
         assert!(single.loss_mask_final_answer(Student).iter().all(|m| !m));
+        // Chosen turns: the second student turn only, or both.
+        assert_eq!(enc.loss_mask_turns(Student, |k| k == 1), m(&[7, 8]));
+        assert_eq!(enc.loss_mask_turns(Student, |k| k == 0), m(&[3, 4]));
+        assert_eq!(enc.loss_mask_turns(Student, |_| true), enc.loss_mask(Student));
+        assert_eq!(enc.loss_mask_turns(Teacher, |_| true), enc.loss_mask(Teacher));
     }
 }

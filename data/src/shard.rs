@@ -161,24 +161,25 @@ pub fn shard_for_question(shards: &[Shard], known: &[bool], name: Option<&str>) 
 /// messages in the dialogue: `(message, leak_blocked)`. A question gets a
 /// reveal; an attempt gets the leak-checked feedback on the full task.
 pub fn teacher_reply<'a>(
-    sharded: &ShardedTask,
+    task: &Task,
+    shards: &[Shard],
     attempt: &str,
     level: FeedbackLevel,
     earlier: impl IntoIterator<Item = &'a str>,
 ) -> Result<(String, bool)> {
     match parse_move(attempt) {
         Move::Question(name) => {
-            let known = revealed(&sharded.shards, earlier);
-            let Some(k) = shard_for_question(&sharded.shards, &known, name) else {
+            let known = revealed(shards, earlier);
+            let Some(k) = shard_for_question(shards, &known, name) else {
                 return Ok((NOTHING_HIDDEN.to_string(), false));
             };
-            let reveal = &sharded.shards[k].reveal;
-            Ok(match leak::check(&sharded.task, reveal)? {
+            let reveal = &shards[k].reveal;
+            Ok(match leak::check(task, reveal)? {
                 Some(_) => (CANNOT_SAY.to_string(), true),
                 None => (reveal.clone(), false),
             })
         }
-        Move::Answer(_) => teacher_message(&sharded.task, attempt, level),
+        Move::Answer(_) => teacher_message(task, attempt, level),
     }
 }
 
@@ -257,7 +258,13 @@ pub fn qprimed_dialogue(
             break;
         }
         let earlier: Vec<String> = teacher_texts(&dialogue);
-        let (reply, _) = teacher_reply(sharded, &student, level, earlier.iter().map(String::as_str))?;
+        let (reply, _) = teacher_reply(
+            task,
+            &sharded.shards,
+            &student,
+            level,
+            earlier.iter().map(String::as_str),
+        )?;
         for (k, now) in revealed(&sharded.shards, [reply.as_str()]).into_iter().enumerate() {
             known[k] |= now;
         }
@@ -425,7 +432,14 @@ mod tests {
                     };
                     let level = *rng.choose(&FeedbackLevel::ALL);
                     let (reply, _) =
-                        teacher_reply(&s, &attempt, level, earlier.iter().map(String::as_str)).unwrap();
+                        teacher_reply(
+                        &s.task,
+                        &s.shards,
+                        &attempt,
+                        level,
+                        earlier.iter().map(String::as_str),
+                    )
+                    .unwrap();
                     messages += 1;
                     reveals += s.shards.iter().any(|x| x.reveal == reply) as usize;
                     assert!(

@@ -532,7 +532,9 @@ pub fn strs<'a>(df: &'a DataFrame, name: &str) -> Result<Vec<&'a str>> {
     Ok(ca.iter().map(|v| v.unwrap_or_default()).collect())
 }
 
-fn u64s(df: &DataFrame, name: &str) -> Result<Vec<u64>> {
+/// A column's values, nulls as the default; for readers of tables whose
+/// schemas live outside this crate too.
+pub fn u64s(df: &DataFrame, name: &str) -> Result<Vec<u64>> {
     let ca = df
         .column(name)
         .and_then(|c| c.u64())
@@ -540,7 +542,9 @@ fn u64s(df: &DataFrame, name: &str) -> Result<Vec<u64>> {
     Ok(ca.iter().map(|v| v.unwrap_or_default()).collect())
 }
 
-fn u32s(df: &DataFrame, name: &str) -> Result<Vec<u32>> {
+/// A column's values, nulls as the default; for readers of tables whose
+/// schemas live outside this crate too.
+pub fn u32s(df: &DataFrame, name: &str) -> Result<Vec<u32>> {
     let ca = df
         .column(name)
         .and_then(|c| c.u32())
@@ -548,7 +552,9 @@ fn u32s(df: &DataFrame, name: &str) -> Result<Vec<u32>> {
     Ok(ca.iter().map(|v| v.unwrap_or_default()).collect())
 }
 
-fn bools(df: &DataFrame, name: &str) -> Result<Vec<bool>> {
+/// A column's values, nulls as the default; for readers of tables whose
+/// schemas live outside this crate too.
+pub fn bools(df: &DataFrame, name: &str) -> Result<Vec<bool>> {
     let ca = df
         .column(name)
         .and_then(|c| c.bool())

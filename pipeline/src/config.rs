@@ -11,6 +11,7 @@ use didact_student::ModelConfig;
 use didact_student::grpo::RlConfig;
 use didact_student::sft::TrainConfig;
 
+pub use crate::stages::sml::SmlConfig;
 pub use crate::stages::transfer::TransferConfig;
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +39,9 @@ pub struct Config {
     /// The `transfer` stage: the cross-domain matrix (trained on X,
     /// evaluated on Y).
     pub transfer: TransferConfig,
+    /// The `sml` stage: social meta-learning on sharded tasks (off by
+    /// default; configs/sml.toml turns it on).
+    pub sml: SmlConfig,
 }
 
 /// What the baselines do beyond what they share with `student`.
@@ -220,6 +224,10 @@ impl Config {
             .transfer
             .validate()
             .map_err(|e| invalid(format!("transfer: {e}")))?;
+        config
+            .sml
+            .validate()
+            .map_err(|e| invalid(format!("sml: {e}")))?;
         let offline_ok = config.baseline.offline_lr > 0.0 && config.baseline.offline_batch_size > 0;
         if !offline_ok {
             return Err(invalid(

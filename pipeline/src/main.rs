@@ -90,6 +90,14 @@ enum Command {
     /// with the teacher on every domain: transfer/, transfer/turns.parquet.
     /// Skipped (an empty table) while `transfer.domains` is empty.
     Transfer,
+    /// Social meta-learning beside RL²F: Q-priming SFT and GRPO on
+    /// underspecified (sharded) tasks, whose student may ask the teacher
+    /// for what is withheld; then base, RL²F and SML students on sharded
+    /// and fully specified test tasks: sml/, sml/turns.parquet,
+    /// sml/report.md (premature-answer rate, questions, accuracy by turn).
+    /// Skipped (an empty table) unless `sml.enabled`; `just sml` runs it
+    /// with configs/sml.toml.
+    Sml,
     /// Accuracy by turn with bootstrap CIs, gains, critic precision and
     /// recall, recovered fraction: report/report.md, report/*.png,
     /// report/summary.parquet, report/gains.parquet.
@@ -159,6 +167,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Critic => vec!["critic"],
         Command::Eval => vec!["eval"],
         Command::Transfer => vec!["transfer"],
+        Command::Sml => vec!["sml"],
         Command::Analyse => vec!["analyse"],
         Command::Pipeline => STAGES.iter().map(|s| s.name).collect(),
         Command::Show(_) | Command::Generate(_) => unreachable!("handled above"),

@@ -7,12 +7,14 @@
 //! the student saw and produced it, so the policy gradient is computed on
 //! the very tokens that were sampled.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use didact_data::dataset::teacher_message;
 use didact_data::rng::mix_seed;
+use didact_data::shard::{Shard, parse_move, teacher_reply, teacher_texts};
 use didact_data::tables::{self, RolloutRow};
 use didact_data::{Dialogue, FeedbackLevel, Role, Task, Tokenizer, Verdict};
 
@@ -142,6 +144,51 @@ impl Responder for Teacher {
             .iter()
             .map(|r| {
                 let (message, leak_blocked) = teacher_message(r.task, r.attempt, self.0)?;
+                Ok(Reply {
+                    message,
+                    leak_blocked,
+                    judged_correct: r.verdict.is_correct(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// The teacher of underspecified tasks (social meta-learning): a question
+/// (see [`didact_data::shard`]) gets a shard revealed, an answer attempt
+/// gets the programmatic teacher's feedback on the full task. Tasks without
+/// an entry in `shards` are fully specified: a question there is told that
+/// nothing is hidden.
+pub struct ShardTeacher<'a> {
+    pub level: FeedbackLevel,
+    /// Reads the dialogue so far, to know which shards were revealed.
+    pub tokenizer: &'a Tokenizer,
+    /// The withheld shards of each sharded task, by task id.
+    pub shards: &'a HashMap<String, Vec<Shard>>,
+}
+
+impl Responder for ShardTeacher<'_> {
+    fn respond(&mut self, requests: &[Request<'_>]) -> Result<Vec<Reply>> {
+        requests
+            .iter()
+            .map(|r| {
+                let shards = self
+                    .shards
+                    .get(&r.task.task_id)
+                    .map_or(&[][..], Vec::as_slice);
+                let earlier = if parse_move(r.attempt).is_question() && !shards.is_empty() {
+                    let text = self.tokenizer.decode(r.context)?;
+                    teacher_texts(&Dialogue::parse(&text)?)
+                } else {
+                    Vec::new()
+                };
+                let (message, leak_blocked) = teacher_reply(
+                    r.task,
+                    shards,
+                    r.attempt,
+                    self.level,
+                    earlier.iter().map(String::as_str),
+                )?;
                 Ok(Reply {
                     message,
                     leak_blocked,
@@ -357,6 +404,9 @@ pub struct DialogueEnv<'a> {
     pub batch_size: usize,
     /// Every turn sampled so far.
     pub rows: Vec<RolloutRow>,
+    /// Answers the student; `None`: the programmatic teacher at
+    /// `cfg.feedback_level`.
+    responder: Option<Box<dyn Responder + 'a>>,
 }
 
 /// File of the rollout rows inside a checkpoint directory.
@@ -371,7 +421,14 @@ impl<'a> DialogueEnv<'a> {
             cfg: cfg.clone(),
             batch_size: 128,
             rows: Vec::new(),
+            responder: None,
         }
+    }
+
+    /// Puts `responder` in the teacher's seat (the shard teacher of SML).
+    pub fn with_responder(mut self, responder: Box<dyn Responder + 'a>) -> Self {
+        self.responder = Some(responder);
+        self
     }
 
     /// The tasks of `iteration`.
@@ -437,13 +494,21 @@ impl<B: Backend> Environment<B> for DialogueEnv<'_> {
     fn sample(&mut self, policy: &Llama<B>, iteration: usize) -> Result<Vec<Episode>> {
         let tasks = self.batch(iteration);
         let device = policy.devices().into_iter().next().expect("parameters");
-        let runs = run_dialogues(
+        let params = self.params();
+        let seed = self.seed(iteration);
+        let mut teacher = Teacher(self.cfg.feedback_level);
+        let responder: &mut dyn Responder = match self.responder.as_deref_mut() {
+            Some(r) => r,
+            None => &mut teacher,
+        };
+        let runs = run_dialogues_with(
             policy,
             self.tokenizer,
             &tasks,
             self.cfg.group_size,
-            &self.params(),
-            self.seed(iteration),
+            &params,
+            responder,
+            seed,
             &device,
         )?;
         self.rows

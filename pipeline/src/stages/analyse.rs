@@ -19,6 +19,7 @@ use serde_json::json;
 
 use super::data::TASKS_FILE;
 use super::eval::{MODELS, TURNS_FILE};
+use super::sml::SML_TURNS_FILE;
 use super::transfer::TRANSFER_TURNS_FILE;
 use super::{Stage, StageContext, StageOutput};
 use crate::analysis::{
@@ -33,7 +34,7 @@ const RESAMPLES: usize = 1000;
 
 pub const STAGE: Stage = Stage {
     name: "analyse",
-    inputs: &[TASKS_FILE, TURNS_FILE, TRANSFER_TURNS_FILE],
+    inputs: &[TASKS_FILE, TURNS_FILE, TRANSFER_TURNS_FILE, SML_TURNS_FILE],
     config_section: |_| json!({}),
     run,
 };
@@ -602,6 +603,7 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
         writeln!(md, "![{p}]({p})\n")?;
     }
     md.push_str(&super::transfer::report_section(ctx.run_dir, &out, k)?);
+    md.push_str(&super::sml::report_section(ctx.run_dir)?);
     if cfg.feedback_level != FeedbackLevel::Explanation {
         writeln!(
             md,

@@ -65,7 +65,8 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
     })
 }
 
-struct SftBar(ProgressBar);
+/// Shows an SFT run's loss and throughput on a progress bar.
+pub struct SftBar(pub ProgressBar);
 
 impl<B: AutodiffBackend> TrainHooks<B> for SftBar {
     fn on_step(&mut self, step: usize, loss: f64, _lr: f64, tokens_per_s: f64) {

@@ -7,6 +7,7 @@ pub mod critic;
 pub mod data;
 pub mod eval;
 pub mod pretrain;
+pub mod sml;
 pub mod student;
 pub mod transfer;
 
@@ -81,6 +82,7 @@ pub const STAGES: &[Stage] = &[
     critic::STAGE,
     eval::STAGE,
     transfer::STAGE,
+    sml::STAGE,
     analyse::STAGE,
 ];
 

@@ -4,7 +4,7 @@
 //! turn to `rollouts.parquet`, and per-iteration metrics to the train log.
 //! The runner here is shared with the single-turn RL baseline.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Result;
 use burn::module::{AutodiffModule, Module};
@@ -13,7 +13,10 @@ use didact_data::tables::{self, read_tasks};
 use didact_data::{DomainKind, FeedbackLevel, Split, Task, Tokenizer};
 use didact_student::generate::SamplingParams;
 use didact_student::grpo::{self, RlConfig, RlHooks};
-use didact_student::rollout::{DialogueEnv, DialogueParams, DialogueRun, run_dialogues};
+use didact_data::shard::Shard;
+use didact_student::rollout::{
+    DialogueEnv, DialogueParams, DialogueRun, ShardTeacher, run_dialogues, run_dialogues_with,
+};
 use didact_student::{Llama, checkpoint};
 use indicatif::ProgressBar;
 use serde_json::json;
@@ -128,6 +131,9 @@ struct Hooks<'a> {
     tokenizer: &'a Tokenizer,
     val: Vec<&'a Task>,
     cfg: &'a RlConfig,
+    /// Shards of the sharded tasks (SML): validation then uses the shard
+    /// teacher.
+    shards: Option<&'a HashMap<String, Vec<Shard>>>,
     /// Validation accuracy by turn of the latest evaluation.
     last_val: Vec<f64>,
 }
@@ -151,15 +157,40 @@ impl<B: AutodiffBackend> RlHooks<B> for Hooks<'_> {
         model: &Llama<B::InnerBackend>,
     ) -> didact_student::Result<Vec<(String, f64)>> {
         let device = model.devices().into_iter().next().expect("parameters");
-        let runs = teacher_dialogues(
-            model,
-            self.tokenizer,
-            &self.val,
-            self.cfg.max_turns,
-            self.cfg.feedback_level,
-            self.cfg.max_new_tokens,
-            &device,
-        )?;
+        let runs = match self.shards {
+            None => teacher_dialogues(
+                model,
+                self.tokenizer,
+                &self.val,
+                self.cfg.max_turns,
+                self.cfg.feedback_level,
+                self.cfg.max_new_tokens,
+                &device,
+            )?,
+            Some(shards) => {
+                let mut teacher = ShardTeacher {
+                    level: self.cfg.feedback_level,
+                    tokenizer: self.tokenizer,
+                    shards,
+                };
+                let params = DialogueParams {
+                    max_turns: self.cfg.max_turns,
+                    feedback_level: self.cfg.feedback_level,
+                    sampling: SamplingParams::greedy(self.cfg.max_new_tokens),
+                    batch_size: 128,
+                };
+                run_dialogues_with(
+                    model,
+                    self.tokenizer,
+                    &self.val,
+                    1,
+                    &params,
+                    &mut teacher,
+                    0,
+                    &device,
+                )?
+            }
+        };
         let refs: Vec<&DialogueRun> = runs.iter().collect();
         let acc = cumulative_accuracy(&refs, self.cfg.max_turns);
         let line = format!(
@@ -205,12 +236,63 @@ pub fn run_rl<B: AutodiffBackend>(
         train.retain(|t| t.domain == domain);
         val.retain(|t| t.domain == domain);
     }
+    let val = per_domain(&val, cfg.eval_tasks).into_iter().cloned().collect();
+    let setup = RlSetup {
+        name,
+        out_dir,
+        init_dir: BASE_DIR,
+        train,
+        val,
+        shards: None,
+    };
+    run_rl_with::<B>(ctx, cfg, &tokenizer, setup, device)
+}
+
+/// What an RL run trains on and where it starts and ends.
+pub struct RlSetup<'a> {
+    /// Labels the train log, the checkpoint directory and the messages.
+    pub name: &'a str,
+    /// Where the trained model goes, relative to the run directory.
+    pub out_dir: &'a str,
+    /// The checkpoint the policy starts from, relative to the run directory.
+    pub init_dir: &'a str,
+    pub train: Vec<Task>,
+    /// Validated greedily at every `eval_every`.
+    pub val: Vec<Task>,
+    /// Shards of the sharded tasks among `train` and `val`, by task id:
+    /// the shard teacher answers then (SML). `None`: the plain teacher.
+    pub shards: Option<&'a HashMap<String, Vec<Shard>>>,
+}
+
+/// [`run_rl`] on any tasks, from any checkpoint, with the teacher of
+/// `setup.shards`.
+pub fn run_rl_with<B: AutodiffBackend>(
+    ctx: &StageContext,
+    cfg: &RlConfig,
+    tokenizer: &Tokenizer,
+    setup: RlSetup<'_>,
+    device: &B::Device,
+) -> Result<RlOutcome> {
+    let RlSetup {
+        name,
+        out_dir,
+        init_dir,
+        train,
+        val,
+        shards,
+    } = setup;
     anyhow::ensure!(!train.is_empty(), "{name}: no train tasks in {TASKS_FILE}");
-    let base_dir = ctx.run_dir.join(BASE_DIR);
-    let policy = checkpoint::load::<B>(&base_dir, device)?;
+    let policy = checkpoint::load::<B>(&ctx.run_dir.join(init_dir), device)?;
     let reference = policy.valid();
     let train_refs: Vec<&Task> = train.iter().collect();
-    let mut env = DialogueEnv::new(train_refs, &tokenizer, cfg);
+    let mut env = DialogueEnv::new(train_refs, tokenizer, cfg);
+    if let Some(shards) = shards {
+        env = env.with_responder(Box::new(ShardTeacher {
+            level: cfg.feedback_level,
+            tokenizer,
+            shards,
+        }));
+    }
     tracing::info!(
         "{name}: {} iterations of {} tasks × {} dialogues of up to {} turns on {}",
         cfg.iterations,
@@ -223,9 +305,10 @@ pub fn run_rl<B: AutodiffBackend>(
     let mut hooks = Hooks {
         bar: bar.clone(),
         name,
-        tokenizer: &tokenizer,
-        val: per_domain(&val, cfg.eval_tasks),
+        tokenizer,
+        val: val.iter().collect(),
         cfg,
+        shards,
         last_val: Vec::new(),
     };
     let started = std::time::Instant::now();

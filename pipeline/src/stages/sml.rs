@@ -1,0 +1,776 @@
+//! The `sml` stage: social meta-learning (arXiv 2602.16488) beside RL²F.
+//! Tasks become underspecified ("sharded": the first turn withholds an
+//! essential part, the teacher reveals it when asked), and a student is
+//! trained to ask rather than answer prematurely:
+//!
+//! 1. **Q-priming**: SFT of the base model on dialogues in which an
+//!    incorrect student turn at turn t became a question with probability
+//!    `question_base^t` (and on the fully specified tasks answered at once,
+//!    so that asking is learnt only where something is hidden);
+//! 2. **GRPO** from the Q-primed model with the `[student]` settings, on
+//!    sharded and fully specified train tasks, with the shard teacher;
+//! 3. **evaluation** of the base model, the RL²F student and the SML student
+//!    with the shard teacher on the same test tasks, sharded and fully
+//!    specified: `sml/turns.parquet`, summarised (premature-answer rate,
+//!    questions per dialogue, accuracy by turn, with bootstrap 95% CIs) in
+//!    `sml/summary.parquet`, `sml/report.md` and the `analyse` report.
+//!
+//! Off unless `sml.enabled`; `just sml` runs it on `configs/sml.toml`.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+use didact_data::rng::{Rng, mix_seed};
+use didact_data::shard::{Shard, ShardedTask, classify_turns, parse_move, qprimed_dialogue};
+use didact_data::tables::{self, ColumnType, TableSchema, read_tasks};
+use didact_data::{Dialogue, DomainKind, Role, Split, Task, Tokenizer};
+use didact_student::checkpoint;
+use didact_student::grpo::RlConfig;
+use didact_student::rollout::{DialogueRun, ShardTeacher, run_dialogues_with};
+use didact_student::sft::{self, Example, TrainConfig};
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::baseline::SftBar;
+use super::data::{TASKS_FILE, TOKENIZER_FILE};
+use super::eval::{dialogue_params, dialogue_seed};
+use super::pretrain::{BASE_DIR, save_final};
+use super::student::{RlSetup, STUDENT_DIR, per_domain, run_rl_with};
+use super::{Stage, StageContext, StageOutput};
+use crate::analysis::bootstrap_mean_ci;
+use crate::progress;
+
+pub const SML_TURNS_FILE: &str = "sml/turns.parquet";
+pub const SML_SUMMARY_FILE: &str = "sml/summary.parquet";
+pub const SML_REPORT_FILE: &str = "sml/report.md";
+/// The Q-primed SFT model, where GRPO starts.
+pub const QPRIMED_DIR: &str = "sml/qprimed";
+/// The SML student.
+pub const SML_STUDENT_DIR: &str = "sml/student";
+const RESAMPLES: usize = 1000;
+
+/// Settings of the SML comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmlConfig {
+    /// Off: the stage writes an empty table (it trains two more models).
+    pub enabled: bool,
+    /// P_Q(t) = question_base^t: the chance that an incorrect turn of a
+    /// Q-priming dialogue becomes a question.
+    pub question_base: f64,
+    /// Student turns of a Q-priming dialogue at most.
+    pub qprime_turns: usize,
+    /// Q-priming SFT (from the base model).
+    pub sft: TrainConfig,
+    /// GRPO iterations after Q-priming (the other settings are
+    /// `[student]`'s, as in the paper: same γ, group size and masks).
+    pub iterations: usize,
+    /// Test tasks per domain, each evaluated sharded and fully specified.
+    pub tasks_per_domain: usize,
+    /// Student turns (questions included) per evaluation dialogue.
+    pub max_turns: usize,
+}
+
+impl Default for SmlConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            question_base: 0.75,
+            qprime_turns: 4,
+            sft: TrainConfig {
+                steps: 150,
+                batch_size: 32,
+                lr: 5e-4,
+                warmup_steps: 10,
+                eval_every: 150,
+                eval_tasks: 0,
+                ..TrainConfig::default()
+            },
+            iterations: 40,
+            tasks_per_domain: 100,
+            max_turns: 5,
+        }
+    }
+}
+
+impl SmlConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.question_base) {
+            return Err(format!(
+                "question_base: {} is not a probability",
+                self.question_base
+            ));
+        }
+        if self.qprime_turns == 0 || self.max_turns == 0 {
+            return Err("qprime_turns and max_turns must be positive".into());
+        }
+        if self.enabled && self.iterations == 0 {
+            return Err("iterations must be positive when enabled".into());
+        }
+        self.sft.validate().map_err(|e| format!("sft: {e}"))
+    }
+}
+
+pub const STAGE: Stage = Stage {
+    name: "sml",
+    inputs: &[
+        TASKS_FILE,
+        TOKENIZER_FILE,
+        "base/model.safetensors",
+        "student/model.safetensors",
+    ],
+    config_section: |c| json!({"sml": c.sml, "student": c.student, "eval": c.eval}),
+    run,
+};
+
+/// `sml/turns.parquet`: one row per student turn of an evaluation dialogue.
+pub const SML_TURNS: TableSchema = TableSchema {
+    name: "sml_turns",
+    columns: &[
+        ("model", ColumnType::Str),
+        // `sharded` or `full`.
+        ("spec", ColumnType::Str),
+        ("domain", ColumnType::Str),
+        // The fully specified task's id, shared by both specs.
+        ("task_id", ColumnType::Str),
+        ("turn", ColumnType::U32),
+        ("attempt", ColumnType::Str),
+        ("feedback", ColumnType::Str),
+        ("question", ColumnType::Bool),
+        ("premature", ColumnType::Bool),
+        ("correct", ColumnType::Bool),
+    ],
+};
+
+/// `sml/summary.parquet`, long format: `metric` is `cum_accuracy` (by
+/// `turn`), `questions_per_dialogue` or `premature_rate` (share of
+/// dialogues with an answer given before every essential shard was known;
+/// `turn` 0 for both).
+pub const SML_SUMMARY: TableSchema = TableSchema {
+    name: "sml_summary",
+    columns: &[
+        ("model", ColumnType::Str),
+        ("spec", ColumnType::Str),
+        ("domain", ColumnType::Str),
+        ("metric", ColumnType::Str),
+        ("turn", ColumnType::U32),
+        ("value", ColumnType::F64),
+        ("ci_low", ColumnType::F64),
+        ("ci_high", ColumnType::F64),
+        ("n_dialogues", ColumnType::U32),
+    ],
+};
+
+/// One row of [`SML_TURNS`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SmlTurnRow {
+    pub model: String,
+    pub spec: String,
+    pub domain: String,
+    pub task_id: String,
+    pub turn: u32,
+    pub attempt: String,
+    pub feedback: String,
+    pub question: bool,
+    pub premature: bool,
+    pub correct: bool,
+}
+
+fn turns_frame(rows: &[SmlTurnRow]) -> Result<DataFrame> {
+    let s = |f: fn(&SmlTurnRow) -> &str| rows.iter().map(f).collect::<Vec<_>>();
+    let b = |f: fn(&SmlTurnRow) -> bool| rows.iter().map(f).collect::<Vec<_>>();
+    Ok(df!(
+        "model" => s(|r| &r.model),
+        "spec" => s(|r| &r.spec),
+        "domain" => s(|r| &r.domain),
+        "task_id" => s(|r| &r.task_id),
+        "turn" => rows.iter().map(|r| r.turn).collect::<Vec<_>>(),
+        "attempt" => s(|r| &r.attempt),
+        "feedback" => s(|r| &r.feedback),
+        "question" => b(|r| r.question),
+        "premature" => b(|r| r.premature),
+        "correct" => b(|r| r.correct),
+    )?)
+}
+
+/// Reads `sml/turns.parquet` back (schema-checked).
+pub fn read_turns(path: &Path) -> Result<Vec<SmlTurnRow>> {
+    let df = tables::read_table(path, &SML_TURNS)?;
+    let strs = |c: &str| -> Result<Vec<String>> {
+        Ok(tables::strs(&df, c)?
+            .into_iter()
+            .map(str::to_string)
+            .collect())
+    };
+    let bools = |c: &str| tables::bools(&df, c);
+    let (model, spec, domain, task_id) = (
+        strs("model")?,
+        strs("spec")?,
+        strs("domain")?,
+        strs("task_id")?,
+    );
+    let (attempt, feedback) = (strs("attempt")?, strs("feedback")?);
+    let turn = tables::u32s(&df, "turn")?;
+    let (question, premature, correct) = (bools("question")?, bools("premature")?, bools("correct")?);
+    Ok((0..df.height())
+        .map(|i| SmlTurnRow {
+            model: model[i].clone(),
+            spec: spec[i].clone(),
+            domain: domain[i].clone(),
+            task_id: task_id[i].clone(),
+            turn: turn[i],
+            attempt: attempt[i].clone(),
+            feedback: feedback[i].clone(),
+            question: question[i],
+            premature: premature[i],
+            correct: correct[i],
+        })
+        .collect())
+}
+
+fn run(ctx: &StageContext) -> Result<StageOutput> {
+    crate::with_backend!(ctx.device, |B, device| run_on::<B>(ctx, &device))
+}
+
+/// Sharded forms of `tasks`, keyed by the sharded task's id.
+fn shard_all(tasks: &[Task]) -> Result<Vec<ShardedTask>> {
+    let mut out = Vec::new();
+    for t in tasks {
+        if let Some(s) = ShardedTask::new(t)? {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<StageOutput> {
+    let cfg = &ctx.config.sml;
+    let path = ctx.run_dir.join(SML_TURNS_FILE);
+    std::fs::create_dir_all(ctx.run_dir.join("sml"))?;
+    if !cfg.enabled {
+        tables::write_table(&path, &SML_TURNS, &mut turns_frame(&[])?)?;
+        return Ok(StageOutput {
+            outputs: vec![SML_TURNS_FILE.into()],
+            metrics: json!({"enabled": false}),
+            summary: vec!["sml: off (set sml.enabled = true, or run `just sml`)".into()],
+        });
+    }
+    let tokenizer = Tokenizer::load(&ctx.run_dir.join(TOKENIZER_FILE))?;
+    let rows = read_tasks(&ctx.run_dir.join(TASKS_FILE))?;
+    let split = |s: Split| -> Vec<Task> {
+        rows.iter()
+            .filter(|r| r.split == s)
+            .map(|r| r.task.clone())
+            .collect()
+    };
+    let (train, val, test) = (split(Split::Train), split(Split::Val), split(Split::Test));
+    let sharded_train = shard_all(&train)?;
+    let sharded_val = shard_all(&val)?;
+    let mut shards: HashMap<String, Vec<Shard>> = HashMap::new();
+    for s in sharded_train.iter().chain(&sharded_val) {
+        shards.insert(s.task.task_id.clone(), s.shards.clone());
+    }
+    tracing::info!(
+        "sml: {} of {} train tasks sharded, {} of {} validation tasks",
+        sharded_train.len(),
+        train.len(),
+        sharded_val.len(),
+        val.len()
+    );
+    let mut summary = Vec::new();
+    let started = std::time::Instant::now();
+
+    // 1. Q-priming.
+    let examples = qpriming_examples(ctx, &tokenizer, &train, &sharded_train)?;
+    let questions = examples.1;
+    let examples = examples.0;
+    let base = checkpoint::load::<B>(&ctx.run_dir.join(BASE_DIR), device)?;
+    let bar = progress::bar(ctx.progress, cfg.sft.steps as u64, "sml: Q-priming SFT");
+    let ckpt = ctx.run_dir.join("checkpoints/sml_qpriming");
+    let trained = sft::train(
+        base,
+        &examples,
+        &cfg.sft,
+        tokenizer.pad_id(),
+        &ckpt,
+        &mut SftBar(bar.clone()),
+        device,
+    )?;
+    bar.finish_and_clear();
+    super::finish_training(ctx.run_dir, "sml_qpriming", &trained.log, &ckpt)?;
+    save_final(
+        &trained.model.valid(),
+        &ctx.run_dir.join(QPRIMED_DIR),
+        &ctx.run_dir.join(TOKENIZER_FILE),
+    )?;
+    let sft_wall = started.elapsed().as_secs_f64();
+    summary.push(format!(
+        "sml: Q-priming SFT on {} dialogues ({questions} questions), {} steps in {sft_wall:.0}s",
+        examples.len(),
+        cfg.sft.steps
+    ));
+
+    // 2. GRPO with the shard teacher, on sharded and fully specified tasks.
+    let rl = RlConfig {
+        iterations: cfg.iterations,
+        ..ctx.config.student.clone()
+    };
+    let mixed = |full: &[Task], sharded: &[ShardedTask]| -> Vec<Task> {
+        full.iter()
+            .cloned()
+            .chain(sharded.iter().map(|s| s.task.clone()))
+            .collect()
+    };
+    let val_full: Vec<Task> = per_domain(&val, rl.eval_tasks).into_iter().cloned().collect();
+    let val_ids: std::collections::HashSet<&str> =
+        val_full.iter().map(|t| t.task_id.as_str()).collect();
+    let val_sharded: Vec<ShardedTask> = sharded_val
+        .iter()
+        .filter(|s| val_ids.contains(full_id(&s.task.task_id)))
+        .cloned()
+        .collect();
+    let outcome = run_rl_with::<B>(
+        ctx,
+        &rl,
+        &tokenizer,
+        RlSetup {
+            name: "sml",
+            out_dir: SML_STUDENT_DIR,
+            init_dir: QPRIMED_DIR,
+            train: mixed(&train, &sharded_train),
+            val: mixed(&val_full, &val_sharded),
+            shards: Some(&shards),
+        },
+        device,
+    )?;
+    summary.extend(outcome.summary);
+    let mut outputs = outcome.outputs;
+    outputs.extend([
+        format!("{QPRIMED_DIR}/config.json"),
+        format!("{QPRIMED_DIR}/model.safetensors"),
+    ]);
+
+    // 3. Evaluation, sharded and fully specified, on the same test tasks.
+    let mut per_domain_count: HashMap<DomainKind, usize> = HashMap::new();
+    let mut full_test: Vec<Task> = Vec::new();
+    let mut sharded_test: Vec<ShardedTask> = Vec::new();
+    for t in &test {
+        let n = per_domain_count.entry(t.domain).or_default();
+        if cfg.tasks_per_domain > 0 && *n >= cfg.tasks_per_domain {
+            continue;
+        }
+        if let Some(s) = ShardedTask::new(t)? {
+            *n += 1;
+            shards.insert(s.task.task_id.clone(), s.shards.clone());
+            full_test.push(t.clone());
+            sharded_test.push(s);
+        }
+    }
+    let models = [
+        ("base", BASE_DIR),
+        ("rl2f", STUDENT_DIR),
+        ("sml", SML_STUDENT_DIR),
+    ];
+    let params = dialogue_params(&ctx.config.eval, cfg.max_turns, ctx.config.student.feedback_level);
+    let bar = progress::bar(ctx.progress, (models.len() * 2) as u64, "sml: evaluation");
+    let mut turn_rows = Vec::new();
+    for (name, dir) in models {
+        let model = checkpoint::load::<B::InnerBackend>(&ctx.run_dir.join(dir), device)
+            .with_context(|| format!("sml: loading the {name} model from {dir}"))?;
+        for (spec, tasks) in [
+            ("sharded", sharded_test.iter().map(|s| &s.task).collect::<Vec<_>>()),
+            ("full", full_test.iter().collect()),
+        ] {
+            bar.set_message(format!("{name} · {spec}"));
+            let mut teacher = ShardTeacher {
+                level: ctx.config.student.feedback_level,
+                tokenizer: &tokenizer,
+                shards: &shards,
+            };
+            let runs = run_dialogues_with(
+                &model,
+                &tokenizer,
+                &tasks,
+                1,
+                &params,
+                &mut teacher,
+                dialogue_seed(0),
+                device,
+            )?;
+            for run in &runs {
+                let task = tasks[run.task_index];
+                let task_shards = shards.get(&task.task_id).map_or(&[][..], Vec::as_slice);
+                turn_rows.extend(rows_of(name, spec, task, task_shards, run));
+            }
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    tables::write_table(&path, &SML_TURNS, &mut turns_frame(&turn_rows)?)?;
+    let (md, mut table) = report(&turn_rows, cfg.max_turns);
+    tables::write_table(&ctx.run_dir.join(SML_SUMMARY_FILE), &SML_SUMMARY, &mut table)?;
+    didact_data::atomic::write(&ctx.run_dir.join(SML_REPORT_FILE), md.as_bytes())?;
+    summary.push(format!(
+        "sml: {} test tasks, sharded and fully specified; report: {}",
+        sharded_test.len(),
+        ctx.run_dir.join(SML_REPORT_FILE).display()
+    ));
+    summary.extend(headline(&turn_rows, cfg.max_turns));
+    outputs.extend([
+        SML_TURNS_FILE.into(),
+        SML_SUMMARY_FILE.into(),
+        SML_REPORT_FILE.into(),
+    ]);
+    outputs.sort();
+    outputs.dedup();
+    Ok(StageOutput {
+        outputs,
+        metrics: json!({
+            "sharded_train_tasks": sharded_train.len(),
+            "qpriming_dialogues": examples.len(),
+            "qpriming_questions": questions,
+            "test_tasks": sharded_test.len(),
+            "wall_time_s": started.elapsed().as_secs_f64(),
+        }),
+        summary,
+    })
+}
+
+/// The id of the fully specified task a sharded task was cut from.
+fn full_id(id: &str) -> &str {
+    id.strip_suffix(didact_data::shard::SHARDED_ID_SUFFIX)
+        .unwrap_or(id)
+}
+
+/// The Q-priming SFT set: one Q-primed dialogue per sharded train task
+/// (trained on its questions and its correct answer, never on the error
+/// model's mistakes) and one single-turn answer per train task. Returns the
+/// examples and how many questions they train.
+fn qpriming_examples(
+    ctx: &StageContext,
+    tokenizer: &Tokenizer,
+    train: &[Task],
+    sharded: &[ShardedTask],
+) -> Result<(Vec<Example>, usize)> {
+    let cfg = &ctx.config.sml;
+    let level = ctx.config.student.feedback_level;
+    let mut examples = Vec::new();
+    let mut questions = 0;
+    for s in sharded {
+        let seed = mix_seed(&[cfg.sft.seed, didact_data::rng::fnv1a(s.task.task_id.as_bytes())]);
+        let dialogue = qprimed_dialogue(s, level, cfg.qprime_turns, cfg.question_base, &mut Rng::new(seed))?;
+        let student: Vec<&str> = dialogue
+            .turns
+            .iter()
+            .filter(|t| t.role == Role::Student)
+            .map(|t| t.text.as_str())
+            .collect();
+        let domain = s.task.domain.domain();
+        let mut keep = Vec::with_capacity(student.len());
+        for text in &student {
+            let question = parse_move(text).is_question();
+            questions += question as usize;
+            keep.push(question || domain.verify(&s.task, text)?.is_correct());
+        }
+        if !keep.iter().any(|&k| k) {
+            continue;
+        }
+        let encoded = tokenizer.encode_dialogue(&dialogue)?;
+        let mask = encoded.loss_mask_turns(Role::Student, |k| keep.get(k).copied().unwrap_or(false));
+        examples.push(Example {
+            ids: encoded.ids,
+            mask,
+        });
+    }
+    for task in train {
+        let mut dialogue = Dialogue::from_task(&task.prompt);
+        dialogue.push(Role::Student, &task.solution);
+        let encoded = tokenizer.encode_dialogue(&dialogue)?;
+        let mask = encoded.loss_mask(Role::Student);
+        examples.push(Example {
+            ids: encoded.ids,
+            mask,
+        });
+    }
+    Ok((examples, questions))
+}
+
+/// The rows of one evaluation dialogue, each turn classified as a question
+/// or an answer, premature or not.
+fn rows_of(model: &str, spec: &str, task: &Task, shards: &[Shard], run: &DialogueRun) -> Vec<SmlTurnRow> {
+    let turns: Vec<(&str, Option<&str>)> = run
+        .turns
+        .iter()
+        .map(|t| (t.attempt.as_str(), t.feedback.as_deref()))
+        .collect();
+    let kinds = classify_turns(shards, &turns);
+    run.turns
+        .iter()
+        .zip(kinds)
+        .map(|(t, k)| SmlTurnRow {
+            model: model.into(),
+            spec: spec.into(),
+            domain: task.domain.name().into(),
+            task_id: full_id(&task.task_id).into(),
+            turn: t.turn as u32,
+            attempt: t.attempt.clone(),
+            feedback: t.feedback.clone().unwrap_or_default(),
+            question: k.question,
+            premature: k.premature,
+            correct: t.verdict.is_correct() && !k.question,
+        })
+        .collect()
+}
+
+/// Per-dialogue facts the metrics are means of.
+struct DialogueFacts {
+    /// 1-based turn of the first correct answer.
+    solved: Option<u32>,
+    questions: usize,
+    premature: bool,
+}
+
+type Key = (String, String, String);
+
+/// Dialogues by (model, spec, domain), with `all` pooled; models in the
+/// order base, rl2f, sml.
+fn dialogues(rows: &[SmlTurnRow]) -> Vec<(Key, Vec<DialogueFacts>)> {
+    let mut by_dialogue: std::collections::BTreeMap<(String, String, String, String), Vec<&SmlTurnRow>> =
+        Default::default();
+    for r in rows {
+        by_dialogue
+            .entry((r.model.clone(), r.spec.clone(), r.domain.clone(), r.task_id.clone()))
+            .or_default()
+            .push(r);
+    }
+    let mut cells: Vec<(Key, Vec<DialogueFacts>)> = Vec::new();
+    for ((model, spec, domain, _), turns) in by_dialogue {
+        for d in [domain.clone(), "all".to_string()] {
+            let facts = DialogueFacts {
+                solved: turns.iter().filter(|r| r.correct).map(|r| r.turn).min(),
+                questions: turns.iter().filter(|r| r.question).count(),
+                premature: turns.iter().any(|r| r.premature),
+            };
+            let key = (model.clone(), spec.clone(), d);
+            match cells.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, v)) => v.push(facts),
+                None => cells.push((key, vec![facts])),
+            }
+        }
+    }
+    let rank = |m: &str| ["base", "rl2f", "sml"].iter().position(|x| *x == m).unwrap_or(3);
+    cells.sort_by(|a, b| {
+        (rank(&a.0.0), &a.0.1, a.0.2 != "all", &a.0.2).cmp(&(rank(&b.0.0), &b.0.1, b.0.2 != "all", &b.0.2))
+    });
+    cells
+}
+
+/// A mean with its bootstrap 95% interval.
+fn mean_ci(values: &[f64], seed: u64) -> (f64, f64, f64) {
+    let mean = values.iter().sum::<f64>() / values.len().max(1) as f64;
+    let (lo, hi) = bootstrap_mean_ci(values, RESAMPLES, seed);
+    (mean, lo, hi)
+}
+
+/// The report section and the summary table.
+pub fn report(rows: &[SmlTurnRow], k: usize) -> (String, DataFrame) {
+    let cells = dialogues(rows);
+    let mut table: Vec<(String, String, String, String, u32, f64, f64, f64, u32)> = Vec::new();
+    let mut md = String::from("## Social meta-learning: sharded tasks\n\n");
+    let _ = writeln!(
+        md,
+        "The first turn withholds an essential part of each task; the teacher reveals a part when \
+         the student asks (`? name`). An answer is *premature* when an essential part was still \
+         unrevealed. Greedy decoding, up to {k} student turns (questions count as turns); the same \
+         test tasks sharded and fully specified; percentages with bootstrap 95% CIs over tasks.\n"
+    );
+    md.push_str(&format!(
+        "| model | spec | tasks | premature-answer rate | questions / dialogue | acc@1 | acc@{k} |\n|---|---|---:|---|---|---|---|\n"
+    ));
+    for (i, ((model, spec, domain), facts)) in cells.iter().enumerate() {
+        let n = facts.len() as u32;
+        let seed = i as u64;
+        let premature: Vec<f64> = facts.iter().map(|f| f.premature as u8 as f64).collect();
+        let questions: Vec<f64> = facts.iter().map(|f| f.questions as f64).collect();
+        let p = mean_ci(&premature, seed);
+        let q = mean_ci(&questions, seed + 1);
+        let mut push = |metric: &str, turn: u32, v: (f64, f64, f64)| {
+            table.push((model.clone(), spec.clone(), domain.clone(), metric.into(), turn, v.0, v.1, v.2, n));
+        };
+        push("premature_rate", 0, p);
+        push("questions_per_dialogue", 0, q);
+        let mut acc = Vec::new();
+        for t in 1..=k as u32 {
+            let solved: Vec<f64> = facts
+                .iter()
+                .map(|f| f.solved.is_some_and(|s| s <= t) as u8 as f64)
+                .collect();
+            let a = mean_ci(&solved, seed + 1 + t as u64);
+            push("cum_accuracy", t, a);
+            acc.push(a);
+        }
+        if domain == "all" {
+            let pct = |v: (f64, f64, f64)| format!("{:.1} [{:.1}, {:.1}]", 100.0 * v.0, 100.0 * v.1, 100.0 * v.2);
+            let _ = writeln!(
+                md,
+                "| {model} | {spec} | {n} | {} | {:.2} [{:.2}, {:.2}] | {} | {} |",
+                if spec == "sharded" { pct(p) } else { "—".into() },
+                q.0,
+                q.1,
+                q.2,
+                pct(acc[0]),
+                pct(acc[k - 1])
+            );
+        }
+    }
+    md.push_str(&format!("\nAccuracy by turn (cumulative, percent), all domains pooled:\n\n| model | spec |"));
+    for t in 1..=k {
+        md.push_str(&format!(" {t} |"));
+    }
+    md.push_str("\n|---|---|");
+    md.push_str(&"---:|".repeat(k));
+    md.push('\n');
+    for ((model, spec, domain), _) in &cells {
+        if domain != "all" {
+            continue;
+        }
+        md.push_str(&format!("| {model} | {spec} |"));
+        for t in 1..=k as u32 {
+            let v = table
+                .iter()
+                .find(|r| &r.0 == model && &r.1 == spec && &r.2 == domain && r.3 == "cum_accuracy" && r.4 == t)
+                .map_or(f64::NAN, |r| r.5);
+            md.push_str(&format!(" {:.1} |", 100.0 * v));
+        }
+        md.push('\n');
+    }
+    md.push_str("\nBy domain (sharded tasks): premature-answer rate, questions per dialogue, acc@K:\n\n| model | domain | premature | questions | acc@K |\n|---|---|---:|---:|---:|\n");
+    for ((model, spec, domain), _) in &cells {
+        if domain == "all" || spec != "sharded" {
+            continue;
+        }
+        let get = |metric: &str, turn: u32| {
+            table
+                .iter()
+                .find(|r| &r.0 == model && &r.1 == spec && &r.2 == domain && r.3 == metric && r.4 == turn)
+                .map_or(f64::NAN, |r| r.5)
+        };
+        md.push_str(&format!(
+            "| {model} | {domain} | {:.1} | {:.2} | {:.1} |\n",
+            100.0 * get("premature_rate", 0),
+            get("questions_per_dialogue", 0),
+            100.0 * get("cum_accuracy", k as u32)
+        ));
+    }
+    md.push('\n');
+    let col = |f: fn(&(String, String, String, String, u32, f64, f64, f64, u32)) -> String| {
+        table.iter().map(f).collect::<Vec<_>>()
+    };
+    let df = df!(
+        "model" => col(|r| r.0.clone()),
+        "spec" => col(|r| r.1.clone()),
+        "domain" => col(|r| r.2.clone()),
+        "metric" => col(|r| r.3.clone()),
+        "turn" => table.iter().map(|r| r.4).collect::<Vec<_>>(),
+        "value" => table.iter().map(|r| r.5).collect::<Vec<_>>(),
+        "ci_low" => table.iter().map(|r| r.6).collect::<Vec<_>>(),
+        "ci_high" => table.iter().map(|r| r.7).collect::<Vec<_>>(),
+        "n_dialogues" => table.iter().map(|r| r.8).collect::<Vec<_>>(),
+    )
+    .expect("columns of equal length");
+    (md, df)
+}
+
+/// One line per model on sharded tasks, for the run's summary.
+fn headline(rows: &[SmlTurnRow], k: usize) -> Vec<String> {
+    dialogues(rows)
+        .into_iter()
+        .filter(|((_, spec, domain), _)| spec == "sharded" && domain == "all")
+        .map(|((model, _, _), facts)| {
+            let n = facts.len().max(1) as f64;
+            let premature = facts.iter().filter(|f| f.premature).count() as f64 / n;
+            let questions = facts.iter().map(|f| f.questions).sum::<usize>() as f64 / n;
+            let acc = |t: u32| facts.iter().filter(|f| f.solved.is_some_and(|s| s <= t)).count() as f64 / n;
+            format!(
+                "sml: {model:>5} on sharded tasks: premature answers in {:.1}% of dialogues, {questions:.2} questions per dialogue, accuracy {:.1}% → {:.1}% (turn 1 → {k})",
+                100.0 * premature,
+                100.0 * acc(1),
+                100.0 * acc(k as u32)
+            )
+        })
+        .collect()
+}
+
+/// The section `analyse` adds to `report.md`: the SML stage's report, or
+/// how to produce it.
+pub fn report_section(run_dir: &Path) -> Result<String> {
+    let path = run_dir.join(SML_TURNS_FILE);
+    let rows = if path.exists() { read_turns(&path)? } else { Vec::new() };
+    if rows.is_empty() {
+        return Ok("## Social meta-learning\n\nNot run: `just sml` (configs/sml.toml) or `--set sml.enabled=true` adds it.\n\n".into());
+    }
+    let k = rows.iter().map(|r| r.turn as usize).max().unwrap_or(1);
+    Ok(report(&rows, k).0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(model: &str, task: &str, turn: u32, question: bool, premature: bool, correct: bool) -> SmlTurnRow {
+        SmlTurnRow {
+            model: model.into(),
+            spec: "sharded".into(),
+            domain: "arith".into(),
+            task_id: task.into(),
+            turn,
+            attempt: if question { "? x".into() } else { "7".into() },
+            feedback: String::new(),
+            question,
+            premature,
+            correct,
+        }
+    }
+
+    #[test]
+    fn metrics_on_a_hand_made_table() {
+        let rows = vec![
+            // base answers at once, wrong then right by luck.
+            row("base", "a", 1, false, true, false),
+            row("base", "a", 2, false, true, true),
+            row("base", "b", 1, false, true, false),
+            // sml asks, then answers.
+            row("sml", "a", 1, true, false, false),
+            row("sml", "a", 2, false, false, true),
+            row("sml", "b", 1, true, false, false),
+            row("sml", "b", 2, false, false, false),
+        ];
+        let cells = dialogues(&rows);
+        let get = |m: &str| &cells.iter().find(|(k, _)| k.0 == m && k.2 == "all").unwrap().1;
+        let base = get("base");
+        assert_eq!(base.len(), 2);
+        assert!(base.iter().all(|f| f.premature && f.questions == 0));
+        assert_eq!(base.iter().filter_map(|f| f.solved).collect::<Vec<_>>(), [2]);
+        let sml = get("sml");
+        assert!(sml.iter().all(|f| !f.premature && f.questions == 1));
+        let (md, df) = report(&rows, 2);
+        assert!(md.contains("| base | sharded | 2 | 100.0 [100.0, 100.0] | 0.00"), "{md}");
+        assert!(md.contains("| sml | sharded | 2 | 0.0 [0.0, 0.0] | 1.00"), "{md}");
+        // acc@1 = 0, acc@2 = 50% for both.
+        let acc: Vec<f64> = df
+            .column("value")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .into_iter()
+            .flatten()
+            .collect();
+        assert_eq!(df.height(), 2 * 2 * 4);
+        assert!(acc.iter().all(|v| (0.0..=1.0).contains(v)));
+    }
+}
