@@ -28,6 +28,17 @@ eval *ARGS:
 transfer *ARGS:
     cargo run --release --bin didact -- pipeline --config {{config}} --set 'transfer.domains=["arith","listops","sudoku","maze"]' {{ARGS}}
 
+# Social meta-learning beside RL²F on configs/sml.toml (runs/sml/): data,
+# base model, RL²F student, then the `sml` stage (Q-priming SFT, GRPO with
+# a teacher that reveals withheld parts when asked, evaluation on sharded
+# and fully specified tasks). About 15 minutes on 2 cores; the report is
+# runs/sml/sml/report.md.
+sml *ARGS:
+    cargo run --release --bin didact -- data --config configs/sml.toml {{ARGS}}
+    cargo run --release --bin didact -- pretrain --config configs/sml.toml {{ARGS}}
+    cargo run --release --bin didact -- student --config configs/sml.toml {{ARGS}}
+    cargo run --release --bin didact -- sml --config configs/sml.toml {{ARGS}}
+
 # Print tasks or dialogues of a run, e.g. `just show dialogues --domain maze`.
 show *ARGS:
     cargo run --release --bin didact -- show --config {{config}} {{ARGS}}

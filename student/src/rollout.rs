@@ -14,7 +14,7 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use didact_data::dataset::teacher_message;
 use didact_data::rng::mix_seed;
-use didact_data::shard::{Shard, parse_move, teacher_reply, teacher_texts};
+use didact_data::shard::{Shard, parse_move, teacher_reply};
 use didact_data::tables::{self, RolloutRow};
 use didact_data::{Dialogue, FeedbackLevel, Role, Task, Tokenizer, Verdict};
 
@@ -177,8 +177,7 @@ impl Responder for ShardTeacher<'_> {
                     .get(&r.task.task_id)
                     .map_or(&[][..], Vec::as_slice);
                 let earlier = if parse_move(r.attempt).is_question() && !shards.is_empty() {
-                    let text = self.tokenizer.decode(r.context)?;
-                    teacher_texts(&Dialogue::parse(&text)?)
+                    teacher_messages(self.tokenizer, r.context)?
                 } else {
                     Vec::new()
                 };
@@ -197,6 +196,33 @@ impl Responder for ShardTeacher<'_> {
             })
             .collect()
     }
+}
+
+/// The teacher's messages in a dialogue's tokens: what follows each teacher
+/// token up to the next role or end token. Reads the tokens directly
+/// rather than parsing the decoded text, which a student's stray special
+/// token (a sampled `<|pad|>`) would make unparsable.
+fn teacher_messages(tokenizer: &Tokenizer, ids: &[u32]) -> Result<Vec<String>> {
+    let teacher = tokenizer.role_id(Role::Teacher);
+    let boundary = |id: u32| {
+        id == tokenizer.end_id() || Role::ALL.iter().any(|&r| tokenizer.role_id(r) == id)
+    };
+    let mut messages = Vec::new();
+    let mut i = 0;
+    while i < ids.len() {
+        if ids[i] != teacher {
+            i += 1;
+            continue;
+        }
+        let start = i + 1;
+        let mut end = start;
+        while end < ids.len() && !boundary(ids[end]) {
+            end += 1;
+        }
+        messages.push(tokenizer.decode(&ids[start..end])?.trim().to_string());
+        i = end;
+    }
+    Ok(messages)
 }
 
 /// [`run_dialogues`] with any responder in the teacher's seat.
@@ -576,6 +602,65 @@ mod tests {
             },
             batch_size: 5,
         }
+    }
+
+    #[test]
+    fn the_shard_teacher_reveals_once_and_reads_its_messages_from_tokens() {
+        let (tasks, tokenizer) = setup();
+        let sharded = didact_data::shard::ShardedTask::new(&tasks[0])
+            .unwrap()
+            .expect("arith shards");
+        let shard = sharded.shards[0].clone();
+        let shards = HashMap::from([(sharded.task.task_id.clone(), vec![shard.clone()])]);
+        let mut teacher = ShardTeacher {
+            level: FeedbackLevel::Explanation,
+            tokenizer: &tokenizer,
+            shards: &shards,
+        };
+        let student = tokenizer.role_id(Role::Student);
+        let teacher_id = tokenizer.role_id(Role::Teacher);
+        let mut ids = tokenizer
+            .encode(&Dialogue::from_task(&sharded.task.prompt).render_prompt(Role::Student))
+            .unwrap();
+        ids.extend(tokenizer.encode("?").unwrap());
+        ids.push(teacher_id);
+        let ask = |teacher: &mut ShardTeacher<'_>, ids: &[u32]| {
+            let request = Request {
+                task: &sharded.task,
+                attempt: "?",
+                verdict: Verdict::Malformed,
+                context: ids,
+                stop: Some(teacher_id),
+            };
+            teacher.respond(&[request]).unwrap().remove(0)
+        };
+        let first = ask(&mut teacher, &ids);
+        assert_eq!(first.message, shard.reveal);
+        assert!(!first.judged_correct && !first.leak_blocked);
+        // The reveal is in the context now; a stray sampled `<|pad|>` in the
+        // next attempt does not stop the teacher from reading it.
+        ids.extend(tokenizer.encode(&shard.reveal).unwrap());
+        ids.push(student);
+        ids.push(tokenizer.pad_id());
+        ids.extend(tokenizer.encode("?").unwrap());
+        ids.push(tokenizer.end_id());
+        assert!(Dialogue::parse(&tokenizer.decode(&ids).unwrap()).is_err());
+        assert_eq!(teacher_messages(&tokenizer, &ids).unwrap(), [shard.reveal.clone()]);
+        let second = ask(&mut teacher, &ids);
+        assert_eq!(second.message, didact_data::shard::NOTHING_HIDDEN);
+        // An attempt on a task without shards gets the usual feedback.
+        let plain = Request {
+            task: &tasks[1],
+            attempt: "0",
+            verdict: Arith.verify(&tasks[1], "0").unwrap(),
+            context: &ids,
+            stop: None,
+        };
+        let reply = teacher.respond(&[plain]).unwrap().remove(0);
+        let expected = didact_data::dataset::teacher_message(&tasks[1], "0", FeedbackLevel::Explanation)
+            .unwrap()
+            .0;
+        assert_eq!(reply.message, expected);
     }
 
     #[test]

@@ -467,31 +467,27 @@ impl Domain for Maze {
         Ok(part_of_path.then(|| "states part of the path".to_string()))
     }
 
-    /// Withholds a row (or, when start and goal are on neighbouring rows, a
-    /// column) strictly between start and goal: the prompt shows it as `?`
-    /// cells and the teacher reveals it as `row 3: .#..` (`column 3:` reads
-    /// top to bottom). Every path crosses that line, and any of its cells
-    /// might be a wall, so it is essential.
+    /// Withholds the goal's row (or, when start and goal share a row, the
+    /// goal's column): the prompt shows it as `?` cells and the teacher
+    /// reveals it as `row 3: .#G.` (`column 3:` reads top to bottom).
+    /// Without it the goal is nowhere on the map, so it is essential.
     fn shard(&self, task: &Task) -> Result<Option<Sharding>> {
         let layout = self.layout(task)?;
         let n = layout.side;
-        let between = |a: usize, b: usize| (a.min(b) + 1..a.max(b)).collect::<Vec<usize>>();
-        let mut rng = Rng::new(mix_seed(&[task.seed, 0x5AAD]));
-        let mut grid: Vec<Vec<char>> = layout.prompt().split('/').map(|r| r.chars().collect()).collect();
-        let rows = between(layout.start.0, layout.goal.0);
-        let columns = between(layout.start.1, layout.goal.1);
-        let (name, line) = if !rows.is_empty() {
-            let r = *rng.choose(&rows);
+        let mut grid: Vec<Vec<char>> = layout
+            .prompt()
+            .split('/')
+            .map(|r| r.chars().collect())
+            .collect();
+        let (r, c) = layout.goal;
+        let (name, line) = if r != layout.start.0 {
             let line: String = grid[r].iter().collect();
             grid[r] = vec!['?'; n];
             (format!("row {}", r + 1), line)
-        } else if !columns.is_empty() {
-            let c = *rng.choose(&columns);
-            let line: String = (0..n).map(|r| grid[r][c]).collect();
-            (0..n).for_each(|r| grid[r][c] = '?');
-            (format!("column {}", c + 1), line)
         } else {
-            return Ok(None);
+            let line: String = (0..n).map(|row| grid[row][c]).collect();
+            (0..n).for_each(|row| grid[row][c] = '?');
+            (format!("column {}", c + 1), line)
         };
         let reveal = format!("{name}: {line}");
         if crate::leak::check(task, &reveal)?.is_some() {

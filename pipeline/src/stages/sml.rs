@@ -9,7 +9,8 @@
 //!    so that asking is learnt only where something is hidden);
 //! 2. **GRPO** from the Q-primed model with the `[student]` settings, on
 //!    sharded and fully specified train tasks, with the shard teacher;
-//! 3. **evaluation** of the base model, the RL²F student and the SML student
+//! 3. **evaluation** of the base model, the RL²F student, the Q-primed model
+//!    (SFT only) and the SML student
 //!    with the shard teacher on the same test tasks, sharded and fully
 //!    specified: `sml/turns.parquet`, summarised (premature-answer rate,
 //!    questions per dialogue, accuracy by turn, with bootstrap 95% CIs) in
@@ -27,7 +28,7 @@ use burn::tensor::backend::AutodiffBackend;
 use didact_data::rng::{Rng, mix_seed};
 use didact_data::shard::{Shard, ShardedTask, classify_turns, parse_move, qprimed_dialogue};
 use didact_data::tables::{self, ColumnType, TableSchema, read_tasks};
-use didact_data::{Dialogue, DomainKind, Role, Split, Task, Tokenizer};
+use didact_data::{Dialogue, DomainKind, FeedbackLevel, Role, Split, Task, Tokenizer};
 use didact_student::checkpoint;
 use didact_student::grpo::RlConfig;
 use didact_student::rollout::{DialogueRun, ShardTeacher, run_dialogues_with};
@@ -65,6 +66,12 @@ pub struct SmlConfig {
     pub question_base: f64,
     /// Student turns of a Q-priming dialogue at most.
     pub qprime_turns: usize,
+    /// What the teacher says to a wrong answer, in Q-priming, GRPO and
+    /// evaluation alike. `verdict` ("Incorrect.") keeps the withheld parts
+    /// the teacher's to reveal when asked: richer feedback on a premature
+    /// answer gives some of them away (a failing hidden example, where a
+    /// path hits a wall).
+    pub feedback_level: FeedbackLevel,
     /// Q-priming SFT (from the base model).
     pub sft: TrainConfig,
     /// GRPO iterations after Q-priming (the other settings are
@@ -82,11 +89,13 @@ impl Default for SmlConfig {
             enabled: false,
             question_base: 0.75,
             qprime_turns: 4,
+            feedback_level: FeedbackLevel::Verdict,
             sft: TrainConfig {
                 steps: 150,
                 batch_size: 32,
                 lr: 5e-4,
                 warmup_steps: 10,
+                max_seq_len: 160,
                 eval_every: 150,
                 eval_tasks: 0,
                 ..TrainConfig::default()
@@ -318,6 +327,7 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
     // 2. GRPO with the shard teacher, on sharded and fully specified tasks.
     let rl = RlConfig {
         iterations: cfg.iterations,
+        feedback_level: cfg.feedback_level,
         ..ctx.config.student.clone()
     };
     let mixed = |full: &[Task], sharded: &[ShardedTask]| -> Vec<Task> {
@@ -374,9 +384,10 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
     let models = [
         ("base", BASE_DIR),
         ("rl2f", STUDENT_DIR),
+        ("qprimed", QPRIMED_DIR),
         ("sml", SML_STUDENT_DIR),
     ];
-    let params = dialogue_params(&ctx.config.eval, cfg.max_turns, ctx.config.student.feedback_level);
+    let params = dialogue_params(&ctx.config.eval, cfg.max_turns, cfg.feedback_level);
     let bar = progress::bar(ctx.progress, (models.len() * 2) as u64, "sml: evaluation");
     let mut turn_rows = Vec::new();
     for (name, dir) in models {
@@ -388,7 +399,7 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
         ] {
             bar.set_message(format!("{name} · {spec}"));
             let mut teacher = ShardTeacher {
-                level: ctx.config.student.feedback_level,
+                level: cfg.feedback_level,
                 tokenizer: &tokenizer,
                 shards: &shards,
             };
@@ -458,7 +469,7 @@ fn qpriming_examples(
     sharded: &[ShardedTask],
 ) -> Result<(Vec<Example>, usize)> {
     let cfg = &ctx.config.sml;
-    let level = ctx.config.student.feedback_level;
+    let level = cfg.feedback_level;
     let mut examples = Vec::new();
     let mut questions = 0;
     for s in sharded {
@@ -538,7 +549,7 @@ struct DialogueFacts {
 type Key = (String, String, String);
 
 /// Dialogues by (model, spec, domain), with `all` pooled; models in the
-/// order base, rl2f, sml.
+/// order base, rl2f, qprimed, sml.
 fn dialogues(rows: &[SmlTurnRow]) -> Vec<(Key, Vec<DialogueFacts>)> {
     let mut by_dialogue: std::collections::BTreeMap<(String, String, String, String), Vec<&SmlTurnRow>> =
         Default::default();
@@ -563,7 +574,12 @@ fn dialogues(rows: &[SmlTurnRow]) -> Vec<(Key, Vec<DialogueFacts>)> {
             }
         }
     }
-    let rank = |m: &str| ["base", "rl2f", "sml"].iter().position(|x| *x == m).unwrap_or(3);
+    let rank = |m: &str| {
+        ["base", "rl2f", "qprimed", "sml"]
+            .iter()
+            .position(|x| *x == m)
+            .unwrap_or(4)
+    };
     cells.sort_by(|a, b| {
         (rank(&a.0.0), &a.0.1, a.0.2 != "all", &a.0.2).cmp(&(rank(&b.0.0), &b.0.1, b.0.2 != "all", &b.0.2))
     });
