@@ -62,7 +62,10 @@ fn sml_trains_asks_and_reports_premature_answers() {
         strs(&df, "spec").unwrap(),
         strs(&df, "task_id").unwrap(),
     );
-    let (attempt, feedback) = (strs(&df, "attempt").unwrap(), strs(&df, "feedback").unwrap());
+    let (attempt, feedback) = (
+        strs(&df, "attempt").unwrap(),
+        strs(&df, "feedback").unwrap(),
+    );
     let turn = u32s(&df, "turn").unwrap();
     let (question, premature, correct) = (
         bools(&df, "question").unwrap(),
@@ -71,7 +74,10 @@ fn sml_trains_asks_and_reports_premature_answers() {
     );
     let mut dialogues: BTreeMap<(&str, &str, &str), Vec<usize>> = BTreeMap::new();
     for i in 0..df.height() {
-        dialogues.entry((model[i], spec[i], task[i])).or_default().push(i);
+        dialogues
+            .entry((model[i], spec[i], task[i]))
+            .or_default()
+            .push(i);
     }
     // configs/smoke.toml: 4 test tasks per domain, each sharded and full.
     let cells: BTreeSet<(&str, &str)> = dialogues.keys().map(|k| (k.0, k.1)).collect();
@@ -95,7 +101,10 @@ fn sml_trains_asks_and_reports_premature_answers() {
             if *s == "full" {
                 assert!(!premature[i], "nothing is withheld on a full task");
             } else if j == 0 && !question[i] {
-                assert!(premature[i], "an answer at turn 1 of a sharded task is premature");
+                assert!(
+                    premature[i],
+                    "an answer at turn 1 of a sharded task is premature"
+                );
             }
             // The dialogue ends at the first correct answer (or the budget).
             let last = j + 1 == rows.len();
@@ -112,5 +121,8 @@ fn sml_trains_asks_and_reports_premature_answers() {
         assert!(sml_md.contains(m), "{m} missing:\n{sml_md}");
     }
     let report = fs::read_to_string(run.join("report/report.md")).unwrap();
-    assert!(report.contains("## Social meta-learning: sharded tasks"), "{report}");
+    assert!(
+        report.contains("## Social meta-learning: sharded tasks"),
+        "{report}"
+    );
 }

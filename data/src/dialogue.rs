@@ -363,7 +363,13 @@ mod tests {
         // Chosen turns: the second student turn only, or both.
         assert_eq!(enc.loss_mask_turns(Student, |k| k == 1), m(&[7, 8]));
         assert_eq!(enc.loss_mask_turns(Student, |k| k == 0), m(&[3, 4]));
-        assert_eq!(enc.loss_mask_turns(Student, |_| true), enc.loss_mask(Student));
-        assert_eq!(enc.loss_mask_turns(Teacher, |_| true), enc.loss_mask(Teacher));
+        assert_eq!(
+            enc.loss_mask_turns(Student, |_| true),
+            enc.loss_mask(Student)
+        );
+        assert_eq!(
+            enc.loss_mask_turns(Teacher, |_| true),
+            enc.loss_mask(Teacher)
+        );
     }
 }

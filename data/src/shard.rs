@@ -128,7 +128,10 @@ pub fn question(name: Option<&str>) -> String {
 }
 
 /// Which shards the teacher's earlier messages revealed.
-pub fn revealed<'a>(shards: &[Shard], teacher_messages: impl IntoIterator<Item = &'a str>) -> Vec<bool> {
+pub fn revealed<'a>(
+    shards: &[Shard],
+    teacher_messages: impl IntoIterator<Item = &'a str>,
+) -> Vec<bool> {
     let mut known = vec![false; shards.len()];
     for message in teacher_messages {
         for (k, shard) in shards.iter().enumerate() {
@@ -144,7 +147,12 @@ pub fn revealed<'a>(shards: &[Shard], teacher_messages: impl IntoIterator<Item =
 /// else the first essential shard not yet revealed, else the first shard
 /// not yet revealed; `None` when nothing is left to reveal.
 pub fn shard_for_question(shards: &[Shard], known: &[bool], name: Option<&str>) -> Option<usize> {
-    let key = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+    let key = |s: &str| {
+        s.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+    };
     if let Some(name) = name
         && let Some(k) = shards.iter().position(|s| key(&s.name) == key(name))
     {
@@ -265,7 +273,10 @@ pub fn qprimed_dialogue(
             level,
             earlier.iter().map(String::as_str),
         )?;
-        for (k, now) in revealed(&sharded.shards, [reply.as_str()]).into_iter().enumerate() {
+        for (k, now) in revealed(&sharded.shards, [reply.as_str()])
+            .into_iter()
+            .enumerate()
+        {
             known[k] |= now;
         }
         dialogue.push(Role::Teacher, &reply);
@@ -286,7 +297,7 @@ pub fn teacher_texts(dialogue: &Dialogue) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Domain, DomainKind, Verdict};
+    use crate::domain::{DomainKind, Verdict};
     use crate::rng::mix_seed;
 
     fn shards() -> Vec<Shard> {
@@ -317,9 +328,15 @@ mod tests {
     #[test]
     fn a_question_gets_the_named_shard_else_the_next_essential_one() {
         let s = shards();
-        assert_eq!(shard_for_question(&s, &[false, false], Some("Example  2")), Some(0));
+        assert_eq!(
+            shard_for_question(&s, &[false, false], Some("Example  2")),
+            Some(0)
+        );
         assert_eq!(shard_for_question(&s, &[false, false], None), Some(1));
-        assert_eq!(shard_for_question(&s, &[false, false], Some("row 9")), Some(1));
+        assert_eq!(
+            shard_for_question(&s, &[false, false], Some("row 9")),
+            Some(1)
+        );
         assert_eq!(shard_for_question(&s, &[false, true], None), Some(0));
         assert_eq!(shard_for_question(&s, &[true, true], None), None);
         assert_eq!(shard_for_question(&[], &[], Some("x")), None);
@@ -344,7 +361,10 @@ mod tests {
         assert_eq!(premature, [true, false, true, false, false]);
         assert_eq!(questions, [false, true, false, true, false]);
         // A student that writes the reveal itself has not been told it.
-        let guessed = [("example 3: [3] -> [4]", Some("Incorrect.")), ("map +1", None)];
+        let guessed = [
+            ("example 3: [3] -> [4]", Some("Incorrect.")),
+            ("map +1", None),
+        ];
         assert!(classify_turns(&s, &guessed).iter().all(|k| k.premature));
         // Nothing is premature on a fully specified task.
         assert!(classify_turns(&[], &turns).iter().all(|k| !k.premature));
@@ -384,9 +404,15 @@ mod tests {
                     assert_ne!(s.task.prompt, task.prompt, "{kind}: nothing withheld");
                     assert_ne!(s.task.task_id, task.task_id);
                     // The sharded task is judged as the full task is.
-                    assert_eq!(domain.verify(&s.task, &task.solution).unwrap(), Verdict::Correct);
+                    assert_eq!(
+                        domain.verify(&s.task, &task.solution).unwrap(),
+                        Verdict::Correct
+                    );
                     for shard in &s.shards {
-                        assert!(leak::check(&task, &shard.reveal).unwrap().is_none(), "{kind}: {shard:?}");
+                        assert!(
+                            leak::check(&task, &shard.reveal).unwrap().is_none(),
+                            "{kind}: {shard:?}"
+                        );
                         // A question is never an answer.
                         let q = question(Some(&shard.name));
                         assert_ne!(domain.verify(&task, &q).unwrap(), Verdict::Correct);
@@ -398,7 +424,10 @@ mod tests {
             // Most tasks can be sharded, so sharded sets are not a biased
             // sliver of the domain. (Sudoku with one to three blanks has
             // redundant givens: no single row is essential there.)
-            assert!(sharded * 10 >= total * 6, "{kind}: {sharded} of {total} sharded");
+            assert!(
+                sharded * 10 >= total * 6,
+                "{kind}: {sharded} of {total} sharded"
+            );
         }
     }
 
@@ -431,8 +460,7 @@ mod tests {
                         _ => "???".to_string(),
                     };
                     let level = *rng.choose(&FeedbackLevel::ALL);
-                    let (reply, _) =
-                        teacher_reply(
+                    let (reply, _) = teacher_reply(
                         &s.task,
                         &s.shards,
                         &attempt,
@@ -451,7 +479,10 @@ mod tests {
                     earlier.push(reply);
                 }
             }
-            assert!(reveals * 4 > messages, "{kind}: only {reveals} reveals in {messages}");
+            assert!(
+                reveals * 4 > messages,
+                "{kind}: only {reveals} reveals in {messages}"
+            );
         }
     }
 
@@ -477,7 +508,11 @@ mod tests {
             let asked = student[..student.len() - 1]
                 .iter()
                 .any(|t| parse_move(t).is_question());
-            assert_eq!(student.last() == Some(&task.solution.as_str()), asked, "{d}");
+            assert_eq!(
+                student.last() == Some(&task.solution.as_str()),
+                asked,
+                "{d}"
+            );
             assert!(student.len() <= 4);
             // Every mistake before the reveal is premature.
             let replies: Vec<Option<&str>> = d

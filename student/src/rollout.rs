@@ -204,9 +204,8 @@ impl Responder for ShardTeacher<'_> {
 /// token (a sampled `<|pad|>`) would make unparsable.
 fn teacher_messages(tokenizer: &Tokenizer, ids: &[u32]) -> Result<Vec<String>> {
     let teacher = tokenizer.role_id(Role::Teacher);
-    let boundary = |id: u32| {
-        id == tokenizer.end_id() || Role::ALL.iter().any(|&r| tokenizer.role_id(r) == id)
-    };
+    let boundary =
+        |id: u32| id == tokenizer.end_id() || Role::ALL.iter().any(|&r| tokenizer.role_id(r) == id);
     let mut messages = Vec::new();
     let mut i = 0;
     while i < ids.len() {
@@ -645,7 +644,10 @@ mod tests {
         ids.extend(tokenizer.encode("?").unwrap());
         ids.push(tokenizer.end_id());
         assert!(Dialogue::parse(&tokenizer.decode(&ids).unwrap()).is_err());
-        assert_eq!(teacher_messages(&tokenizer, &ids).unwrap(), [shard.reveal.clone()]);
+        assert_eq!(
+            teacher_messages(&tokenizer, &ids).unwrap(),
+            vec![shard.reveal.clone()]
+        );
         let second = ask(&mut teacher, &ids);
         assert_eq!(second.message, didact_data::shard::NOTHING_HIDDEN);
         // An attempt on a task without shards gets the usual feedback.
@@ -657,9 +659,10 @@ mod tests {
             stop: None,
         };
         let reply = teacher.respond(&[plain]).unwrap().remove(0);
-        let expected = didact_data::dataset::teacher_message(&tasks[1], "0", FeedbackLevel::Explanation)
-            .unwrap()
-            .0;
+        let expected =
+            didact_data::dataset::teacher_message(&tasks[1], "0", FeedbackLevel::Explanation)
+                .unwrap()
+                .0;
         assert_eq!(reply.message, expected);
     }
 

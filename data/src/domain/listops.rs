@@ -866,7 +866,9 @@ impl Domain for Listops {
         let mut rng = Rng::new(mix_seed(&[task.seed, 0x5AAD]));
         // Plausible wrong programs: the error model's mistakes (one or two),
         // every one-step program, and the reference with a step too many.
-        let mut witnesses: Vec<Vec<Op>> = (0..64).filter_map(|_| mutate(&reference, &mut rng)).collect();
+        let mut witnesses: Vec<Vec<Op>> = (0..64)
+            .filter_map(|_| mutate(&reference, &mut rng))
+            .collect();
         for _ in 0..64 {
             if let Some(once) = mutate(&reference, &mut rng)
                 && let Some(twice) = mutate(&once, &mut rng)
@@ -878,7 +880,8 @@ impl Domain for Listops {
             witnesses.push(vec![op]);
             witnesses.push([reference.as_slice(), &[op]].concat());
         }
-        let fits = |program: &[Op], case: &Case| run(program, &case.input).as_ref() == Ok(&case.output);
+        let fits =
+            |program: &[Op], case: &Case| run(program, &case.input).as_ref() == Ok(&case.output);
         let show = |c: &Case| format!("{} -> {}", render_list(&c.input), render_list(&c.output));
         let mut prompt = vec![show(&meta.examples[0])];
         let mut shards = Vec::new();
@@ -887,9 +890,9 @@ impl Domain for Listops {
                 .filter(|&j| j != k)
                 .map(|j| &meta.examples[j])
                 .collect();
-            let essential = witnesses.iter().any(|w| {
-                others.iter().all(|c| fits(w, c)) && !fits(w, &meta.examples[k])
-            });
+            let essential = witnesses
+                .iter()
+                .any(|w| others.iter().all(|c| fits(w, c)) && !fits(w, &meta.examples[k]));
             let name = format!("example {}", k + 1);
             prompt.push(format!("{name}: ?"));
             let reveal = format!("{name}: {}", show(&meta.examples[k]));

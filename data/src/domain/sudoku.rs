@@ -361,7 +361,9 @@ impl Domain for Sudoku {
             cells.iter().for_each(|&i| rest[i] = 0);
             let mut breaks_a_given = false;
             for_each_completion(&mut rest, 0, &mut |grid| {
-                breaks_a_given = cells.iter().any(|&i| givens[i] != 0 && grid[i] != givens[i]);
+                breaks_a_given = cells
+                    .iter()
+                    .any(|&i| givens[i] != 0 && grid[i] != givens[i]);
                 breaks_a_given
             });
             if !breaks_a_given {

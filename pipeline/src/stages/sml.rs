@@ -91,12 +91,12 @@ impl Default for SmlConfig {
             qprime_turns: 4,
             feedback_level: FeedbackLevel::Verdict,
             sft: TrainConfig {
-                steps: 150,
+                steps: 400,
                 batch_size: 32,
-                lr: 5e-4,
+                lr: 1e-3,
                 warmup_steps: 10,
                 max_seq_len: 160,
-                eval_every: 150,
+                eval_every: 400,
                 eval_tasks: 0,
                 ..TrainConfig::default()
             },
@@ -225,7 +225,8 @@ pub fn read_turns(path: &Path) -> Result<Vec<SmlTurnRow>> {
     );
     let (attempt, feedback) = (strs("attempt")?, strs("feedback")?);
     let turn = tables::u32s(&df, "turn")?;
-    let (question, premature, correct) = (bools("question")?, bools("premature")?, bools("correct")?);
+    let (question, premature, correct) =
+        (bools("question")?, bools("premature")?, bools("correct")?);
     Ok((0..df.height())
         .map(|i| SmlTurnRow {
             model: model[i].clone(),
@@ -336,7 +337,10 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
             .chain(sharded.iter().map(|s| s.task.clone()))
             .collect()
     };
-    let val_full: Vec<Task> = per_domain(&val, rl.eval_tasks).into_iter().cloned().collect();
+    let val_full: Vec<Task> = per_domain(&val, rl.eval_tasks)
+        .into_iter()
+        .cloned()
+        .collect();
     let val_ids: std::collections::HashSet<&str> =
         val_full.iter().map(|t| t.task_id.as_str()).collect();
     let val_sharded: Vec<ShardedTask> = sharded_val
@@ -394,7 +398,10 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
         let model = checkpoint::load::<B::InnerBackend>(&ctx.run_dir.join(dir), device)
             .with_context(|| format!("sml: loading the {name} model from {dir}"))?;
         for (spec, tasks) in [
-            ("sharded", sharded_test.iter().map(|s| &s.task).collect::<Vec<_>>()),
+            (
+                "sharded",
+                sharded_test.iter().map(|s| &s.task).collect::<Vec<_>>(),
+            ),
             ("full", full_test.iter().collect()),
         ] {
             bar.set_message(format!("{name} · {spec}"));
@@ -424,7 +431,11 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
     bar.finish_and_clear();
     tables::write_table(&path, &SML_TURNS, &mut turns_frame(&turn_rows)?)?;
     let (md, mut table) = report(&turn_rows, cfg.max_turns);
-    tables::write_table(&ctx.run_dir.join(SML_SUMMARY_FILE), &SML_SUMMARY, &mut table)?;
+    tables::write_table(
+        &ctx.run_dir.join(SML_SUMMARY_FILE),
+        &SML_SUMMARY,
+        &mut table,
+    )?;
     didact_data::atomic::write(&ctx.run_dir.join(SML_REPORT_FILE), md.as_bytes())?;
     summary.push(format!(
         "sml: {} test tasks, sharded and fully specified; report: {}",
@@ -473,8 +484,17 @@ fn qpriming_examples(
     let mut examples = Vec::new();
     let mut questions = 0;
     for s in sharded {
-        let seed = mix_seed(&[cfg.sft.seed, didact_data::rng::fnv1a(s.task.task_id.as_bytes())]);
-        let dialogue = qprimed_dialogue(s, level, cfg.qprime_turns, cfg.question_base, &mut Rng::new(seed))?;
+        let seed = mix_seed(&[
+            cfg.sft.seed,
+            didact_data::rng::fnv1a(s.task.task_id.as_bytes()),
+        ]);
+        let dialogue = qprimed_dialogue(
+            s,
+            level,
+            cfg.qprime_turns,
+            cfg.question_base,
+            &mut Rng::new(seed),
+        )?;
         let student: Vec<&str> = dialogue
             .turns
             .iter()
@@ -492,7 +512,8 @@ fn qpriming_examples(
             continue;
         }
         let encoded = tokenizer.encode_dialogue(&dialogue)?;
-        let mask = encoded.loss_mask_turns(Role::Student, |k| keep.get(k).copied().unwrap_or(false));
+        let mask =
+            encoded.loss_mask_turns(Role::Student, |k| keep.get(k).copied().unwrap_or(false));
         examples.push(Example {
             ids: encoded.ids,
             mask,
@@ -513,7 +534,13 @@ fn qpriming_examples(
 
 /// The rows of one evaluation dialogue, each turn classified as a question
 /// or an answer, premature or not.
-fn rows_of(model: &str, spec: &str, task: &Task, shards: &[Shard], run: &DialogueRun) -> Vec<SmlTurnRow> {
+fn rows_of(
+    model: &str,
+    spec: &str,
+    task: &Task,
+    shards: &[Shard],
+    run: &DialogueRun,
+) -> Vec<SmlTurnRow> {
     let turns: Vec<(&str, Option<&str>)> = run
         .turns
         .iter()
@@ -551,11 +578,18 @@ type Key = (String, String, String);
 /// Dialogues by (model, spec, domain), with `all` pooled; models in the
 /// order base, rl2f, qprimed, sml.
 fn dialogues(rows: &[SmlTurnRow]) -> Vec<(Key, Vec<DialogueFacts>)> {
-    let mut by_dialogue: std::collections::BTreeMap<(String, String, String, String), Vec<&SmlTurnRow>> =
-        Default::default();
+    let mut by_dialogue: std::collections::BTreeMap<
+        (String, String, String, String),
+        Vec<&SmlTurnRow>,
+    > = Default::default();
     for r in rows {
         by_dialogue
-            .entry((r.model.clone(), r.spec.clone(), r.domain.clone(), r.task_id.clone()))
+            .entry((
+                r.model.clone(),
+                r.spec.clone(),
+                r.domain.clone(),
+                r.task_id.clone(),
+            ))
             .or_default()
             .push(r);
     }
@@ -581,7 +615,12 @@ fn dialogues(rows: &[SmlTurnRow]) -> Vec<(Key, Vec<DialogueFacts>)> {
             .unwrap_or(4)
     };
     cells.sort_by(|a, b| {
-        (rank(&a.0.0), &a.0.1, a.0.2 != "all", &a.0.2).cmp(&(rank(&b.0.0), &b.0.1, b.0.2 != "all", &b.0.2))
+        (rank(&a.0.0), &a.0.1, a.0.2 != "all", &a.0.2).cmp(&(
+            rank(&b.0.0),
+            &b.0.1,
+            b.0.2 != "all",
+            &b.0.2,
+        ))
     });
     cells
 }
@@ -593,10 +632,33 @@ fn mean_ci(values: &[f64], seed: u64) -> (f64, f64, f64) {
     (mean, lo, hi)
 }
 
+/// One row of [`SML_SUMMARY`].
+struct SummaryRow {
+    model: String,
+    spec: String,
+    domain: String,
+    metric: &'static str,
+    turn: u32,
+    value: f64,
+    ci_low: f64,
+    ci_high: f64,
+    n_dialogues: u32,
+}
+
+impl SummaryRow {
+    fn is(&self, model: &str, spec: &str, domain: &str, metric: &str, turn: u32) -> bool {
+        self.model == model
+            && self.spec == spec
+            && self.domain == domain
+            && self.metric == metric
+            && self.turn == turn
+    }
+}
+
 /// The report section and the summary table.
 pub fn report(rows: &[SmlTurnRow], k: usize) -> (String, DataFrame) {
     let cells = dialogues(rows);
-    let mut table: Vec<(String, String, String, String, u32, f64, f64, f64, u32)> = Vec::new();
+    let mut table: Vec<SummaryRow> = Vec::new();
     let mut md = String::from("## Social meta-learning: sharded tasks\n\n");
     let _ = writeln!(
         md,
@@ -615,8 +677,18 @@ pub fn report(rows: &[SmlTurnRow], k: usize) -> (String, DataFrame) {
         let questions: Vec<f64> = facts.iter().map(|f| f.questions as f64).collect();
         let p = mean_ci(&premature, seed);
         let q = mean_ci(&questions, seed + 1);
-        let mut push = |metric: &str, turn: u32, v: (f64, f64, f64)| {
-            table.push((model.clone(), spec.clone(), domain.clone(), metric.into(), turn, v.0, v.1, v.2, n));
+        let mut push = |metric: &'static str, turn: u32, v: (f64, f64, f64)| {
+            table.push(SummaryRow {
+                model: model.clone(),
+                spec: spec.clone(),
+                domain: domain.clone(),
+                metric,
+                turn,
+                value: v.0,
+                ci_low: v.1,
+                ci_high: v.2,
+                n_dialogues: n,
+            });
         };
         push("premature_rate", 0, p);
         push("questions_per_dialogue", 0, q);
@@ -631,11 +703,22 @@ pub fn report(rows: &[SmlTurnRow], k: usize) -> (String, DataFrame) {
             acc.push(a);
         }
         if domain == "all" {
-            let pct = |v: (f64, f64, f64)| format!("{:.1} [{:.1}, {:.1}]", 100.0 * v.0, 100.0 * v.1, 100.0 * v.2);
+            let pct = |v: (f64, f64, f64)| {
+                format!(
+                    "{:.1} [{:.1}, {:.1}]",
+                    100.0 * v.0,
+                    100.0 * v.1,
+                    100.0 * v.2
+                )
+            };
             let _ = writeln!(
                 md,
                 "| {model} | {spec} | {n} | {} | {:.2} [{:.2}, {:.2}] | {} | {} |",
-                if spec == "sharded" { pct(p) } else { "—".into() },
+                if spec == "sharded" {
+                    pct(p)
+                } else {
+                    "—".into()
+                },
                 q.0,
                 q.1,
                 q.2,
@@ -644,7 +727,9 @@ pub fn report(rows: &[SmlTurnRow], k: usize) -> (String, DataFrame) {
             );
         }
     }
-    md.push_str(&format!("\nAccuracy by turn (cumulative, percent), all domains pooled:\n\n| model | spec |"));
+    md.push_str(
+        "\nAccuracy by turn (cumulative, percent), all domains pooled:\n\n| model | spec |",
+    );
     for t in 1..=k {
         md.push_str(&format!(" {t} |"));
     }
@@ -659,8 +744,8 @@ pub fn report(rows: &[SmlTurnRow], k: usize) -> (String, DataFrame) {
         for t in 1..=k as u32 {
             let v = table
                 .iter()
-                .find(|r| &r.0 == model && &r.1 == spec && &r.2 == domain && r.3 == "cum_accuracy" && r.4 == t)
-                .map_or(f64::NAN, |r| r.5);
+                .find(|r| r.is(model, spec, domain, "cum_accuracy", t))
+                .map_or(f64::NAN, |r| r.value);
             md.push_str(&format!(" {:.1} |", 100.0 * v));
         }
         md.push('\n');
@@ -673,8 +758,8 @@ pub fn report(rows: &[SmlTurnRow], k: usize) -> (String, DataFrame) {
         let get = |metric: &str, turn: u32| {
             table
                 .iter()
-                .find(|r| &r.0 == model && &r.1 == spec && &r.2 == domain && r.3 == metric && r.4 == turn)
-                .map_or(f64::NAN, |r| r.5)
+                .find(|r| r.is(model, spec, domain, metric, turn))
+                .map_or(f64::NAN, |r| r.value)
         };
         md.push_str(&format!(
             "| {model} | {domain} | {:.1} | {:.2} | {:.1} |\n",
@@ -684,19 +769,17 @@ pub fn report(rows: &[SmlTurnRow], k: usize) -> (String, DataFrame) {
         ));
     }
     md.push('\n');
-    let col = |f: fn(&(String, String, String, String, u32, f64, f64, f64, u32)) -> String| {
-        table.iter().map(f).collect::<Vec<_>>()
-    };
+    let col = |f: fn(&SummaryRow) -> String| table.iter().map(f).collect::<Vec<_>>();
     let df = df!(
-        "model" => col(|r| r.0.clone()),
-        "spec" => col(|r| r.1.clone()),
-        "domain" => col(|r| r.2.clone()),
-        "metric" => col(|r| r.3.clone()),
-        "turn" => table.iter().map(|r| r.4).collect::<Vec<_>>(),
-        "value" => table.iter().map(|r| r.5).collect::<Vec<_>>(),
-        "ci_low" => table.iter().map(|r| r.6).collect::<Vec<_>>(),
-        "ci_high" => table.iter().map(|r| r.7).collect::<Vec<_>>(),
-        "n_dialogues" => table.iter().map(|r| r.8).collect::<Vec<_>>(),
+        "model" => col(|r| r.model.clone()),
+        "spec" => col(|r| r.spec.clone()),
+        "domain" => col(|r| r.domain.clone()),
+        "metric" => col(|r| r.metric.to_string()),
+        "turn" => table.iter().map(|r| r.turn).collect::<Vec<_>>(),
+        "value" => table.iter().map(|r| r.value).collect::<Vec<_>>(),
+        "ci_low" => table.iter().map(|r| r.ci_low).collect::<Vec<_>>(),
+        "ci_high" => table.iter().map(|r| r.ci_high).collect::<Vec<_>>(),
+        "n_dialogues" => table.iter().map(|r| r.n_dialogues).collect::<Vec<_>>(),
     )
     .expect("columns of equal length");
     (md, df)
@@ -726,7 +809,11 @@ fn headline(rows: &[SmlTurnRow], k: usize) -> Vec<String> {
 /// how to produce it.
 pub fn report_section(run_dir: &Path) -> Result<String> {
     let path = run_dir.join(SML_TURNS_FILE);
-    let rows = if path.exists() { read_turns(&path)? } else { Vec::new() };
+    let rows = if path.exists() {
+        read_turns(&path)?
+    } else {
+        Vec::new()
+    };
     if rows.is_empty() {
         return Ok("## Social meta-learning\n\nNot run: `just sml` (configs/sml.toml) or `--set sml.enabled=true` adds it.\n\n".into());
     }
@@ -738,7 +825,14 @@ pub fn report_section(run_dir: &Path) -> Result<String> {
 mod tests {
     use super::*;
 
-    fn row(model: &str, task: &str, turn: u32, question: bool, premature: bool, correct: bool) -> SmlTurnRow {
+    fn row(
+        model: &str,
+        task: &str,
+        turn: u32,
+        question: bool,
+        premature: bool,
+        correct: bool,
+    ) -> SmlTurnRow {
         SmlTurnRow {
             model: model.into(),
             spec: "sharded".into(),
@@ -767,23 +861,38 @@ mod tests {
             row("sml", "b", 2, false, false, false),
         ];
         let cells = dialogues(&rows);
-        let get = |m: &str| &cells.iter().find(|(k, _)| k.0 == m && k.2 == "all").unwrap().1;
+        let get = |m: &str| {
+            &cells
+                .iter()
+                .find(|(k, _)| k.0 == m && k.2 == "all")
+                .unwrap()
+                .1
+        };
         let base = get("base");
         assert_eq!(base.len(), 2);
         assert!(base.iter().all(|f| f.premature && f.questions == 0));
-        assert_eq!(base.iter().filter_map(|f| f.solved).collect::<Vec<_>>(), [2]);
+        assert_eq!(
+            base.iter().filter_map(|f| f.solved).collect::<Vec<_>>(),
+            [2]
+        );
         let sml = get("sml");
         assert!(sml.iter().all(|f| !f.premature && f.questions == 1));
         let (md, df) = report(&rows, 2);
-        assert!(md.contains("| base | sharded | 2 | 100.0 [100.0, 100.0] | 0.00"), "{md}");
-        assert!(md.contains("| sml | sharded | 2 | 0.0 [0.0, 0.0] | 1.00"), "{md}");
+        assert!(
+            md.contains("| base | sharded | 2 | 100.0 [100.0, 100.0] | 0.00"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| sml | sharded | 2 | 0.0 [0.0, 0.0] | 1.00"),
+            "{md}"
+        );
         // acc@1 = 0, acc@2 = 50% for both.
         let acc: Vec<f64> = df
             .column("value")
             .unwrap()
             .f64()
             .unwrap()
-            .into_iter()
+            .iter()
             .flatten()
             .collect();
         assert_eq!(df.height(), 2 * 2 * 4);

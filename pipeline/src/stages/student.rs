@@ -9,11 +9,11 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::Result;
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::{AutodiffBackend, Backend};
+use didact_data::shard::Shard;
 use didact_data::tables::{self, read_tasks};
 use didact_data::{DomainKind, FeedbackLevel, Split, Task, Tokenizer};
 use didact_student::generate::SamplingParams;
 use didact_student::grpo::{self, RlConfig, RlHooks};
-use didact_data::shard::Shard;
 use didact_student::rollout::{
     DialogueEnv, DialogueParams, DialogueRun, ShardTeacher, run_dialogues, run_dialogues_with,
 };
@@ -236,7 +236,10 @@ pub fn run_rl<B: AutodiffBackend>(
         train.retain(|t| t.domain == domain);
         val.retain(|t| t.domain == domain);
     }
-    let val = per_domain(&val, cfg.eval_tasks).into_iter().cloned().collect();
+    let val = per_domain(&val, cfg.eval_tasks)
+        .into_iter()
+        .cloned()
+        .collect();
     let setup = RlSetup {
         name,
         out_dir,
