@@ -13,6 +13,7 @@ use didact_data::{Dialogue, DomainKind, Split};
 use crate::stages::data::{SYNTHETIC_FILE, TASKS_FILE};
 use crate::stages::eval::TURNS_FILE;
 use crate::stages::pretrain::TRAIN_LOG_FILE;
+use crate::stages::sml::SML_TURNS_FILE;
 use crate::stages::student::ROLLOUTS_FILE;
 use crate::stages::transfer::TRANSFER_TURNS_FILE;
 
@@ -66,6 +67,9 @@ pub struct ShowArgs {
     /// `eval`, `transfer`: only dialogues whose first attempt was wrong.
     #[arg(long)]
     pub wrong_first: bool,
+    /// `sml`: only this form of the tasks (sharded, full).
+    #[arg(long)]
+    pub spec: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -84,6 +88,10 @@ pub enum ShowTable {
     Eval,
     /// transfer/turns.parquet: the cross-domain matrix's dialogues.
     Transfer,
+    /// sml/turns.parquet: the SML evaluation's dialogues on sharded and
+    /// fully specified tasks, each turn marked as a question, a premature
+    /// answer or an answer.
+    Sml,
 }
 
 pub fn show(run_dir: &Path, args: &ShowArgs) -> Result<()> {
@@ -94,6 +102,7 @@ pub fn show(run_dir: &Path, args: &ShowArgs) -> Result<()> {
         ShowTable::Transfer => {
             return show_eval(&run_dir.join(TRANSFER_TURNS_FILE), run_dir, args);
         }
+        ShowTable::Sml => return show_sml(run_dir, args),
         _ => {}
     }
     let tasks = read_tasks(&run_dir.join(TASKS_FILE))?;
@@ -121,9 +130,11 @@ pub fn show(run_dir: &Path, args: &ShowArgs) -> Result<()> {
                 shown += 1;
             }
         }
-        ShowTable::Log | ShowTable::Rollouts | ShowTable::Eval | ShowTable::Transfer => {
-            unreachable!("handled above")
-        }
+        ShowTable::Log
+        | ShowTable::Rollouts
+        | ShowTable::Eval
+        | ShowTable::Transfer
+        | ShowTable::Sml => unreachable!("handled above"),
         ShowTable::Dialogues => {
             let split_of: std::collections::HashMap<&str, Split> = tasks
                 .iter()
@@ -267,6 +278,65 @@ fn show_rollouts(run_dir: &Path, args: &ShowArgs) -> Result<()> {
 }
 
 /// Evaluation dialogues, one block per (model, condition, seed, task).
+fn show_sml(run_dir: &Path, args: &ShowArgs) -> Result<()> {
+    let rows = crate::stages::sml::read_turns(&run_dir.join(SML_TURNS_FILE))?;
+    let tasks: std::collections::HashMap<String, didact_data::Task> =
+        read_tasks(&run_dir.join(TASKS_FILE))?
+            .into_iter()
+            .map(|r| (r.task.task_id.clone(), r.task))
+            .collect();
+    let mut dialogues: BTreeMap<(&str, &str, &str), Vec<&crate::stages::sml::SmlTurnRow>> =
+        BTreeMap::new();
+    for r in &rows {
+        let keep = args.model.as_deref().is_none_or(|m| m == r.model)
+            && args.spec.as_deref().is_none_or(|s| s == r.spec)
+            && args.domain.is_none_or(|d| d.name() == r.domain)
+            && args.id.as_deref().is_none_or(|p| r.task_id.starts_with(p));
+        if keep {
+            dialogues
+                .entry((&r.model, &r.spec, &r.task_id))
+                .or_default()
+                .push(r);
+        }
+    }
+    let mut shown = 0;
+    for ((model, spec, task_id), mut turns) in dialogues {
+        if args.limit != 0 && shown == args.limit {
+            break;
+        }
+        turns.sort_by_key(|r| r.turn);
+        say!("{model} · {spec} · {task_id}");
+        let prompt = match (tasks.get(task_id), spec) {
+            (Some(t), "sharded") => didact_data::shard::ShardedTask::new(t)?
+                .map_or_else(|| t.prompt.clone(), |s| s.task.prompt),
+            (Some(t), _) => t.prompt.clone(),
+            (None, _) => "(not in tasks.parquet)".into(),
+        };
+        say!("        task │ {prompt}");
+        for t in &turns {
+            let kind = if t.question {
+                "question"
+            } else if t.correct {
+                "correct"
+            } else if t.premature {
+                "premature, wrong"
+            } else {
+                "wrong"
+            };
+            say!("  {:>2} student │ {}   [{kind}]", t.turn, t.attempt);
+            if !t.feedback.is_empty() {
+                say!("     teacher │ {}", t.feedback);
+            }
+        }
+        say!();
+        shown += 1;
+    }
+    if shown == 0 {
+        eprintln!("no rows match");
+    }
+    Ok(())
+}
+
 fn show_eval(path: &Path, run_dir: &Path, args: &ShowArgs) -> Result<()> {
     let rows = read_eval_turns(path)?;
     let prompts: std::collections::HashMap<String, String> = read_tasks(&run_dir.join(TASKS_FILE))?

@@ -296,9 +296,7 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
     let started = std::time::Instant::now();
 
     // 1. Q-priming.
-    let examples = qpriming_examples(ctx, &tokenizer, &train, &sharded_train)?;
-    let questions = examples.1;
-    let examples = examples.0;
+    let (examples, questions) = qpriming_examples(ctx, &tokenizer, &train, &sharded_train)?;
     let base = checkpoint::load::<B>(&ctx.run_dir.join(BASE_DIR), device)?;
     let bar = progress::bar(ctx.progress, cfg.sft.steps as u64, "sml: Q-priming SFT");
     let ckpt = ctx.run_dir.join("checkpoints/sml_qpriming");
@@ -567,6 +565,8 @@ fn rows_of(
 
 /// Per-dialogue facts the metrics are means of.
 struct DialogueFacts {
+    /// The fully specified task's id, which pairs dialogues across models.
+    task: String,
     /// 1-based turn of the first correct answer.
     solved: Option<u32>,
     questions: usize,
@@ -594,9 +594,10 @@ fn dialogues(rows: &[SmlTurnRow]) -> Vec<(Key, Vec<DialogueFacts>)> {
             .push(r);
     }
     let mut cells: Vec<(Key, Vec<DialogueFacts>)> = Vec::new();
-    for ((model, spec, domain, _), turns) in by_dialogue {
+    for ((model, spec, domain, task), turns) in by_dialogue {
         for d in [domain.clone(), "all".to_string()] {
             let facts = DialogueFacts {
+                task: task.clone(),
                 solved: turns.iter().filter(|r| r.correct).map(|r| r.turn).min(),
                 questions: turns.iter().filter(|r| r.question).count(),
                 premature: turns.iter().any(|r| r.premature),
@@ -623,6 +624,18 @@ fn dialogues(rows: &[SmlTurnRow]) -> Vec<(Key, Vec<DialogueFacts>)> {
         ))
     });
     cells
+}
+
+/// Accuracy at turn `k` of `ours` minus that of `base` on the tasks both
+/// were evaluated on, with a bootstrap 95% interval of the paired mean.
+fn paired_difference(ours: &[DialogueFacts], base: &[DialogueFacts], k: u32) -> (f64, f64, f64) {
+    let solved = |f: &DialogueFacts| f.solved.is_some_and(|s| s <= k) as u8 as f64;
+    let base: HashMap<&str, f64> = base.iter().map(|f| (f.task.as_str(), solved(f))).collect();
+    let diffs: Vec<f64> = ours
+        .iter()
+        .filter_map(|f| base.get(f.task.as_str()).map(|b| solved(f) - b))
+        .collect();
+    mean_ci(&diffs, 0xD1FF)
 }
 
 /// A mean with its bootstrap 95% interval.
@@ -726,6 +739,45 @@ pub fn report(rows: &[SmlTurnRow], k: usize) -> (String, DataFrame) {
                 pct(acc[k - 1])
             );
         }
+    }
+    let _ = write!(
+        md,
+        "\nDifference from the base model in accuracy at turn {k} (points, paired over tasks, \
+         bootstrap 95% CI):\n\n| model | sharded | full |\n|---|---|---|\n"
+    );
+    for model in ["rl2f", "qprimed", "sml"] {
+        let mut line = format!("| {model} |");
+        for spec in ["sharded", "full"] {
+            let cell = |m: &str| {
+                cells
+                    .iter()
+                    .find(|((cm, cs, cd), _)| cm == m && cs == spec && cd == "all")
+                    .map(|(_, f)| f)
+            };
+            let (Some(ours), Some(base)) = (cell(model), cell("base")) else {
+                line.push_str(" |");
+                continue;
+            };
+            let d = paired_difference(ours, base, k as u32);
+            table.push(SummaryRow {
+                model: model.into(),
+                spec: spec.into(),
+                domain: "all".into(),
+                metric: "delta_vs_base",
+                turn: k as u32,
+                value: d.0,
+                ci_low: d.1,
+                ci_high: d.2,
+                n_dialogues: ours.len() as u32,
+            });
+            line.push_str(&format!(
+                " {:+.1} [{:+.1}, {:+.1}] |",
+                100.0 * d.0,
+                100.0 * d.1,
+                100.0 * d.2
+            ));
+        }
+        let _ = writeln!(md, "{line}");
     }
     md.push_str(
         "\nAccuracy by turn (cumulative, percent), all domains pooled:\n\n| model | spec |",
@@ -858,7 +910,7 @@ mod tests {
             row("sml", "a", 1, true, false, false),
             row("sml", "a", 2, false, false, true),
             row("sml", "b", 1, true, false, false),
-            row("sml", "b", 2, false, false, false),
+            row("sml", "b", 2, false, false, true),
         ];
         let cells = dialogues(&rows);
         let get = |m: &str| {
@@ -886,7 +938,8 @@ mod tests {
             md.contains("| sml | sharded | 2 | 0.0 [0.0, 0.0] | 1.00"),
             "{md}"
         );
-        // acc@1 = 0, acc@2 = 50% for both.
+        // acc@2: base 50%, sml 100%, paired over the same two tasks.
+        assert!(md.contains("| sml | +50.0 [+0.0, +100.0] | |"), "{md}");
         let acc: Vec<f64> = df
             .column("value")
             .unwrap()
@@ -895,7 +948,9 @@ mod tests {
             .iter()
             .flatten()
             .collect();
-        assert_eq!(df.height(), 2 * 2 * 4);
+        // 2 models × (arith, all) × (premature, questions, 2 turns), and
+        // sml's difference from base.
+        assert_eq!(df.height(), 2 * 2 * 4 + 1);
         assert!(acc.iter().all(|v| (0.0..=1.0).contains(v)));
     }
 }
