@@ -172,6 +172,11 @@ fn rl_stages_write_checkpoints_rollouts_logs_and_the_eval_grid() {
         md.contains("## Headline") && md.contains("| rl2f | critic |"),
         "{md}"
     );
+    // The sml stage is off by default, and the report says how to run it.
+    assert!(
+        md.contains("## Social meta-learning\n\nNot run: `just sml`"),
+        "{md}"
+    );
 
     // Same seed, same rollouts: rerun the stage from scratch.
     let before = fs::read(run.join("rollouts.parquet")).unwrap();
