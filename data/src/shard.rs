@@ -78,18 +78,6 @@ impl ShardedTask {
             shards: sharding.shards,
         }))
     }
-
-    /// A fully specified task in the same form, with nothing withheld.
-    pub fn full(task: &Task) -> Self {
-        Self {
-            task: task.clone(),
-            shards: Vec::new(),
-        }
-    }
-
-    pub fn is_sharded(&self) -> bool {
-        !self.shards.is_empty()
-    }
 }
 
 /// What a student turn is.

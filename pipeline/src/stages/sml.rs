@@ -24,7 +24,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use didact_data::rng::{Rng, mix_seed};
 use didact_data::shard::{Shard, ShardedTask, classify_turns, parse_move, qprimed_dialogue};
 use didact_data::tables::{self, ColumnType, TableSchema, read_tasks};
@@ -247,7 +247,7 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
     crate::with_backend!(ctx.device, |B, device| run_on::<B>(ctx, &device))
 }
 
-/// Sharded forms of `tasks`, keyed by the sharded task's id.
+/// The sharded forms of those `tasks` that shard.
 fn shard_all(tasks: &[Task]) -> Result<Vec<ShardedTask>> {
     let mut out = Vec::new();
     for t in tasks {
@@ -318,8 +318,9 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
     )?;
     let sft_wall = started.elapsed().as_secs_f64();
     summary.push(format!(
-        "sml: Q-priming SFT on {} dialogues ({questions} questions), {} steps in {sft_wall:.0}s",
-        examples.len(),
+        "sml: Q-priming SFT on {} Q-primed dialogues ({questions} questions) and {} single-turn answers, {} steps in {sft_wall:.0}s",
+        examples.len() - train.len(),
+        train.len(),
         cfg.sft.steps
     ));
 
@@ -368,65 +369,12 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
     ]);
 
     // 3. Evaluation, sharded and fully specified, on the same test tasks.
-    let mut per_domain_count: HashMap<DomainKind, usize> = HashMap::new();
-    let mut full_test: Vec<Task> = Vec::new();
-    let mut sharded_test: Vec<ShardedTask> = Vec::new();
-    for t in &test {
-        let n = per_domain_count.entry(t.domain).or_default();
-        if cfg.tasks_per_domain > 0 && *n >= cfg.tasks_per_domain {
-            continue;
-        }
-        if let Some(s) = ShardedTask::new(t)? {
-            *n += 1;
-            shards.insert(s.task.task_id.clone(), s.shards.clone());
-            full_test.push(t.clone());
-            sharded_test.push(s);
-        }
+    let (full_test, sharded_test) = test_tasks(&test, cfg.tasks_per_domain)?;
+    for s in &sharded_test {
+        shards.insert(s.task.task_id.clone(), s.shards.clone());
     }
-    let models = [
-        ("base", BASE_DIR),
-        ("rl2f", STUDENT_DIR),
-        ("qprimed", QPRIMED_DIR),
-        ("sml", SML_STUDENT_DIR),
-    ];
-    let params = dialogue_params(&ctx.config.eval, cfg.max_turns, cfg.feedback_level);
-    let bar = progress::bar(ctx.progress, (models.len() * 2) as u64, "sml: evaluation");
-    let mut turn_rows = Vec::new();
-    for (name, dir) in models {
-        let model = checkpoint::load::<B::InnerBackend>(&ctx.run_dir.join(dir), device)
-            .with_context(|| format!("sml: loading the {name} model from {dir}"))?;
-        for (spec, tasks) in [
-            (
-                "sharded",
-                sharded_test.iter().map(|s| &s.task).collect::<Vec<_>>(),
-            ),
-            ("full", full_test.iter().collect()),
-        ] {
-            bar.set_message(format!("{name} · {spec}"));
-            let mut teacher = ShardTeacher {
-                level: cfg.feedback_level,
-                tokenizer: &tokenizer,
-                shards: &shards,
-            };
-            let runs = run_dialogues_with(
-                &model,
-                &tokenizer,
-                &tasks,
-                1,
-                &params,
-                &mut teacher,
-                dialogue_seed(0),
-                device,
-            )?;
-            for run in &runs {
-                let task = tasks[run.task_index];
-                let task_shards = shards.get(&task.task_id).map_or(&[][..], Vec::as_slice);
-                turn_rows.extend(rows_of(name, spec, task, task_shards, run));
-            }
-            bar.inc(1);
-        }
-    }
-    bar.finish_and_clear();
+    let turn_rows =
+        evaluate::<B::InnerBackend>(ctx, &tokenizer, &full_test, &sharded_test, &shards, device)?;
     tables::write_table(&path, &SML_TURNS, &mut turns_frame(&turn_rows)?)?;
     let (md, mut table) = report(&turn_rows, cfg.max_turns);
     tables::write_table(
@@ -452,13 +400,98 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
         outputs,
         metrics: json!({
             "sharded_train_tasks": sharded_train.len(),
-            "qpriming_dialogues": examples.len(),
+            "sharded_train_tasks_by_domain": by_domain(&sharded_train),
+            "qpriming_dialogues": examples.len() - train.len(),
             "qpriming_questions": questions,
             "test_tasks": sharded_test.len(),
             "wall_time_s": started.elapsed().as_secs_f64(),
         }),
         summary,
     })
+}
+
+/// How many of `sharded` each domain has.
+fn by_domain(sharded: &[ShardedTask]) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for s in sharded {
+        *counts.entry(s.task.domain.name().to_string()).or_default() += 1;
+    }
+    counts
+}
+
+/// The first `per_domain` test tasks of each domain that shard (all of
+/// them for 0), fully specified and sharded, in the same order.
+fn test_tasks(test: &[Task], per_domain: usize) -> Result<(Vec<Task>, Vec<ShardedTask>)> {
+    let mut taken: HashMap<DomainKind, usize> = HashMap::new();
+    let (mut full, mut sharded) = (Vec::new(), Vec::new());
+    for t in test {
+        let n = taken.entry(t.domain).or_default();
+        if per_domain > 0 && *n >= per_domain {
+            continue;
+        }
+        if let Some(s) = ShardedTask::new(t)? {
+            *n += 1;
+            full.push(t.clone());
+            sharded.push(s);
+        }
+    }
+    Ok((full, sharded))
+}
+
+/// Every compared model with the shard teacher on the test tasks, sharded
+/// and fully specified: the rows of `sml/turns.parquet`.
+fn evaluate<B: Backend>(
+    ctx: &StageContext,
+    tokenizer: &Tokenizer,
+    full_test: &[Task],
+    sharded_test: &[ShardedTask],
+    shards: &HashMap<String, Vec<Shard>>,
+    device: &B::Device,
+) -> Result<Vec<SmlTurnRow>> {
+    let cfg = &ctx.config.sml;
+    let models = [
+        ("base", BASE_DIR),
+        ("rl2f", STUDENT_DIR),
+        ("qprimed", QPRIMED_DIR),
+        ("sml", SML_STUDENT_DIR),
+    ];
+    let params = dialogue_params(&ctx.config.eval, cfg.max_turns, cfg.feedback_level);
+    let bar = progress::bar(ctx.progress, (models.len() * 2) as u64, "sml: evaluation");
+    let mut rows = Vec::new();
+    for (name, dir) in models {
+        let model = checkpoint::load::<B>(&ctx.run_dir.join(dir), device)
+            .with_context(|| format!("sml: loading the {name} model from {dir}"))?;
+        let specs: [(&str, Vec<&Task>); 2] = [
+            ("sharded", sharded_test.iter().map(|s| &s.task).collect()),
+            ("full", full_test.iter().collect()),
+        ];
+        for (spec, tasks) in specs {
+            bar.set_message(format!("{name} · {spec}"));
+            let mut teacher = ShardTeacher {
+                level: cfg.feedback_level,
+                tokenizer,
+                shards,
+            };
+            let runs = run_dialogues_with(
+                &model,
+                tokenizer,
+                &tasks,
+                1,
+                &params,
+                &mut teacher,
+                dialogue_seed(0),
+                device,
+            )?;
+            for run in &runs {
+                let task = tasks[run.task_index];
+                let task_shards = shards.get(&task.task_id).map_or(&[][..], Vec::as_slice);
+                rows.extend(rows_of(name, spec, task, task_shards, run));
+            }
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    Ok(rows)
 }
 
 /// The id of the fully specified task a sharded task was cut from.
