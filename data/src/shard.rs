@@ -225,29 +225,42 @@ pub fn question_probability(base: f64, turn: usize) -> f64 {
 /// by a question for the next unrevealed essential shard with probability
 /// [`question_probability`], and the teacher reveals that shard; otherwise
 /// the mistake stands and gets the teacher's feedback. Once every essential
-/// shard is known the student answers correctly. A dialogue that spends
-/// `max_turns` without that ends on its last mistake.
+/// shard is known the student answers correctly, after one more mistake
+/// with probability `retry` (when a turn is left for the answer), so that a
+/// wrong answer with everything known is followed by another answer, not by
+/// a question. A dialogue that spends `max_turns` without that ends on its
+/// last mistake.
 pub fn qprimed_dialogue(
     sharded: &ShardedTask,
     level: FeedbackLevel,
     max_turns: usize,
     base: f64,
+    retry: f64,
     rng: &mut Rng,
 ) -> Result<Dialogue> {
     let task = &sharded.task;
     let mut dialogue = Dialogue::from_task(&task.prompt);
     let mut known = vec![false; sharded.shards.len()];
+    let mut retried = false;
     for turn in 1..=max_turns.max(1) {
         let next = (0..sharded.shards.len()).find(|&k| sharded.shards[k].essential && !known[k]);
-        let Some(next) = next else {
-            dialogue.push(Role::Student, &task.solution);
-            return Ok(dialogue);
-        };
-        let mistake = task.domain.domain().wrong_attempt(task, rng)?;
-        let student = if rng.chance(question_probability(base, turn)) {
-            question(Some(&sharded.shards[next].name))
-        } else {
-            mistake
+        let student = match next {
+            None if retried || turn >= max_turns || !rng.chance(retry) => {
+                dialogue.push(Role::Student, &task.solution);
+                return Ok(dialogue);
+            }
+            None => {
+                retried = true;
+                task.domain.domain().wrong_attempt(task, rng)?
+            }
+            Some(next) => {
+                let mistake = task.domain.domain().wrong_attempt(task, rng)?;
+                if rng.chance(question_probability(base, turn)) {
+                    question(Some(&sharded.shards[next].name))
+                } else {
+                    mistake
+                }
+            }
         };
         dialogue.push(Role::Student, &student);
         if turn == max_turns {
@@ -483,7 +496,7 @@ mod tests {
             let task = domain.generate(seed, 3);
             let s = ShardedTask::new(&task).unwrap().expect("arith shards");
             let mut rng = Rng::new(seed);
-            let d = qprimed_dialogue(&s, FeedbackLevel::Location, 4, 0.75, &mut rng).unwrap();
+            let d = qprimed_dialogue(&s, FeedbackLevel::Location, 4, 0.75, 0.0, &mut rng).unwrap();
             let student: Vec<&str> = d
                 .turns
                 .iter()
@@ -519,5 +532,45 @@ mod tests {
         // P_Q(1) = 0.75.
         let rate = asked_first as f64 / n as f64;
         assert!((rate - 0.75).abs() < 0.03, "{rate}");
+    }
+
+    #[test]
+    fn qprimed_dialogues_retry_after_a_reveal_without_asking_again() {
+        let domain = DomainKind::Arith.domain();
+        let mut retried = 0;
+        for seed in 0..500 {
+            let task = domain.generate(seed, 3);
+            let s = ShardedTask::new(&task).unwrap().expect("arith shards");
+            let d = qprimed_dialogue(
+                &s,
+                FeedbackLevel::Verdict,
+                4,
+                0.75,
+                1.0,
+                &mut Rng::new(seed),
+            )
+            .unwrap();
+            let student: Vec<&str> = d
+                .turns
+                .iter()
+                .filter(|t| t.role == Role::Student)
+                .map(|t| t.text.as_str())
+                .collect();
+            let Some(asked) = student.iter().position(|t| parse_move(t).is_question()) else {
+                continue;
+            };
+            let after = &student[asked + 1..];
+            assert!(after.iter().all(|t| !parse_move(t).is_question()), "{d}");
+            if asked + 2 < 4 {
+                // A mistake, then the solution.
+                assert_eq!(after.len(), 2, "{d}");
+                assert_ne!(after[0], task.solution);
+                assert_eq!(after[1], task.solution);
+                retried += 1;
+            } else if let Some(last) = after.last() {
+                assert_eq!(*last, task.solution, "{d}");
+            }
+        }
+        assert!(retried > 100, "{retried}");
     }
 }

@@ -66,6 +66,10 @@ pub struct SmlConfig {
     pub question_base: f64,
     /// Student turns of a Q-priming dialogue at most.
     pub qprime_turns: usize,
+    /// Chance that a Q-priming dialogue has one more mistake (and the
+    /// teacher's feedback) after everything essential is revealed, before
+    /// the correct answer: it teaches answering again, not asking again.
+    pub qprime_retry: f64,
     /// What the teacher says to a wrong answer, in Q-priming, GRPO and
     /// evaluation alike. `verdict` ("Incorrect.") keeps the withheld parts
     /// the teacher's to reveal when asked: richer feedback on a premature
@@ -89,6 +93,7 @@ impl Default for SmlConfig {
             enabled: false,
             question_base: 0.75,
             qprime_turns: 4,
+            qprime_retry: 0.5,
             feedback_level: FeedbackLevel::Verdict,
             sft: TrainConfig {
                 steps: 400,
@@ -109,11 +114,13 @@ impl Default for SmlConfig {
 
 impl SmlConfig {
     pub fn validate(&self) -> Result<(), String> {
-        if !(0.0..=1.0).contains(&self.question_base) {
-            return Err(format!(
-                "question_base: {} is not a probability",
-                self.question_base
-            ));
+        for (name, p) in [
+            ("question_base", self.question_base),
+            ("qprime_retry", self.qprime_retry),
+        ] {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(format!("{name}: {p} is not a probability"));
+            }
         }
         if self.qprime_turns == 0 || self.max_turns == 0 {
             return Err("qprime_turns and max_turns must be positive".into());
@@ -524,6 +531,7 @@ fn qpriming_examples(
             level,
             cfg.qprime_turns,
             cfg.question_base,
+            cfg.qprime_retry,
             &mut Rng::new(seed),
         )?;
         let student: Vec<&str> = dialogue
