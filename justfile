@@ -31,7 +31,7 @@ transfer *ARGS:
 # Social meta-learning beside RL²F on configs/sml.toml (runs/sml/): data,
 # base model, RL²F student, then the `sml` stage (Q-priming SFT, GRPO with
 # a teacher that reveals withheld parts when asked, evaluation on sharded
-# and fully specified tasks). About 15 minutes on 2 cores; the report is
+# and fully specified tasks). About 13 minutes on 2 cores; the report is
 # runs/sml/sml/report.md.
 sml *ARGS:
     cargo run --release --bin didact -- data --config configs/sml.toml {{ARGS}}
