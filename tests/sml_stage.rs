@@ -126,3 +126,33 @@ fn sml_trains_asks_and_reports_premature_answers() {
         "{report}"
     );
 }
+
+#[test]
+fn sml_on_tasks_that_cannot_be_sharded_is_a_clear_error() {
+    let dir = scratch();
+    let config = smoke_config();
+    // Only sudoku with one blank: no row's givens are ever essential.
+    let args = [
+        "pipeline",
+        "--config",
+        config.to_str().unwrap(),
+        "--run-dir",
+        "run",
+        "-q",
+        "--set",
+        "sml.enabled=true",
+        "--set",
+        "data.sudoku.difficulties=[1]",
+        "--set",
+        "data.arith.enabled=false",
+        "--set",
+        "data.listops.enabled=false",
+        "--set",
+        "data.maze.enabled=false",
+    ];
+    let line = didact(dir.path(), &args).error_line();
+    assert!(
+        line.contains("stage sml") && line.contains("can be sharded"),
+        "{line}"
+    );
+}

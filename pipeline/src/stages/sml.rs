@@ -292,6 +292,12 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
     for s in sharded_train.iter().chain(&sharded_val) {
         shards.insert(s.task.task_id.clone(), s.shards.clone());
     }
+    anyhow::ensure!(
+        !sharded_train.is_empty(),
+        "none of the {} train tasks in {TASKS_FILE} can be sharded (sudoku with few \
+         blanks has no essential row; arith, listops and maze shard almost always)",
+        train.len()
+    );
     tracing::info!(
         "sml: {} of {} train tasks sharded, {} of {} validation tasks",
         sharded_train.len(),
