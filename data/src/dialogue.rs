@@ -106,6 +106,15 @@ impl Dialogue {
         self
     }
 
+    /// The texts of `role`'s turns, in order.
+    pub fn texts(&self, role: Role) -> Vec<&str> {
+        self.turns
+            .iter()
+            .filter(|t| t.role == role)
+            .map(|t| t.text.as_str())
+            .collect()
+    }
+
     /// The finished dialogue as text, closed by [`END_TOKEN`].
     pub fn render(&self) -> String {
         let mut out = self.render_turns();

@@ -80,6 +80,12 @@ impl ShardedTask {
     }
 }
 
+/// The id of the fully specified task a sharded task was cut from (any
+/// other id unchanged).
+pub fn full_task_id(id: &str) -> &str {
+    id.strip_suffix(SHARDED_ID_SUFFIX).unwrap_or(id)
+}
+
 /// What a student turn is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Move<'a> {
@@ -266,13 +272,12 @@ pub fn qprimed_dialogue(
         if turn == max_turns {
             break;
         }
-        let earlier: Vec<String> = teacher_texts(&dialogue);
         let (reply, _) = teacher_reply(
             task,
             &sharded.shards,
             &student,
             level,
-            earlier.iter().map(String::as_str),
+            dialogue.texts(Role::Teacher),
         )?;
         for (k, now) in revealed(&sharded.shards, [reply.as_str()])
             .into_iter()
@@ -283,16 +288,6 @@ pub fn qprimed_dialogue(
         dialogue.push(Role::Teacher, &reply);
     }
     Ok(dialogue)
-}
-
-/// The teacher's messages so far.
-pub fn teacher_texts(dialogue: &Dialogue) -> Vec<String> {
-    dialogue
-        .turns
-        .iter()
-        .filter(|t| t.role == Role::Teacher)
-        .map(|t| t.text.clone())
-        .collect()
 }
 
 #[cfg(test)]
@@ -497,12 +492,7 @@ mod tests {
             let s = ShardedTask::new(&task).unwrap().expect("arith shards");
             let mut rng = Rng::new(seed);
             let d = qprimed_dialogue(&s, FeedbackLevel::Location, 4, 0.75, 0.0, &mut rng).unwrap();
-            let student: Vec<&str> = d
-                .turns
-                .iter()
-                .filter(|t| t.role == Role::Student)
-                .map(|t| t.text.as_str())
-                .collect();
+            let student = d.texts(Role::Student);
             asked_first += parse_move(student[0]).is_question() as usize;
             // The last turn is the solution exactly when the essential shard
             // was asked for.
@@ -516,14 +506,7 @@ mod tests {
             );
             assert!(student.len() <= 4);
             // Every mistake before the reveal is premature.
-            let replies: Vec<Option<&str>> = d
-                .turns
-                .iter()
-                .skip(2)
-                .step_by(2)
-                .map(|t| Some(t.text.as_str()))
-                .chain([None])
-                .collect();
+            let replies = d.texts(Role::Teacher).into_iter().map(Some).chain([None]);
             let turns: Vec<(&str, Option<&str>)> = student.iter().copied().zip(replies).collect();
             let kinds = classify_turns(&s.shards, &turns);
             let before_question = kinds.iter().take_while(|k| !k.question).count();
@@ -550,12 +533,7 @@ mod tests {
                 &mut Rng::new(seed),
             )
             .unwrap();
-            let student: Vec<&str> = d
-                .turns
-                .iter()
-                .filter(|t| t.role == Role::Student)
-                .map(|t| t.text.as_str())
-                .collect();
+            let student = d.texts(Role::Student);
             let Some(asked) = student.iter().position(|t| parse_move(t).is_question()) else {
                 continue;
             };

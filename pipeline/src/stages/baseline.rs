@@ -16,8 +16,7 @@ use didact_data::{Task, Tokenizer};
 use didact_student::checkpoint;
 use didact_student::grpo::RlConfig;
 use didact_student::rollout::{DialogueEnv, run_dialogues};
-use didact_student::sft::{self, Example, TrainConfig, TrainHooks};
-use indicatif::ProgressBar;
+use didact_student::sft::{Example, TrainConfig};
 use serde_json::json;
 
 use super::data::{TASKS_FILE, TOKENIZER_FILE};
@@ -63,17 +62,6 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
         metrics: json!({"single_turn_rl": single.metrics, "offline_sft": offline_metrics}),
         summary,
     })
-}
-
-/// Shows an SFT run's loss and throughput on a progress bar.
-pub struct SftBar(pub ProgressBar);
-
-impl<B: AutodiffBackend> TrainHooks<B> for SftBar {
-    fn on_step(&mut self, step: usize, loss: f64, _lr: f64, tokens_per_s: f64) {
-        self.0.set_position(step as u64);
-        self.0
-            .set_message(format!("loss {loss:.3} · {tokens_per_s:.0} tok/s"));
-    }
 }
 
 /// The successful dialogues of the base model with the teacher, sampled on
@@ -158,20 +146,16 @@ fn offline_sft<B: AutodiffBackend>(
             bucket_window: 4,
             seed: rl.seed,
         };
-        let bar = progress::bar(ctx.progress, steps as u64, "offline: SFT");
-        let ckpt = ctx.run_dir.join("checkpoints/baseline_offline_sft");
-        let trained = sft::train(
+        super::run_sft(
+            ctx,
+            "baseline_offline_sft",
+            "offline: SFT",
             base,
             &examples,
             &cfg,
             tokenizer.pad_id(),
-            &ckpt,
-            &mut SftBar(bar.clone()),
             device,
-        )?;
-        bar.finish_and_clear();
-        super::finish_training(ctx.run_dir, "baseline_offline_sft", &trained.log, &ckpt)?;
-        trained.model
+        )?
     };
     save_final(&model.valid(), &out, &ctx.run_dir.join(TOKENIZER_FILE))?;
     let wall = started.elapsed().as_secs_f64();

@@ -73,6 +73,47 @@ pub fn finish_training(
     Ok(())
 }
 
+/// Shows an SFT run's loss and throughput on a progress bar.
+struct SftBar(indicatif::ProgressBar);
+
+impl<B: burn::tensor::backend::AutodiffBackend> didact_student::sft::TrainHooks<B> for SftBar {
+    fn on_step(&mut self, step: usize, loss: f64, _lr: f64, tokens_per_s: f64) {
+        self.0.set_position(step as u64);
+        self.0
+            .set_message(format!("loss {loss:.3} · {tokens_per_s:.0} tok/s"));
+    }
+}
+
+/// SFT of `model` on `examples` inside a stage, under a progress bar
+/// labelled `label`: resumable from `checkpoints/<name>`, logged to the
+/// train log as stage `name`.
+#[allow(clippy::too_many_arguments)]
+pub fn run_sft<B: burn::tensor::backend::AutodiffBackend>(
+    ctx: &StageContext,
+    name: &str,
+    label: &str,
+    model: didact_student::Llama<B>,
+    examples: &[didact_student::sft::Example],
+    cfg: &didact_student::sft::TrainConfig,
+    pad: u32,
+    device: &B::Device,
+) -> Result<didact_student::Llama<B>> {
+    let bar = crate::progress::bar(ctx.progress, cfg.steps as u64, label);
+    let ckpt = ctx.run_dir.join("checkpoints").join(name);
+    let trained = didact_student::sft::train(
+        model,
+        examples,
+        cfg,
+        pad,
+        &ckpt,
+        &mut SftBar(bar.clone()),
+        device,
+    )?;
+    bar.finish_and_clear();
+    finish_training(ctx.run_dir, name, &trained.log, &ckpt)?;
+    Ok(trained.model)
+}
+
 /// Every stage, in pipeline order.
 pub const STAGES: &[Stage] = &[
     data::STAGE,

@@ -26,18 +26,19 @@ use anyhow::{Context, Result};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use didact_data::rng::{Rng, mix_seed};
-use didact_data::shard::{Shard, ShardedTask, classify_turns, parse_move, qprimed_dialogue};
+use didact_data::shard::{
+    Shard, ShardedTask, classify_turns, full_task_id, parse_move, qprimed_dialogue,
+};
 use didact_data::tables::{self, ColumnType, TableSchema, read_tasks};
 use didact_data::{Dialogue, DomainKind, FeedbackLevel, Role, Split, Task, Tokenizer};
 use didact_student::checkpoint;
 use didact_student::grpo::RlConfig;
 use didact_student::rollout::{DialogueRun, ShardTeacher, run_dialogues_with};
-use didact_student::sft::{self, Example, TrainConfig};
+use didact_student::sft::{Example, TrainConfig};
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::baseline::SftBar;
 use super::data::{TASKS_FILE, TOKENIZER_FILE};
 use super::eval::{dialogue_params, dialogue_seed};
 use super::pretrain::{BASE_DIR, save_final};
@@ -311,21 +312,18 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
     // 1. Q-priming.
     let (examples, questions) = qpriming_examples(ctx, &tokenizer, &train, &sharded_train)?;
     let base = checkpoint::load::<B>(&ctx.run_dir.join(BASE_DIR), device)?;
-    let bar = progress::bar(ctx.progress, cfg.sft.steps as u64, "sml: Q-priming SFT");
-    let ckpt = ctx.run_dir.join("checkpoints/sml_qpriming");
-    let trained = sft::train(
+    let qprimed = super::run_sft(
+        ctx,
+        "sml_qpriming",
+        "sml: Q-priming SFT",
         base,
         &examples,
         &cfg.sft,
         tokenizer.pad_id(),
-        &ckpt,
-        &mut SftBar(bar.clone()),
         device,
     )?;
-    bar.finish_and_clear();
-    super::finish_training(ctx.run_dir, "sml_qpriming", &trained.log, &ckpt)?;
     save_final(
-        &trained.model.valid(),
+        &qprimed.valid(),
         &ctx.run_dir.join(QPRIMED_DIR),
         &ctx.run_dir.join(TOKENIZER_FILE),
     )?;
@@ -357,7 +355,7 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
         val_full.iter().map(|t| t.task_id.as_str()).collect();
     let val_sharded: Vec<ShardedTask> = sharded_val
         .iter()
-        .filter(|s| val_ids.contains(full_id(&s.task.task_id)))
+        .filter(|s| val_ids.contains(full_task_id(&s.task.task_id)))
         .cloned()
         .collect();
     let outcome = run_rl_with::<B>(
@@ -507,12 +505,6 @@ fn evaluate<B: Backend>(
     Ok(rows)
 }
 
-/// The id of the fully specified task a sharded task was cut from.
-fn full_id(id: &str) -> &str {
-    id.strip_suffix(didact_data::shard::SHARDED_ID_SUFFIX)
-        .unwrap_or(id)
-}
-
 /// The Q-priming SFT set: one Q-primed dialogue per sharded train task
 /// (trained on its questions and its correct answer, never on the error
 /// model's mistakes) and one single-turn answer per train task. Returns the
@@ -540,12 +532,7 @@ fn qpriming_examples(
             cfg.qprime_retry,
             &mut Rng::new(seed),
         )?;
-        let student: Vec<&str> = dialogue
-            .turns
-            .iter()
-            .filter(|t| t.role == Role::Student)
-            .map(|t| t.text.as_str())
-            .collect();
+        let student = dialogue.texts(Role::Student);
         let domain = s.task.domain.domain();
         let mut keep = Vec::with_capacity(student.len());
         for text in &student {
@@ -599,7 +586,7 @@ fn rows_of(
             model: model.into(),
             spec: spec.into(),
             domain: task.domain.name().into(),
-            task_id: full_id(&task.task_id).into(),
+            task_id: full_task_id(&task.task_id).into(),
             turn: t.turn as u32,
             attempt: t.attempt.clone(),
             feedback: t.feedback.clone().unwrap_or_default(),

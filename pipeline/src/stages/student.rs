@@ -8,14 +8,14 @@ use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Result;
 use burn::module::{AutodiffModule, Module};
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::AutodiffBackend;
 use didact_data::shard::Shard;
 use didact_data::tables::{self, read_tasks};
-use didact_data::{DomainKind, FeedbackLevel, Split, Task, Tokenizer};
+use didact_data::{DomainKind, Split, Task, Tokenizer};
 use didact_student::generate::SamplingParams;
 use didact_student::grpo::{self, RlConfig, RlHooks};
 use didact_student::rollout::{
-    DialogueEnv, DialogueParams, DialogueRun, ShardTeacher, run_dialogues, run_dialogues_with,
+    DialogueEnv, DialogueParams, DialogueRun, Responder, ShardTeacher, Teacher, run_dialogues_with,
 };
 use didact_student::{Llama, checkpoint};
 use indicatif::ProgressBar;
@@ -106,25 +106,8 @@ pub fn cumulative_accuracy(runs: &[&DialogueRun], max_turns: usize) -> Vec<f64> 
         .collect()
 }
 
-/// Greedy dialogues with the teacher: the validation metric of RL stages.
-pub fn teacher_dialogues<B: Backend>(
-    model: &Llama<B>,
-    tokenizer: &Tokenizer,
-    tasks: &[&Task],
-    max_turns: usize,
-    level: FeedbackLevel,
-    max_new_tokens: usize,
-    device: &B::Device,
-) -> didact_student::Result<Vec<DialogueRun>> {
-    let params = DialogueParams {
-        max_turns,
-        feedback_level: level,
-        sampling: SamplingParams::greedy(max_new_tokens),
-        batch_size: 128,
-    };
-    run_dialogues(model, tokenizer, tasks, 1, &params, 0, device)
-}
-
+/// The hooks of an RL run: the progress bar, and validation by greedy
+/// dialogues with the teacher (the shard teacher for SML), accuracy by turn.
 struct Hooks<'a> {
     bar: ProgressBar,
     name: &'a str,
@@ -157,40 +140,32 @@ impl<B: AutodiffBackend> RlHooks<B> for Hooks<'_> {
         model: &Llama<B::InnerBackend>,
     ) -> didact_student::Result<Vec<(String, f64)>> {
         let device = model.devices().into_iter().next().expect("parameters");
-        let runs = match self.shards {
-            None => teacher_dialogues(
-                model,
-                self.tokenizer,
-                &self.val,
-                self.cfg.max_turns,
-                self.cfg.feedback_level,
-                self.cfg.max_new_tokens,
-                &device,
-            )?,
-            Some(shards) => {
-                let mut teacher = ShardTeacher {
-                    level: self.cfg.feedback_level,
-                    tokenizer: self.tokenizer,
-                    shards,
-                };
-                let params = DialogueParams {
-                    max_turns: self.cfg.max_turns,
-                    feedback_level: self.cfg.feedback_level,
-                    sampling: SamplingParams::greedy(self.cfg.max_new_tokens),
-                    batch_size: 128,
-                };
-                run_dialogues_with(
-                    model,
-                    self.tokenizer,
-                    &self.val,
-                    1,
-                    &params,
-                    &mut teacher,
-                    0,
-                    &device,
-                )?
-            }
+        let params = DialogueParams {
+            max_turns: self.cfg.max_turns,
+            feedback_level: self.cfg.feedback_level,
+            sampling: SamplingParams::greedy(self.cfg.max_new_tokens),
+            batch_size: 128,
         };
+        let mut teacher = Teacher(self.cfg.feedback_level);
+        let mut shard_teacher = self.shards.map(|shards| ShardTeacher {
+            level: self.cfg.feedback_level,
+            tokenizer: self.tokenizer,
+            shards,
+        });
+        let responder: &mut dyn Responder = match shard_teacher.as_mut() {
+            Some(t) => t,
+            None => &mut teacher,
+        };
+        let runs = run_dialogues_with(
+            model,
+            self.tokenizer,
+            &self.val,
+            1,
+            &params,
+            responder,
+            0,
+            &device,
+        )?;
         let refs: Vec<&DialogueRun> = runs.iter().collect();
         let acc = cumulative_accuracy(&refs, self.cfg.max_turns);
         let line = format!(
