@@ -31,6 +31,7 @@ pub struct CritiqueRow {
 /// (including the last one, and "Correct." for a correct one), and one
 /// row per attempt.
 pub fn critique_dialogues(
+    tokenizer: &Tokenizer,
     tasks: &[&Task],
     runs: &[DialogueRun],
     level: FeedbackLevel,
@@ -49,7 +50,7 @@ pub fn critique_dialogues(
                 domain: task.domain,
                 dialogue: d as u64,
                 turn: t.turn as u32,
-                context: dialogue.render_prompt(Role::Teacher),
+                context: tokenizer.render_prompt(&dialogue, Role::Teacher)?,
                 attempt,
                 verdict: t.verdict.name().to_string(),
                 critique: critique.clone(),
@@ -60,6 +61,24 @@ pub fn critique_dialogues(
         dialogues.push(dialogue);
     }
     Ok((dialogues, rows))
+}
+
+/// The critic's view of turn `turn` (1-based) of a dialogue from
+/// [`critique_dialogues`]: its ids through the attempt and the first token
+/// of the handover to the teacher, and that token, as a
+/// [`didact_student::rollout::Request`] carries them.
+pub fn attempt_context(
+    tokenizer: &Tokenizer,
+    dialogue: &Dialogue,
+    turn: usize,
+) -> didact_data::Result<(Vec<u32>, u32)> {
+    let through = Dialogue {
+        turns: dialogue.turns[..(2 * turn).min(dialogue.turns.len())].to_vec(),
+    };
+    let mut ids = tokenizer.encode_prompt(&through, Role::Teacher)?;
+    let handover = tokenizer.boundary(Some(Role::Student), Some(Role::Teacher))?;
+    ids.truncate(ids.len() + 1 - handover.len());
+    Ok((ids, handover[0]))
 }
 
 /// Training examples whose loss covers the teacher's turns only.
@@ -145,7 +164,7 @@ mod tests {
 
     #[test]
     fn fix_rates_count_wrong_attempts_the_next_attempt_gets_right() {
-        let (tasks, _) = fixtures();
+        let (tasks, tokenizer) = fixtures();
         let refs: Vec<&Task> = tasks.iter().collect();
         let runs = vec![
             // Maze: wrong → right (fixed), then wrong → wrong → right.
@@ -161,7 +180,8 @@ mod tests {
             // Sudoku: one wrong attempt and no next one: not counted.
             run(1, &[("x", Verdict::Wrong)]),
         ];
-        let (_, rows) = critique_dialogues(&refs, &runs, FeedbackLevel::Explanation).unwrap();
+        let (_, rows) =
+            critique_dialogues(&tokenizer, &refs, &runs, FeedbackLevel::Explanation).unwrap();
         let counts = fix_counts(&rows);
         // Maze: 3 followed-up wrong attempts, 2 fixed at the next turn.
         assert_eq!(counts.get(&DomainKind::Maze), Some(&(2, 3)));
@@ -183,7 +203,7 @@ mod tests {
             run(1, &[("<|teacher|> 1234", Verdict::Malformed)]),
         ];
         let (dialogues, rows) =
-            critique_dialogues(&refs, &runs, FeedbackLevel::Explanation).unwrap();
+            critique_dialogues(&tokenizer, &refs, &runs, FeedbackLevel::Explanation).unwrap();
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[1].critique, "Correct.");
         assert_ne!(rows[0].critique, "Correct.");
@@ -195,7 +215,7 @@ mod tests {
             for (kind, m) in enc.kinds.iter().zip(&ex.mask) {
                 match kind {
                     TokenKind::Content(Role::Teacher) => assert!(m),
-                    TokenKind::Content(_) => assert!(!m),
+                    TokenKind::Content(_) | TokenKind::Filler => assert!(!m),
                     TokenKind::Boundary { closes, .. } => {
                         assert_eq!(*m, *closes == Some(Role::Teacher))
                     }
@@ -207,14 +227,22 @@ mod tests {
 
     #[test]
     fn privileged_information_never_reaches_the_critic() {
-        let (tasks, _) = fixtures();
+        let (tasks, tokenizer) = fixtures();
         let refs: Vec<&Task> = tasks.iter().collect();
         let runs = vec![
             run(0, &[("DDRR", Verdict::Wrong), ("RRDD", Verdict::Wrong)]),
             run(1, &[("1111222233334444", Verdict::Wrong)]),
         ];
-        let (_, rows) = critique_dialogues(&refs, &runs, FeedbackLevel::Explanation).unwrap();
+        let (dialogues, rows) =
+            critique_dialogues(&tokenizer, &refs, &runs, FeedbackLevel::Explanation).unwrap();
         for r in &rows {
+            // The ids a critic reads for the attempt are the context's,
+            // through the first token of the handover.
+            let (ids, stop) =
+                attempt_context(&tokenizer, &dialogues[r.dialogue as usize], r.turn as usize)
+                    .unwrap();
+            assert_eq!(ids, tokenizer.encode(&r.context).unwrap());
+            assert_eq!(ids.last(), Some(&stop));
             let task = &tasks[if r.domain == DomainKind::Maze { 0 } else { 1 }];
             // Neither the metadata (maze layout, solution grid) nor the
             // solution appears in what the critic is conditioned on.

@@ -16,7 +16,6 @@ use didact_data::domain::{CORRECT_MESSAGE, WRONG_MESSAGE};
 use didact_data::leak::normalise;
 use didact_data::{DomainKind, Role, Tokenizer};
 use didact_student::Llama;
-use didact_student::eval::stop_ids;
 use didact_student::generate::{SamplingParams, continuation_logprob, generate};
 use didact_student::parallel;
 use didact_student::rollout::{Reply, Request, Responder};
@@ -51,17 +50,16 @@ impl<B: Backend> Responder for Critic<'_, B> {
     }
 
     fn respond(&mut self, requests: &[Request<'_>]) -> didact_student::Result<Vec<Reply>> {
-        let teacher = self.tokenizer.role_id(Role::Teacher);
         let context = self.model.config.max_position_embeddings;
-        let stops = stop_ids(self.tokenizer);
+        let stops = self.tokenizer.stop_ids();
         // The critic learnt from dialogues rendered as "<|student|> attempt
         // <|teacher|>"; whatever token the student ended its turn with
         // (often `<|end|>`) is replaced by the teacher's, so that the critic
         // reads what it was trained on.
         let prompts: Vec<Vec<u32>> = requests
             .iter()
-            .map(|r| critic_prompt(r.context, r.stop, teacher))
-            .collect();
+            .map(|r| critic_prompt(self.tokenizer, r.context, r.stop))
+            .collect::<didact_data::Result<_>>()?;
         let correct = self.tokenizer.encode(CORRECT_MESSAGE)?;
         let p_correct = self.p_correct(&prompts, &correct);
         let judged: Vec<bool> = p_correct
@@ -220,15 +218,18 @@ mod tests {
     }
 }
 
-/// The critic's prompt for an attempt: the dialogue through the attempt,
-/// its stop token (if any) replaced by the teacher's.
-pub fn critic_prompt(context: &[u32], stop: Option<u32>, teacher: u32) -> Vec<u32> {
+/// The critic's prompt for an attempt: the dialogue through the attempt
+/// and its `stop` token, handed over to the teacher as in every dialogue the
+/// critic learnt from (a stop other than the handover's is replaced).
+pub fn critic_prompt(
+    tokenizer: &Tokenizer,
+    context: &[u32],
+    stop: Option<u32>,
+) -> didact_data::Result<Vec<u32>> {
     let mut p = context.to_vec();
-    if stop.is_some() && p.last() == stop.as_ref() {
-        p.pop();
-    }
-    p.push(teacher);
-    p
+    let mut mask = vec![false; p.len()];
+    tokenizer.hand_over(&mut p, &mut mask, stop, Role::Student, Role::Teacher)?;
+    Ok(p)
 }
 
 /// The verdict threshold: the largest one at which the critic still calls
@@ -280,9 +281,18 @@ mod calibration_tests {
 
     #[test]
     fn the_prompt_ends_with_the_teacher_token_whatever_the_student_stopped_with() {
-        assert_eq!(critic_prompt(&[1, 7, 8, 5], Some(5), 3), vec![1, 7, 8, 3]);
-        assert_eq!(critic_prompt(&[1, 7, 8, 3], Some(3), 3), vec![1, 7, 8, 3]);
-        assert_eq!(critic_prompt(&[1, 7, 8], None, 3), vec![1, 7, 8, 3]);
+        let tokenizer = Tokenizer::train(["1+1= 2 Correct."].into_iter(), 300).unwrap();
+        let teacher = tokenizer
+            .boundary(Some(Role::Student), Some(Role::Teacher))
+            .unwrap()[0];
+        let end = tokenizer.boundary(Some(Role::Student), None).unwrap()[0];
+        let prompt = |context: &[u32], stop| critic_prompt(&tokenizer, context, stop).unwrap();
+        assert_eq!(prompt(&[1, 7, 8, end], Some(end)), vec![1, 7, 8, teacher]);
+        assert_eq!(
+            prompt(&[1, 7, 8, teacher], Some(teacher)),
+            vec![1, 7, 8, teacher]
+        );
+        assert_eq!(prompt(&[1, 7, 8], None), vec![1, 7, 8, teacher]);
     }
 
     #[test]

@@ -201,6 +201,9 @@ pub enum TokenKind {
     },
     /// A token of the text of a turn of this role.
     Content(Role),
+    /// A chat template's text after a boundary's first token (for example
+    /// `\n<|im_start|>user\n` after `<|im_end|>`): given, never trained.
+    Filler,
 }
 
 /// A dialogue as token ids, each with its [`TokenKind`].
@@ -244,6 +247,7 @@ impl EncodedDialogue {
             .iter()
             .map(|k| match *k {
                 TokenKind::Content(r) => r == role && current.is_some_and(&keep),
+                TokenKind::Filler => false,
                 TokenKind::Boundary { closes, opens } => {
                     let train = closes == Some(role) && current.is_some_and(&keep);
                     current = (opens == Some(role)).then(|| {
@@ -265,6 +269,7 @@ impl EncodedDialogue {
             .iter()
             .map(|k| match *k {
                 TokenKind::Content(r) => r == role,
+                TokenKind::Filler => false,
                 TokenKind::Boundary { closes, .. } => closes == Some(role),
             })
             .collect()

@@ -25,6 +25,8 @@ pub enum DataError {
     Schema { path: PathBuf, reason: String },
     #[error("{path}: tokenizer: {reason}")]
     Tokenizer { path: PathBuf, reason: String },
+    #[error("chat template: {0}")]
+    ChatTemplate(String),
     #[error("dialogue: {0}")]
     Dialogue(String),
     #[error("{0}")]

@@ -3,6 +3,7 @@
 //! tokenizer. Knows nothing of models or training.
 
 pub mod atomic;
+pub mod chat;
 pub mod dataset;
 pub mod dialogue;
 pub mod domain;

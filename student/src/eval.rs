@@ -10,13 +10,6 @@ use crate::error::Result;
 use crate::generate::{SamplingParams, generate};
 use crate::model::Llama;
 
-/// Token ids that end a turn: every role token and `<|end|>`.
-pub fn stop_ids(tokenizer: &Tokenizer) -> Vec<u32> {
-    let mut ids: Vec<u32> = Role::ALL.iter().map(|r| tokenizer.role_id(*r)).collect();
-    ids.push(tokenizer.end_id());
-    ids
-}
-
 /// The model's first attempts at `tasks`, decoded.
 pub fn first_attempts<B: Backend>(
     model: &Llama<B>,
@@ -26,12 +19,12 @@ pub fn first_attempts<B: Backend>(
     batch_size: usize,
     device: &B::Device,
 ) -> Result<Vec<String>> {
-    let stops = stop_ids(tokenizer);
+    let stops = tokenizer.stop_ids();
     let mut out = Vec::with_capacity(tasks.len());
     for chunk in tasks.chunks(batch_size.max(1)) {
         let prompts = chunk
             .iter()
-            .map(|t| tokenizer.encode(&Dialogue::from_task(&t.prompt).render_prompt(Role::Student)))
+            .map(|t| tokenizer.encode_prompt(&Dialogue::from_task(&t.prompt), Role::Student))
             .collect::<didact_data::Result<Vec<_>>>()?;
         let gens = generate(
             model,

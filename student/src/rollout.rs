@@ -19,7 +19,6 @@ use didact_data::tables::{self, RolloutRow};
 use didact_data::{Dialogue, FeedbackLevel, Role, Task, Tokenizer, Verdict};
 
 use crate::error::Result;
-use crate::eval::stop_ids;
 use crate::generate::{Generation, SamplingParams, generate_seeded};
 use crate::grpo::{Environment, Episode, RlConfig, discounted_reward};
 use crate::model::Llama;
@@ -177,7 +176,7 @@ impl Responder for ShardTeacher<'_> {
                     .get(&r.task.task_id)
                     .map_or(&[][..], Vec::as_slice);
                 let earlier = if parse_move(r.attempt).is_question() && !shards.is_empty() {
-                    teacher_messages(self.tokenizer, r.context)?
+                    self.tokenizer.turn_texts(r.context, Role::Teacher)?
                 } else {
                     Vec::new()
                 };
@@ -198,32 +197,6 @@ impl Responder for ShardTeacher<'_> {
     }
 }
 
-/// The teacher's messages in a dialogue's tokens: what follows each teacher
-/// token up to the next role or end token. Reads the tokens directly
-/// rather than parsing the decoded text, which a student's stray special
-/// token (a sampled `<|pad|>`) would make unparsable.
-fn teacher_messages(tokenizer: &Tokenizer, ids: &[u32]) -> Result<Vec<String>> {
-    let teacher = tokenizer.role_id(Role::Teacher);
-    let boundary =
-        |id: u32| id == tokenizer.end_id() || Role::ALL.iter().any(|&r| tokenizer.role_id(r) == id);
-    let mut messages = Vec::new();
-    let mut i = 0;
-    while i < ids.len() {
-        if ids[i] != teacher {
-            i += 1;
-            continue;
-        }
-        let start = i + 1;
-        let mut end = start;
-        while end < ids.len() && !boundary(ids[end]) {
-            end += 1;
-        }
-        messages.push(tokenizer.decode(&ids[start..end])?.trim().to_string());
-        i = end;
-    }
-    Ok(messages)
-}
-
 /// [`run_dialogues`] with any responder in the teacher's seat.
 #[allow(clippy::too_many_arguments)]
 pub fn run_dialogues_with<B: Backend>(
@@ -237,14 +210,13 @@ pub fn run_dialogues_with<B: Backend>(
     device: &B::Device,
 ) -> Result<Vec<DialogueRun>> {
     let oracle = responder.oracle_stop();
-    let stops = stop_ids(tokenizer);
-    let teacher_id = tokenizer.role_id(Role::Teacher);
-    let student_id = tokenizer.role_id(Role::Student);
+    let stops = tokenizer.stop_ids();
+    let to_teacher = tokenizer.boundary(Some(Role::Student), Some(Role::Teacher))?;
+    let to_student = tokenizer.boundary(Some(Role::Teacher), Some(Role::Student))?;
     let context = model.config.max_position_embeddings;
     let mut runs = Vec::with_capacity(tasks.len() * members);
     for (i, task) in tasks.iter().enumerate() {
-        let prompt =
-            tokenizer.encode(&Dialogue::from_task(&task.prompt).render_prompt(Role::Student))?;
+        let prompt = tokenizer.encode_prompt(&Dialogue::from_task(&task.prompt), Role::Student)?;
         for m in 0..members {
             runs.push(DialogueRun {
                 task_index: i,
@@ -378,11 +350,16 @@ pub fn run_dialogues_with<B: Backend>(
                 continue;
             }
             let mut tokens = tokenizer.encode(&reply.message)?;
-            tokens.push(student_id);
+            tokens.extend(&to_student);
             // A dialogue whose next attempt would not fit ends here.
-            let closing = stop.is_none() as usize;
-            if run.ids.len() + closing + tokens.len() + budget <= context {
-                hand_turn_to_teacher(&mut run.ids, &mut run.mask, stop, teacher_id);
+            if run.ids.len() + to_teacher.len() + tokens.len() + budget <= context {
+                tokenizer.hand_over(
+                    &mut run.ids,
+                    &mut run.mask,
+                    stop,
+                    Role::Student,
+                    Role::Teacher,
+                )?;
                 run.mask.extend(std::iter::repeat_n(false, tokens.len()));
                 run.ids.extend(tokens);
                 record.feedback = Some(reply.message);
@@ -393,27 +370,6 @@ pub fn run_dialogues_with<B: Backend>(
         open = still_open;
     }
     Ok(runs)
-}
-
-/// Closes the student's turn with the teacher's token, as in every
-/// dialogue the student was trained on. A student that stopped on
-/// `<|end|>` (or any stop but the teacher's) ended its turn, not the
-/// dialogue: that stop becomes the teacher's token, untrained, since the
-/// student did not choose it. Left in place, `<|end|>` mid-dialogue is a
-/// context the student never saw, and its next attempt is often garbage.
-/// Without a stop (the budget ran out) the teacher's token is appended.
-fn hand_turn_to_teacher(ids: &mut Vec<u32>, mask: &mut Vec<bool>, stop: Option<u32>, teacher: u32) {
-    match stop {
-        Some(s) if s == teacher => {}
-        Some(_) => {
-            *ids.last_mut().expect("the attempt's stop") = teacher;
-            *mask.last_mut().expect("the attempt's stop") = false;
-        }
-        None => {
-            ids.push(teacher);
-            mask.push(false);
-        }
-    }
 }
 
 /// The environment of RL²F (and, with `max_turns` = 1, of single-turn RL):
@@ -616,10 +572,15 @@ mod tests {
             tokenizer: &tokenizer,
             shards: &shards,
         };
-        let student = tokenizer.role_id(Role::Student);
-        let teacher_id = tokenizer.role_id(Role::Teacher);
+        let student = tokenizer
+            .boundary(Some(Role::Teacher), Some(Role::Student))
+            .unwrap();
+        let teacher_id = tokenizer
+            .boundary(Some(Role::Student), Some(Role::Teacher))
+            .unwrap()[0];
+        let end = tokenizer.boundary(Some(Role::Student), None).unwrap();
         let mut ids = tokenizer
-            .encode(&Dialogue::from_task(&sharded.task.prompt).render_prompt(Role::Student))
+            .encode_prompt(&Dialogue::from_task(&sharded.task.prompt), Role::Student)
             .unwrap();
         ids.extend(tokenizer.encode("?").unwrap());
         ids.push(teacher_id);
@@ -639,13 +600,13 @@ mod tests {
         // The reveal is in the context now; a stray sampled `<|pad|>` in the
         // next attempt does not stop the teacher from reading it.
         ids.extend(tokenizer.encode(&shard.reveal).unwrap());
-        ids.push(student);
+        ids.extend(student);
         ids.push(tokenizer.pad_id());
         ids.extend(tokenizer.encode("?").unwrap());
-        ids.push(tokenizer.end_id());
+        ids.extend(end);
         assert!(Dialogue::parse(&tokenizer.decode(&ids).unwrap()).is_err());
         assert_eq!(
-            teacher_messages(&tokenizer, &ids).unwrap(),
+            tokenizer.turn_texts(&ids, Role::Teacher).unwrap(),
             vec![shard.reveal.clone()]
         );
         let second = ask(&mut teacher, &ids);
@@ -692,13 +653,19 @@ mod tests {
         // A random model is never right: every dialogue runs 3 turns, and
         // its tokens are exactly the rendered dialogue's tokens, with the
         // mask on what the student generated.
-        let student_id = tokenizer.role_id(Role::Student);
+        let student_id = tokenizer
+            .boundary(Some(Role::Teacher), Some(Role::Student))
+            .unwrap()[0];
+        let end_id = tokenizer.boundary(Some(Role::Student), None).unwrap()[0];
+        let teacher_id = tokenizer
+            .boundary(Some(Role::Student), Some(Role::Teacher))
+            .unwrap()[0];
         for run in &a {
             assert_eq!(run.turns.len(), 3);
             assert!(run.solved_turn.is_none());
             let task = refs[run.task_index];
             let prompt = tokenizer
-                .encode(&Dialogue::from_task(&task.prompt).render_prompt(Role::Student))
+                .encode_prompt(&Dialogue::from_task(&task.prompt), Role::Student)
                 .unwrap();
             assert_eq!(&run.ids[..prompt.len()], &prompt[..]);
             assert!(run.mask[..prompt.len()].iter().all(|m| !m));
@@ -709,7 +676,7 @@ mod tests {
             assert!(trained <= generated && trained + 2 >= generated);
             let last_student = run.ids.iter().rposition(|&i| i == student_id).unwrap();
             assert!(
-                !run.ids[..last_student].contains(&tokenizer.end_id()),
+                !run.ids[..last_student].contains(&end_id),
                 "no <|end|> before the last attempt"
             );
             // Every teacher message appears, untrained, right after a
@@ -721,7 +688,7 @@ mod tests {
                     .windows(fb.len())
                     .position(|w| w == &fb[..])
                     .expect("feedback tokens in the dialogue");
-                assert_eq!(run.ids[at - 1], tokenizer.role_id(Role::Teacher));
+                assert_eq!(run.ids[at - 1], teacher_id);
                 assert!(run.mask[at - 1..at + fb.len()].iter().all(|m| !m));
             }
             assert!(run.turns[2].feedback.is_none());
@@ -730,30 +697,36 @@ mod tests {
 
     #[test]
     fn the_teacher_token_closes_a_turn_that_feedback_follows() {
-        let (teacher, end) = (3, 9);
+        let (_, tokenizer) = setup();
+        let teacher = tokenizer
+            .boundary(Some(Role::Student), Some(Role::Teacher))
+            .unwrap()[0];
+        let end = tokenizer.boundary(Some(Role::Student), None).unwrap()[0];
         let close = |stop| {
             let (mut ids, mut mask) = (vec![1, 7, 8], vec![false, true, true]);
             if let Some(s) = stop {
                 ids.push(s);
                 mask.push(true);
             }
-            hand_turn_to_teacher(&mut ids, &mut mask, stop, teacher);
+            tokenizer
+                .hand_over(&mut ids, &mut mask, stop, Role::Student, Role::Teacher)
+                .unwrap();
             (ids, mask)
         };
         // The student's own teacher token is its choice, and trained.
         assert_eq!(
             close(Some(teacher)),
-            (vec![1, 7, 8, 3], vec![false, true, true, true])
+            (vec![1, 7, 8, teacher], vec![false, true, true, true])
         );
         // `<|end|>` ended the turn, not the dialogue: replaced, untrained.
         assert_eq!(
             close(Some(end)),
-            (vec![1, 7, 8, 3], vec![false, true, true, false])
+            (vec![1, 7, 8, teacher], vec![false, true, true, false])
         );
         // No stop (budget ran out): the teacher's token is appended.
         assert_eq!(
             close(None),
-            (vec![1, 7, 8, 3], vec![false, true, true, false])
+            (vec![1, 7, 8, teacher], vec![false, true, true, false])
         );
     }
 
@@ -762,7 +735,7 @@ mod tests {
         let (tasks, tokenizer) = setup();
         let refs: Vec<&Task> = tasks[..1].iter().collect();
         let prompt = tokenizer
-            .encode(&Dialogue::from_task(&refs[0].prompt).render_prompt(Role::Student))
+            .encode_prompt(&Dialogue::from_task(&refs[0].prompt), Role::Student)
             .unwrap();
         let mut cfg = LlamaConfig::small(tokenizer.vocab_size(), 32, 2, 4, 2);
         // Room for the first attempt only.

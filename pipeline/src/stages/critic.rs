@@ -12,14 +12,14 @@ use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use didact_critic::config::VerdictRule;
 use didact_critic::data::fix_counts;
-use didact_critic::data::{CritiqueRow, critic_examples, critique_dialogues};
+use didact_critic::data::{CritiqueRow, attempt_context, critic_examples, critique_dialogues};
 use didact_critic::head::freeze_trunk;
-use didact_critic::respond::{calibrate, calibrate_utility};
+use didact_critic::respond::{calibrate, calibrate_utility, critic_prompt};
 use didact_critic::{Critic, CriticConfig, CriticMode};
 use didact_data::domain::CORRECT_MESSAGE;
 use didact_data::rng::Rng;
 use didact_data::tables;
-use didact_data::{Dialogue, DomainKind, Role, Task, Tokenizer};
+use didact_data::{Dialogue, DomainKind, Task, Tokenizer};
 use didact_student::generate::SamplingParams;
 use didact_student::rollout::{DialogueParams, Request, Responder, run_dialogues};
 use didact_student::sft::{self, Example, TrainHooks};
@@ -106,7 +106,12 @@ fn critique_data<B: Backend>(
         batch_size: 128,
     };
     let runs = run_dialogues(student, tokenizer, tasks, per_task, &params, seed, device)?;
-    Ok(critique_dialogues(tasks, &runs, cfg.feedback_level)?)
+    Ok(critique_dialogues(
+        tokenizer,
+        tasks,
+        &runs,
+        cfg.feedback_level,
+    )?)
 }
 
 struct Hooks<'a> {
@@ -118,7 +123,8 @@ struct Hooks<'a> {
     /// The task of each held-out row.
     val_tasks: Vec<&'a Task>,
     /// Each held-out row's context, encoded.
-    val_contexts: &'a [Vec<u32>],
+    /// Each held-out attempt's ids through its stop token, and the stop.
+    val_contexts: &'a [(Vec<u32>, u32)],
     val_examples: Vec<Example>,
     last: Vec<(String, f64)>,
 }
@@ -175,9 +181,8 @@ impl<B: AutodiffBackend> TrainHooks<B> for Hooks<'_> {
                 task,
                 attempt: &row.attempt,
                 verdict: didact_data::Verdict::Wrong,
-                context: c,
-                // The context already ends with the teacher token.
-                stop: Some(self.tokenizer.role_id(Role::Teacher)),
+                context: &c.0,
+                stop: Some(c.1),
             })
             .collect();
         let mut critic = Critic {
@@ -298,9 +303,15 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
     }
     let model = checkpoint::load::<B>(&ctx.run_dir.join(STUDENT_DIR), device)?;
     let bar = progress::bar(ctx.progress, cfg.train.steps as u64, "critic");
-    let val_contexts: Vec<Vec<u32>> = val_rows
+    let val_contexts: Vec<(Vec<u32>, u32)> = val_rows
         .iter()
-        .map(|r| tokenizer.encode(&r.context))
+        .map(|r| {
+            attempt_context(
+                &tokenizer,
+                &val_dialogues[r.dialogue as usize],
+                r.turn as usize,
+            )
+        })
         .collect::<didact_data::Result<_>>()?;
     let mut hooks = Hooks {
         bar: bar.clone(),
@@ -340,7 +351,11 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
         batch_size: 128,
         device: device.clone(),
     };
-    let p = critic.p_correct(&val_contexts, &tokenizer.encode(CORRECT_MESSAGE)?);
+    let val_prompts: Vec<Vec<u32>> = val_contexts
+        .iter()
+        .map(|(ids, stop)| critic_prompt(&tokenizer, ids, Some(*stop)))
+        .collect::<didact_data::Result<_>>()?;
+    let p = critic.p_correct(&val_prompts, &tokenizer.encode(CORRECT_MESSAGE)?);
     let scored: Vec<(f64, bool)> = p
         .iter()
         .zip(&val_rows)
