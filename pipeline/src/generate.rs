@@ -74,7 +74,11 @@ fn run_on<B: Backend>(args: &GenerateArgs, device: &B::Device) -> Result<()> {
     }
     // Stop on the model's end-of-sequence token and on didact's turn tokens
     // when the vocabulary has them.
-    let mut stops: Vec<u32> = model.config().eos_token_id.into_iter().collect();
+    let mut stops: Vec<u32> = model
+        .config()
+        .eos_token_id
+        .as_ref()
+        .map_or_else(Vec::new, |e| e.ids());
     stops.extend(
         special_tokens()
             .into_iter()
@@ -85,7 +89,12 @@ fn run_on<B: Backend>(args: &GenerateArgs, device: &B::Device) -> Result<()> {
         top_p: args.top_p,
         max_new_tokens: args.max_new,
     };
-    let pad = model.config().pad_token_id.unwrap_or(0);
+    let pad = model
+        .config()
+        .pad_token_id
+        .as_ref()
+        .and_then(|p| p.ids().first().copied())
+        .unwrap_or(0);
     let out = generate(&model, &[ids], &stops, pad, &params, args.seed, device);
     println!("{}", tokenizer.decode(&out[0].tokens)?);
     Ok(())

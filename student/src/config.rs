@@ -45,11 +45,29 @@ pub struct LlamaConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub torch_dtype: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bos_token_id: Option<u32>,
+    pub bos_token_id: Option<TokenIds>,
+    /// Llama 3.1 and later list several.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub eos_token_id: Option<u32>,
+    pub eos_token_id: Option<TokenIds>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pad_token_id: Option<u32>,
+    pub pad_token_id: Option<TokenIds>,
+}
+
+/// A special token id as `config.json` gives it: one id or a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TokenIds {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl TokenIds {
+    pub fn ids(&self) -> Vec<u32> {
+        match self {
+            Self::One(id) => vec![*id],
+            Self::Many(ids) => ids.clone(),
+        }
+    }
 }
 
 /// transformers 5's `rope_parameters` block.
@@ -235,11 +253,84 @@ mod tests {
     }
 }
 
-/// The size of a model trained from scratch; the vocabulary size comes from
-/// the run's tokenizer.
+/// Where the base student comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ModelSource {
+    /// Trained from scratch by the `pretrain` stage, with didact's own
+    /// tokenizer and role tokens.
+    #[default]
+    Scratch,
+    /// A pretrained Hugging Face checkpoint directory (`config.json`,
+    /// safetensors weights, `tokenizer.json`, `tokenizer_config.json` with
+    /// a chat template): dialogues render through its chat template, and
+    /// `pretrain` imports it instead of training.
+    Pretrained(std::path::PathBuf),
+}
+
+impl ModelSource {
+    pub fn is_scratch(&self) -> bool {
+        *self == Self::Scratch
+    }
+
+    pub fn pretrained_dir(&self) -> Option<&std::path::Path> {
+        match self {
+            Self::Scratch => None,
+            Self::Pretrained(dir) => Some(dir),
+        }
+    }
+}
+
+impl std::str::FromStr for ModelSource {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.split_once(':') {
+            _ if s == "scratch" => Ok(Self::Scratch),
+            Some(("pretrained", dir)) if !dir.trim().is_empty() => {
+                Ok(Self::Pretrained(dir.trim().into()))
+            }
+            _ => Err(format!(
+                "`{s}` is not a model source: expected \"scratch\" or \"pretrained:<directory>\""
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for ModelSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Scratch => f.write_str("scratch"),
+            Self::Pretrained(dir) => write!(f, "pretrained:{}", dir.display()),
+        }
+    }
+}
+
+impl Serialize for ModelSource {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for ModelSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The base student: a pretrained checkpoint, or the size of a model
+/// trained from scratch (whose vocabulary size comes from the run's
+/// tokenizer; the size fields are unused for a pretrained one).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
+    /// `"scratch"` (the default) or `"pretrained:<dir>"`. Left out of the
+    /// serialised config when scratch, so that stage hashes of runs from
+    /// before it existed still match.
+    #[serde(skip_serializing_if = "ModelSource::is_scratch")]
+    pub source: ModelSource,
+    /// The system prompt dialogues render with through a pretrained
+    /// model's chat template; without one, the template's default (if any).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
     pub hidden_size: usize,
     pub num_hidden_layers: usize,
     pub num_attention_heads: usize,
@@ -258,6 +349,8 @@ pub struct ModelConfig {
 impl Default for ModelConfig {
     fn default() -> Self {
         Self {
+            source: ModelSource::Scratch,
+            system_prompt: None,
             hidden_size: 128,
             num_hidden_layers: 4,
             num_attention_heads: 4,

@@ -14,6 +14,6 @@ pub mod resume;
 pub mod rollout;
 pub mod sft;
 
-pub use config::{LlamaConfig, ModelConfig};
+pub use config::{LlamaConfig, ModelConfig, ModelSource};
 pub use error::{Result, StudentError};
 pub use model::{KvCache, Llama};

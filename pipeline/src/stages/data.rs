@@ -1,11 +1,14 @@
 //! The `data` stage: tasks for every enabled domain in disjoint splits, the
-//! synthetic feedback dialogues, and the tokenizer trained on both.
+//! synthetic feedback dialogues, and the tokenizer trained on both (or,
+//! for a pretrained model, the model's own tokenizer and chat template).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use didact_data::dataset::{self, LeakStats};
 use didact_data::tables::{self, SYNTHETIC_DIALOGUES, TASKS};
+use didact_data::tokenizer::SYSTEM_PROMPT_KEY;
 use didact_data::{DomainKind, Split, TaskRow, Tokenizer};
 use serde_json::json;
 
@@ -15,11 +18,23 @@ use crate::progress;
 pub const TASKS_FILE: &str = "tasks.parquet";
 pub const SYNTHETIC_FILE: &str = "synthetic_dialogues.parquet";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// A pretrained model's chat template and special tokens, beside its
+/// tokenizer.
+pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
+/// A pretrained model's end-of-sequence ids, when it has the file.
+pub const GENERATION_CONFIG_FILE: &str = "generation_config.json";
 
 pub const STAGE: Stage = Stage {
     name: "data",
     inputs: &[],
-    config_section: |c| serde_json::to_value(&c.data).expect("serialisable"),
+    config_section: |c| match c.model.source.pretrained_dir() {
+        None => serde_json::to_value(&c.data).expect("serialisable"),
+        Some(_) => json!({
+            "data": c.data,
+            "tokenizer": c.model.source,
+            "system_prompt": c.model.system_prompt,
+        }),
+    },
     run,
 };
 
@@ -51,12 +66,26 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
         &mut tables::synthetic_frame(&dialogues)?,
     )?;
 
-    let tokenizer = Tokenizer::train(
-        dataset::tokenizer_corpus(&tasks, &dialogues),
-        cfg.tokenizer.vocab_size,
-    )?;
+    let mut outputs = vec![
+        TASKS_FILE.into(),
+        SYNTHETIC_FILE.into(),
+        TOKENIZER_FILE.into(),
+    ];
+    let tokenizer = match ctx.config.model.source.pretrained_dir() {
+        None => {
+            let tokenizer = Tokenizer::train(
+                dataset::tokenizer_corpus(&tasks, &dialogues),
+                cfg.tokenizer.vocab_size,
+            )?;
+            tokenizer.save(&ctx.run_dir.join(TOKENIZER_FILE))?;
+            tokenizer
+        }
+        Some(dir) => {
+            outputs.push(TOKENIZER_CONFIG_FILE.into());
+            import_tokenizer(dir, ctx.config.model.system_prompt.as_deref(), ctx.run_dir)?
+        }
+    };
     let (texts, tokens) = check_round_trip(&tokenizer, &tasks, &dialogues)?;
-    tokenizer.save(&ctx.run_dir.join(TOKENIZER_FILE))?;
 
     let counts = split_counts(&tasks);
     let summary = summary_lines(
@@ -75,18 +104,67 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
         "mean_tokens_per_text": tokens as f64 / texts.max(1) as f64,
     });
     Ok(StageOutput {
-        outputs: vec![
-            TASKS_FILE.into(),
-            SYNTHETIC_FILE.into(),
-            TOKENIZER_FILE.into(),
-        ],
+        outputs,
         metrics,
         summary,
     })
 }
 
+/// Copies a pretrained model's tokenizer into the run: `tokenizer.json`,
+/// `tokenizer_config.json` with the configured system prompt recorded under
+/// [`SYSTEM_PROMPT_KEY`], and `generation_config.json` when the model has
+/// one. Checks first that the chat template renders didact's dialogues.
+fn import_tokenizer(dir: &Path, system: Option<&str>, run_dir: &Path) -> Result<Tokenizer> {
+    anyhow::ensure!(
+        dir.is_dir(),
+        "model.source: pretrained model directory {} does not exist",
+        dir.display()
+    );
+    for file in [TOKENIZER_FILE, TOKENIZER_CONFIG_FILE] {
+        anyhow::ensure!(
+            dir.join(file).exists(),
+            "model.source: {} has no {file} (a pretrained model needs its tokenizer and \
+             chat template)",
+            dir.display()
+        );
+    }
+    Tokenizer::load_chat(dir, system)
+        .with_context(|| format!("model.source: the tokenizer of {}", dir.display()))?;
+    let copy = |file: &str| -> Result<()> {
+        let bytes = std::fs::read(dir.join(file))
+            .with_context(|| format!("{}: cannot read", dir.join(file).display()))?;
+        Ok(didact_data::atomic::write(&run_dir.join(file), &bytes)?)
+    };
+    copy(TOKENIZER_FILE)?;
+    let config_path = dir.join(TOKENIZER_CONFIG_FILE);
+    let mut config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&config_path)
+            .with_context(|| format!("{}: cannot read", config_path.display()))?,
+    )
+    .with_context(|| format!("{}: not valid JSON", config_path.display()))?;
+    let object = config
+        .as_object_mut()
+        .with_context(|| format!("{}: not a JSON object", config_path.display()))?;
+    match system {
+        Some(s) => object.insert(SYSTEM_PROMPT_KEY.into(), s.into()),
+        None => object.remove(SYSTEM_PROMPT_KEY),
+    };
+    didact_data::atomic::write(
+        &run_dir.join(TOKENIZER_CONFIG_FILE),
+        serde_json::to_string_pretty(&config)?.as_bytes(),
+    )?;
+    if dir.join(GENERATION_CONFIG_FILE).exists() {
+        copy(GENERATION_CONFIG_FILE)?;
+    } else {
+        let _ = std::fs::remove_file(run_dir.join(GENERATION_CONFIG_FILE));
+    }
+    Ok(Tokenizer::load(&run_dir.join(TOKENIZER_FILE))?)
+}
+
 /// Encodes and decodes every table text; the tokenizer must give each back
-/// exactly. Returns (texts checked, tokens produced).
+/// (exactly for didact's own; up to surrounding whitespace for a pretrained
+/// one, whose normaliser may add a leading space). Returns (texts checked,
+/// tokens produced).
 fn check_round_trip(
     tokenizer: &Tokenizer,
     tasks: &[TaskRow],
@@ -98,7 +176,7 @@ fn check_round_trip(
         let ids = tokenizer.encode(text)?;
         let back = tokenizer.decode(&ids)?;
         anyhow::ensure!(
-            back == text,
+            back == text || (tokenizer.is_chat() && back.trim() == text.trim()),
             "tokenizer does not round-trip {text:?} (got {back:?})"
         );
         texts += 1;

@@ -2,6 +2,11 @@
 //! from scratch on (task → solution) examples and on the synthetic feedback
 //! dialogues (their answer-after-feedback turns), validated by greedy
 //! accuracy per domain. Writes the `base/` checkpoint in Hugging Face layout.
+//!
+//! With `model.source = "pretrained:<dir>"` nothing is trained: the stage
+//! imports the pretrained checkpoint as `base/` (weights in f32, the run's
+//! tokenizer and chat template beside them) and reports its validation
+//! accuracy.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,7 +16,7 @@ use burn::module::{AutodiffModule, Module};
 use burn::tensor::ElementConversion;
 use burn::tensor::backend::AutodiffBackend;
 use didact_data::tables::{read_synthetic, read_tasks};
-use didact_data::{Dialogue, Role, Split, Task, Tokenizer};
+use didact_data::{Dialogue, Role, Split, Task, TaskRow, Tokenizer};
 use didact_student::Llama;
 use didact_student::eval::accuracy_by_domain;
 use didact_student::sft::{self, Example, TrainHooks};
@@ -19,7 +24,9 @@ use didact_student::{checkpoint, sft::masked_nll};
 use indicatif::ProgressBar;
 use serde_json::json;
 
-use super::data::{SYNTHETIC_FILE, TASKS_FILE, TOKENIZER_FILE};
+use super::data::{
+    GENERATION_CONFIG_FILE, SYNTHETIC_FILE, TASKS_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE,
+};
 use super::{Stage, StageContext, StageOutput};
 use crate::progress;
 
@@ -146,6 +153,9 @@ impl<B: AutodiffBackend> TrainHooks<B> for Hooks<'_, B> {
 }
 
 fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<StageOutput> {
+    if let Some(dir) = ctx.config.model.source.pretrained_dir() {
+        return import_pretrained::<B::InnerBackend>(ctx, dir, device);
+    }
     let cfg = &ctx.config.pretrain;
     let tokenizer = Tokenizer::load(&ctx.run_dir.join(TOKENIZER_FILE))?;
     let tasks = read_tasks(&ctx.run_dir.join(TASKS_FILE))?;
@@ -156,14 +166,7 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
         .map(|r| &r.task)
         .collect();
     let examples = pretrain_examples(&tokenizer, &train, &synthetic)?;
-    let mut per_domain: BTreeMap<_, Vec<&Task>> = BTreeMap::new();
-    for r in tasks.iter().filter(|r| r.split == Split::Val) {
-        per_domain.entry(r.task.domain).or_default().push(&r.task);
-    }
-    let val_tasks: Vec<&Task> = per_domain
-        .values()
-        .flat_map(|v| v.iter().take(cfg.eval_tasks).copied())
-        .collect();
+    let val_tasks = val_tasks(&tasks, cfg.eval_tasks);
     let val_examples = pretrain_examples(&tokenizer, &val_tasks, &[])?;
 
     let llama = ctx.config.model.to_llama(tokenizer.vocab_size());
@@ -262,8 +265,96 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
     })
 }
 
+/// Validation tasks, the first `per_domain` of each domain.
+fn val_tasks(tasks: &[TaskRow], per_domain: usize) -> Vec<&Task> {
+    let mut by_domain: BTreeMap<_, Vec<&Task>> = BTreeMap::new();
+    for r in tasks.iter().filter(|r| r.split == Split::Val) {
+        by_domain.entry(r.task.domain).or_default().push(&r.task);
+    }
+    by_domain
+        .values()
+        .flat_map(|v| v.iter().take(per_domain).copied())
+        .collect()
+}
+
+/// The `pretrain` stage of a pretrained model: loads the checkpoint
+/// (refusing an unsupported architecture or a vocabulary the tokenizer
+/// outgrows), measures its first-attempt accuracy on validation tasks, and
+/// writes it as `base/`.
+fn import_pretrained<B: burn::tensor::backend::Backend>(
+    ctx: &StageContext,
+    dir: &Path,
+    device: &B::Device,
+) -> Result<StageOutput> {
+    let cfg = &ctx.config.pretrain;
+    let started = std::time::Instant::now();
+    let tokenizer = Tokenizer::load(&ctx.run_dir.join(TOKENIZER_FILE))?;
+    let tasks = read_tasks(&ctx.run_dir.join(TASKS_FILE))?;
+    let model = checkpoint::load::<B>(dir, device)
+        .with_context(|| format!("model.source: cannot import {}", dir.display()))?;
+    let config = model.config.clone();
+    anyhow::ensure!(
+        tokenizer.vocab_size() <= config.vocab_size,
+        "model.source: the tokenizer of {} has {} tokens but the model's vocab_size is {}",
+        dir.display(),
+        tokenizer.vocab_size(),
+        config.vocab_size
+    );
+    tracing::info!(
+        "pretrain: importing {} ({}, {} parameters) instead of training",
+        dir.display(),
+        config.model_type,
+        config.num_params()
+    );
+    let val = val_tasks(&tasks, cfg.eval_tasks);
+    let acc = accuracy_by_domain(&model, &tokenizer, &val, cfg.max_new_tokens, 64, device)?;
+    let mut accuracy: BTreeMap<String, f64> = acc
+        .iter()
+        .map(|(d, (c, n))| (d.to_string(), *c as f64 / (*n).max(1) as f64))
+        .collect();
+    let (right, total) = acc
+        .values()
+        .fold((0, 0), |(r, t), (c, n)| (r + c, t + n));
+    accuracy.insert("all".into(), right as f64 / total.max(1) as f64);
+    save_final(&model, &ctx.run_dir.join(BASE_DIR), &ctx.run_dir.join(TOKENIZER_FILE))?;
+    let summary = vec![
+        format!(
+            "pretrain: imported {} ({}, {} parameters) in {:.0}s; nothing trained",
+            dir.display(),
+            config.model_type,
+            config.num_params(),
+            started.elapsed().as_secs_f64()
+        ),
+        format!(
+            "base model validation accuracy (greedy, first attempt): {}",
+            accuracy
+                .iter()
+                .map(|(d, a)| format!("{d} {:.1}%", 100.0 * a))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    ];
+    Ok(StageOutput {
+        outputs: vec![
+            format!("{BASE_DIR}/config.json"),
+            format!("{BASE_DIR}/model.safetensors"),
+            format!("{BASE_DIR}/tokenizer.json"),
+        ],
+        metrics: json!({
+            "imported_from": dir.display().to_string(),
+            "parameters": config.num_params(),
+            "val_accuracy": accuracy,
+        }),
+        summary,
+    })
+}
+
 /// Writes the checkpoint and a copy of the tokenizer into a temporary
-/// directory and swaps it in, so `base/` is always complete.
+/// directory and swaps it in, so `base/` is always complete. A pretrained
+/// model's tokenizer files (`tokenizer_config.json` with the chat template,
+/// `generation_config.json`) beside `tokenizer` are copied too, so that the
+/// checkpoint renders dialogues as the run did and loads in transformers
+/// with its chat template.
 pub fn save_final<B: burn::tensor::backend::Backend>(
     model: &Llama<B>,
     dir: &Path,
@@ -275,6 +366,13 @@ pub fn save_final<B: burn::tensor::backend::Backend>(
     checkpoint::save(model, &tmp)?;
     std::fs::copy(tokenizer, tmp.join(TOKENIZER_FILE))
         .with_context(|| format!("{}: cannot copy", tokenizer.display()))?;
+    let beside = tokenizer.parent().unwrap_or(Path::new("."));
+    for file in [TOKENIZER_CONFIG_FILE, GENERATION_CONFIG_FILE] {
+        if beside.join(file).exists() {
+            std::fs::copy(beside.join(file), tmp.join(file))
+                .with_context(|| format!("{}: cannot copy", beside.join(file).display()))?;
+        }
+    }
     if dir.exists() {
         std::fs::remove_dir_all(dir)
             .with_context(|| format!("{}: cannot replace", dir.display()))?;
