@@ -61,14 +61,26 @@ impl Default for DomainConfig {
 }
 
 /// Difficulties used when a config names none: easy enough for the CPU demo.
+/// Imported domains have the one difficulty 0.
 pub fn default_difficulties(kind: DomainKind) -> Vec<u32> {
     match kind {
         DomainKind::Arith => vec![1, 2],
         DomainKind::Listops => vec![1],
         DomainKind::Sudoku => vec![2, 3, 4],
         DomainKind::Maze => vec![4],
+        DomainKind::Numeric | DomainKind::Exact => vec![0],
     }
 }
+
+/// The config of a domain the data stage does not generate (the imported
+/// domains): disabled, no tasks.
+static NOT_GENERATED: DomainConfig = DomainConfig {
+    enabled: false,
+    difficulties: None,
+    train: 0,
+    val: 0,
+    test: 0,
+};
 
 /// The synthetic feedback dialogues that warm-start the feedback format.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,21 +137,26 @@ pub struct DataConfig {
 }
 
 impl DataConfig {
+    /// The config of a synthetic domain; an imported domain (which has no
+    /// config section) gets a disabled one with no tasks.
     pub fn domain(&self, kind: DomainKind) -> &DomainConfig {
         match kind {
             DomainKind::Arith => &self.arith,
             DomainKind::Listops => &self.listops,
             DomainKind::Sudoku => &self.sudoku,
             DomainKind::Maze => &self.maze,
+            DomainKind::Numeric | DomainKind::Exact => &NOT_GENERATED,
         }
     }
 
-    fn domain_mut(&mut self, kind: DomainKind) -> &mut DomainConfig {
+    /// `None` for the imported domains, which have no config section.
+    fn domain_mut(&mut self, kind: DomainKind) -> Option<&mut DomainConfig> {
         match kind {
-            DomainKind::Arith => &mut self.arith,
-            DomainKind::Listops => &mut self.listops,
-            DomainKind::Sudoku => &mut self.sudoku,
-            DomainKind::Maze => &mut self.maze,
+            DomainKind::Arith => Some(&mut self.arith),
+            DomainKind::Listops => Some(&mut self.listops),
+            DomainKind::Sudoku => Some(&mut self.sudoku),
+            DomainKind::Maze => Some(&mut self.maze),
+            DomainKind::Numeric | DomainKind::Exact => None,
         }
     }
 
@@ -156,7 +173,9 @@ impl DataConfig {
     pub fn resolve(&mut self) -> std::result::Result<(), String> {
         for kind in DomainKind::ALL {
             let range = kind.domain().difficulty_range();
-            let dc = self.domain_mut(kind);
+            let Some(dc) = self.domain_mut(kind) else {
+                continue;
+            };
             let diffs = dc
                 .difficulties
                 .get_or_insert_with(|| default_difficulties(kind));
@@ -386,7 +405,7 @@ mod tests {
     fn small() -> DataConfig {
         let mut cfg = DataConfig::default();
         for kind in DomainKind::ALL {
-            let dc = cfg.domain_mut(kind);
+            let dc = cfg.domain_mut(kind).unwrap();
             (dc.train, dc.val, dc.test) = (40, 10, 10);
         }
         cfg.resolve().unwrap();

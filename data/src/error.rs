@@ -7,7 +7,7 @@ use std::path::PathBuf;
 pub enum DataError {
     #[error("task {task_id}: corrupt metadata: {reason}")]
     CorruptTask { task_id: String, reason: String },
-    #[error("unknown domain `{0}` (expected one of: arith, listops, sudoku, maze)")]
+    #[error("unknown domain `{0}` (expected one of: arith, listops, sudoku, maze, numeric, exact)")]
     UnknownDomain(String),
     #[error(
         "unknown feedback level `{0}` (expected one of: verdict, location, explanation, retry)"
@@ -31,6 +31,15 @@ pub enum DataError {
     Dialogue(String),
     #[error("{0}")]
     Generation(String),
+    /// A dataset that `didact data import` cannot read: `at` says where
+    /// (`:3` for line 3 of a JSONL file, `: row 3` in a parquet file, or
+    /// nothing when it is about the whole file).
+    #[error("{path}{at}: {reason}")]
+    Import {
+        path: PathBuf,
+        at: String,
+        reason: String,
+    },
 }
 
 pub type Result<T, E = DataError> = std::result::Result<T, E>;

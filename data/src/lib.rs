@@ -8,6 +8,7 @@ pub mod dataset;
 pub mod dialogue;
 pub mod domain;
 pub mod error;
+pub mod import;
 pub mod leak;
 pub mod rng;
 pub mod shard;

@@ -6,6 +6,7 @@ mod analysis;
 mod config;
 mod device;
 mod generate;
+mod import;
 mod manifest;
 mod plot;
 mod progress;
@@ -65,8 +66,9 @@ struct Cli {
 enum Command {
     /// Generate tasks (train/val/test per domain), the synthetic feedback
     /// dialogues and the tokenizer: tasks.parquet,
-    /// synthetic_dialogues.parquet, tokenizer.json.
-    Data,
+    /// synthetic_dialogues.parquet, tokenizer.json. `didact data import`
+    /// reads tasks from a question/answer dataset instead.
+    Data(import::DataArgs),
     /// Train the base student from scratch on single-turn examples and the
     /// synthetic feedback dialogues: base/ (Hugging Face layout),
     /// train_log.parquet.
@@ -147,6 +149,9 @@ fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::Show(args) => return show::show(&run_dir, args),
         Command::Generate(args) => return generate::run(args, cli.device),
+        Command::Data(import::DataArgs {
+            action: Some(import::DataAction::Import(args)),
+        }) => return import::run(args, cli.force),
         _ => {}
     }
     let config = Config::load(&cli.config, &cli.overrides)?;
@@ -160,7 +165,7 @@ fn run(cli: &Cli) -> Result<()> {
         device: cli.device,
     };
     let selected: Vec<&str> = match cli.command {
-        Command::Data => vec!["data"],
+        Command::Data(_) => vec!["data"],
         Command::Pretrain => vec!["pretrain"],
         Command::Student => vec!["student"],
         Command::Baseline => vec!["baseline"],

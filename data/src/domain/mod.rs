@@ -6,10 +6,17 @@
 //! (navigation). A domain's privileged information (hidden tests, the
 //! solution grid, the maze layout) lives in the task's JSON `metadata`; only
 //! the verifier and the teacher read it.
+//!
+//! Two more domains hold tasks imported from question/answer datasets
+//! (`didact data import`): `numeric` (GSM8K-style numeric answers) and
+//! `exact` (exact match of a short answer). The data stage never generates
+//! them; see [`DomainKind::IMPORTED`].
 
 pub mod arith;
+pub mod exact;
 pub mod listops;
 pub mod maze;
+pub mod numeric;
 pub mod sudoku;
 
 use std::fmt;
@@ -24,7 +31,7 @@ use crate::rng::Rng;
 /// Bounding the input is what makes every verifier linear-time at worst.
 pub const MAX_ANSWER_CHARS: usize = 4096;
 
-/// The four task domains.
+/// The task domains: four synthetic ones and two for imported tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DomainKind {
@@ -32,10 +39,20 @@ pub enum DomainKind {
     Listops,
     Sudoku,
     Maze,
+    /// Imported tasks with a numeric answer (GSM8K-style).
+    Numeric,
+    /// Imported tasks judged by exact match of the answer text.
+    Exact,
 }
 
 impl DomainKind {
+    /// The synthetic domains, which the data stage generates and which each
+    /// have a config section (`data.<domain>`). The imported domains are
+    /// not in this list: nothing generates them in a run.
     pub const ALL: [DomainKind; 4] = [Self::Arith, Self::Listops, Self::Sudoku, Self::Maze];
+
+    /// The domains of tasks read from a dataset by `didact data import`.
+    pub const IMPORTED: [DomainKind; 2] = [Self::Numeric, Self::Exact];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -43,7 +60,14 @@ impl DomainKind {
             Self::Listops => "listops",
             Self::Sudoku => "sudoku",
             Self::Maze => "maze",
+            Self::Numeric => "numeric",
+            Self::Exact => "exact",
         }
+    }
+
+    /// Whether tasks of this kind are imported rather than generated.
+    pub fn is_imported(self) -> bool {
+        Self::IMPORTED.contains(&self)
     }
 
     /// The domain implementation for this kind.
@@ -53,6 +77,8 @@ impl DomainKind {
             Self::Listops => &listops::Listops,
             Self::Sudoku => &sudoku::Sudoku,
             Self::Maze => &maze::Maze,
+            Self::Numeric => &numeric::Numeric,
+            Self::Exact => &exact::Exact,
         }
     }
 }
@@ -68,6 +94,7 @@ impl FromStr for DomainKind {
     fn from_str(s: &str) -> Result<Self> {
         Self::ALL
             .into_iter()
+            .chain(Self::IMPORTED)
             .find(|d| d.name() == s)
             .ok_or_else(|| DataError::UnknownDomain(s.to_string()))
     }
