@@ -134,6 +134,11 @@ pub struct DataConfig {
     pub maze: DomainConfig,
     pub synthetic: SyntheticConfig,
     pub tokenizer: TokenizerConfig,
+    /// A `tasks.parquet` written by `didact data import` (relative to the
+    /// working directory): its tasks, with their splits, join the generated
+    /// ones. Disable the synthetic domains to train on it alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub import: Option<std::path::PathBuf>,
 }
 
 impl DataConfig {

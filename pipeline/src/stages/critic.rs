@@ -378,7 +378,7 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
     // One threshold per domain: how sure the critic is differs by domain,
     // and so does what a missed wrong answer costs.
     let mut thresholds = BTreeMap::new();
-    for domain in DomainKind::ALL {
+    for domain in DomainKind::ALL.into_iter().chain(DomainKind::IMPORTED) {
         let of: Vec<(f64, bool)> = scored
             .iter()
             .zip(&val_rows)

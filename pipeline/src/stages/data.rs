@@ -55,6 +55,21 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
         tasks.extend(dataset::generate_domain(cfg, *kind, &mut || bar.inc(1))?);
     }
     bar.finish_and_clear();
+    if let Some(path) = &cfg.import {
+        let imported = tables::read_tasks(path).with_context(|| {
+            format!("data.import: cannot read imported tasks {}", path.display())
+        })?;
+        anyhow::ensure!(
+            !imported.is_empty(),
+            "data.import: {} holds no tasks",
+            path.display()
+        );
+        tasks.extend(imported);
+    }
+    anyhow::ensure!(
+        !tasks.is_empty(),
+        "no tasks: every domain is disabled and data.import is not set"
+    );
 
     let (dialogues, leaks) = dataset::synthetic_dialogues(cfg, &tasks)?;
     let tasks_path = ctx.run_dir.join(TASKS_FILE);

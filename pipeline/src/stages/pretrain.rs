@@ -312,11 +312,13 @@ fn import_pretrained<B: burn::tensor::backend::Backend>(
         .iter()
         .map(|(d, (c, n))| (d.to_string(), *c as f64 / (*n).max(1) as f64))
         .collect();
-    let (right, total) = acc
-        .values()
-        .fold((0, 0), |(r, t), (c, n)| (r + c, t + n));
+    let (right, total) = acc.values().fold((0, 0), |(r, t), (c, n)| (r + c, t + n));
     accuracy.insert("all".into(), right as f64 / total.max(1) as f64);
-    save_final(&model, &ctx.run_dir.join(BASE_DIR), &ctx.run_dir.join(TOKENIZER_FILE))?;
+    save_final(
+        &model,
+        &ctx.run_dir.join(BASE_DIR),
+        &ctx.run_dir.join(TOKENIZER_FILE),
+    )?;
     let summary = vec![
         format!(
             "pretrain: imported {} ({}, {} parameters) in {:.0}s; nothing trained",

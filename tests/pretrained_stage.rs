@@ -1,0 +1,229 @@
+//! The pipeline on a pretrained chat model (`model.source =
+//! "pretrained:<dir>"`) with imported GSM8K-style tasks: a tiny random
+//! Qwen2-style checkpoint (q/k/v biases, grouped-query attention, tied
+//! embeddings) with a ChatML tokenizer and Qwen2.5's chat template stands in
+//! for a Hugging Face download. Every stage runs; dialogues render through
+//! the chat template, not didact's role tokens.
+
+use std::fs;
+use std::path::Path;
+
+use burn::backend::Flex;
+use didact_data::dataset::teacher_message;
+use didact_data::tables::{read_eval_turns, read_rollouts, read_tasks};
+use didact_data::{Dialogue, DomainKind, FeedbackLevel, HfTokenizer, Role, Tokenizer};
+use didact_e2e::{didact, root, scratch, smoke_config};
+use didact_student::LlamaConfig;
+
+/// Writes a stand-in for a pretrained instruction-tuned Qwen2 checkpoint:
+/// `config.json`, `model.safetensors`, `tokenizer.json` (ChatML special
+/// tokens, no didact role tokens), `tokenizer_config.json` (Qwen2.5's
+/// chat template) and `generation_config.json`.
+fn write_chat_model(dir: &Path) {
+    fs::create_dir_all(dir).unwrap();
+    let mut corpus = Vec::new();
+    for kind in DomainKind::ALL.into_iter().chain([DomainKind::Numeric]) {
+        let domain = kind.domain();
+        let (lo, hi) = domain.difficulty_range();
+        for seed in 0..40 {
+            let task = domain.generate(seed, lo + (seed as u32) % (hi - lo + 1));
+            corpus.push(task.prompt.clone());
+            corpus.push(task.solution.clone());
+            let mut rng = didact_data::rng::Rng::new(seed);
+            let wrong = domain.wrong_attempt(&task, &mut rng).unwrap();
+            corpus.push(
+                teacher_message(&task, &wrong, FeedbackLevel::Explanation)
+                    .unwrap()
+                    .0,
+            );
+        }
+    }
+    corpus.push("system user assistant Answer with the answer only.".into());
+    let specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
+    let tokenizer = HfTokenizer::train(corpus.iter(), 600, &specials).unwrap();
+    tokenizer.save(&dir.join("tokenizer.json")).unwrap();
+    let fixtures = root().join("data/tests/fixtures/chat_templates.json");
+    let families: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(fixtures).unwrap()).unwrap();
+    assert_eq!(families[0]["family"], "qwen2.5");
+    let config = serde_json::json!({
+        "chat_template": families[0]["chat_template"],
+        "eos_token": "<|im_end|>",
+        "pad_token": "<|endoftext|>",
+    });
+    fs::write(dir.join("tokenizer_config.json"), config.to_string()).unwrap();
+    let ids: Vec<u32> = ["<|im_end|>", "<|endoftext|>"]
+        .iter()
+        .map(|t| tokenizer.token_to_id(t).unwrap())
+        .collect();
+    fs::write(
+        dir.join("generation_config.json"),
+        serde_json::json!({ "eos_token_id": ids }).to_string(),
+    )
+    .unwrap();
+    let vocab = 640;
+    let mut cfg = LlamaConfig::small(vocab, 32, 2, 4, 2);
+    cfg.model_type = "qwen2".into();
+    cfg.architectures = Some(vec!["Qwen2ForCausalLM".into()]);
+    cfg.tie_word_embeddings = true;
+    cfg.max_position_embeddings = 384;
+    let model =
+        didact_student::checkpoint::init_random::<Flex>(&cfg, 3, &Default::default()).unwrap();
+    didact_student::checkpoint::save(&model, dir).unwrap();
+}
+
+/// GSM8K-style rows: a worked answer ending in `#### <n>`.
+fn write_gsm(path: &Path, n: usize) {
+    let lines: Vec<String> = (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "question": format!("Tom has {i} apples and buys 3 more. How many apples?"),
+                "answer": format!("{i}+3 = <<{i}+3={}>>{}\n#### {}", i + 3, i + 3, i + 3),
+            })
+            .to_string()
+        })
+        .collect();
+    fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn the_pipeline_runs_on_a_pretrained_chat_model_with_imported_tasks() {
+    let dir = scratch();
+    let model = dir.path().join("tiny-qwen2-chat");
+    write_chat_model(&model);
+    write_gsm(&dir.path().join("gsm.jsonl"), 60);
+    didact(
+        dir.path(),
+        &[
+            "data",
+            "import",
+            "--input",
+            "gsm.jsonl",
+            "--kind",
+            "numeric",
+            "--out",
+            "gsm.parquet",
+        ],
+    )
+    .expect_ok();
+    let config = smoke_config();
+    let source = format!("model.source=\"pretrained:{}\"", model.display());
+    didact(
+        dir.path(),
+        &[
+            "pipeline",
+            "--config",
+            config.to_str().unwrap(),
+            "--run-dir",
+            "run",
+            "-q",
+            "--set",
+            &source,
+            "--set",
+            "model.system_prompt=\"Answer with the answer only.\"",
+            "--set",
+            "data.import=\"gsm.parquet\"",
+        ],
+    )
+    .expect_ok();
+    let run = dir.path().join("run");
+
+    // The run's tokenizer is the model's, rendering through its template
+    // with the configured system prompt.
+    let tokenizer = Tokenizer::load(&run.join("tokenizer.json")).unwrap();
+    assert!(tokenizer.is_chat());
+    let text = tokenizer
+        .render_prompt(&Dialogue::from_task("1+1="), Role::Student)
+        .unwrap();
+    assert_eq!(
+        text,
+        "<|im_start|>system\nAnswer with the answer only.<|im_end|>\n\
+         <|im_start|>user\n1+1=<|im_end|>\n<|im_start|>assistant\n"
+    );
+    // Imported tasks joined the generated ones.
+    let tasks = read_tasks(&run.join("tasks.parquet")).unwrap();
+    let numeric = tasks
+        .iter()
+        .filter(|r| r.task.domain == DomainKind::Numeric)
+        .count();
+    assert_eq!(numeric, 60);
+
+    // pretrain imported the checkpoint instead of training it.
+    let manifest: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
+    let pretrain = &manifest["stages"]["pretrain"]["metrics"];
+    assert_eq!(pretrain["imported_from"], model.display().to_string());
+    assert!(
+        pretrain["val_accuracy"]["numeric"].is_number(),
+        "{pretrain}"
+    );
+    // Every checkpoint carries the chat template and loads.
+    for d in ["base", "student", "baseline/single_turn_rl", "critic"] {
+        assert!(run.join(d).join("tokenizer_config.json").exists(), "{d}");
+        let m = didact_student::checkpoint::load::<Flex>(&run.join(d), &Default::default())
+            .unwrap_or_else(|e| panic!("{d}: {e}"));
+        assert_eq!(m.config.model_type, "qwen2");
+        assert!(
+            Tokenizer::load(&run.join(d).join("tokenizer.json"))
+                .unwrap()
+                .is_chat()
+        );
+    }
+
+    // RL²F ran multi-turn dialogues with the teacher in the user's seat.
+    let rollouts = read_rollouts(&run.join("rollouts.parquet")).unwrap();
+    assert!(!rollouts.is_empty());
+    assert!(
+        rollouts.iter().any(|r| r.turn > 1),
+        "feedback turns happened"
+    );
+    assert!(rollouts.iter().any(|r| r.domain == DomainKind::Numeric));
+    let grid = read_eval_turns(&run.join("eval/turns.parquet")).unwrap();
+    assert!(grid.iter().any(|r| r.domain == DomainKind::Numeric));
+    assert!(run.join("report/report.md").exists());
+}
+
+#[test]
+fn a_bad_pretrained_source_is_named() {
+    let dir = scratch();
+    let config = smoke_config();
+    let config = config.to_str().unwrap();
+    let run = |source: &str| {
+        didact(
+            dir.path(),
+            &[
+                "data",
+                "--config",
+                config,
+                "--run-dir",
+                "run",
+                "-q",
+                "--set",
+                &format!("model.source=\"{source}\""),
+            ],
+        )
+    };
+    let err = run("pretrained:nowhere").error_line();
+    assert!(
+        err.contains("model.source") && err.contains("nowhere") && err.contains("does not exist"),
+        "{err}"
+    );
+    let err = run("hub:Qwen/Qwen2.5-0.5B").error_line();
+    assert!(
+        err.contains("model.source") && err.contains("pretrained:<directory>"),
+        "{err}"
+    );
+    // A base model without a chat template.
+    let model = dir.path().join("base-model");
+    write_chat_model(&model);
+    fs::write(
+        model.join("tokenizer_config.json"),
+        r#"{"eos_token": "<|im_end|>"}"#,
+    )
+    .unwrap();
+    let err = run(&format!("pretrained:{}", model.display())).error_line();
+    assert!(
+        err.contains("tokenizer_config.json") && err.contains("chat_template"),
+        "{err}"
+    );
+}
