@@ -13,6 +13,7 @@ pub mod leak;
 pub mod rng;
 pub mod shard;
 pub mod tables;
+pub mod teaching;
 pub mod tokenizer;
 
 pub use dialogue::{Dialogue, Role, Turn};

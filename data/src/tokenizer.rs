@@ -63,6 +63,7 @@ enum Format {
 }
 
 struct ChatFormat {
+    template: ChatTemplate,
     layout: ChatLayout,
     /// The layout's texts encoded, in [`Piece::ALL`] order.
     pieces: Vec<Vec<u32>>,
@@ -183,6 +184,7 @@ impl Tokenizer {
                 .collect::<Result<_>>()?,
             eos_ids,
             layout,
+            template,
         };
         let pad_id = pad_token.as_deref().and_then(token).or(eos_id).unwrap_or(0);
         Ok(Self {
@@ -260,6 +262,20 @@ impl Tokenizer {
         ids.sort_unstable();
         ids.dedup();
         ids
+    }
+
+    /// Renders a whole conversation through the chat template, opened for
+    /// the assistant, and encodes it: how a model that is its own teacher
+    /// is prompted. Only a chat format has a template to render with.
+    pub fn encode_chat(&self, messages: &[crate::chat::Message]) -> Result<Vec<u32>> {
+        match &self.format {
+            Format::Roles { .. } => Err(DataError::ChatTemplate(
+                "didact's own tokenizer has no chat template: a model teacher needs a \
+                 pretrained chat model (model.source = \"pretrained:<dir>\")"
+                    .into(),
+            )),
+            Format::Chat(chat) => self.encode(&chat.template.render(messages, true)?),
+        }
     }
 
     /// The text of a finished dialogue in this format.

@@ -18,6 +18,8 @@ pub enum StudentError {
     Data(#[from] didact_data::DataError),
     #[error("training: {0}")]
     Training(String),
+    #[error("teacher: {0}")]
+    Teacher(String),
 }
 
 pub type Result<T, E = StudentError> = std::result::Result<T, E>;

@@ -13,6 +13,7 @@ pub mod parallel;
 pub mod resume;
 pub mod rollout;
 pub mod sft;
+pub mod teachers;
 
 pub use config::{LlamaConfig, ModelConfig, ModelSource};
 pub use error::{Result, StudentError};
