@@ -2,8 +2,9 @@
 //! "pretrained:<dir>"`) with imported GSM8K-style tasks: a tiny random
 //! Qwen2-style checkpoint (q/k/v biases, grouped-query attention, tied
 //! embeddings) with a ChatML tokenizer and Qwen2.5's chat template stands in
-//! for a Hugging Face download. Every stage runs; dialogues render through
-//! the chat template, not didact's role tokens.
+//! for a Hugging Face download. Every stage runs, with the base model as
+//! its own teacher; dialogues render through the chat template, not
+//! didact's role tokens.
 
 use std::fs;
 use std::path::Path;
@@ -123,6 +124,10 @@ fn the_pipeline_runs_on_a_pretrained_chat_model_with_imported_tasks() {
             "model.system_prompt=\"Answer with the answer only.\"",
             "--set",
             "data.import=\"gsm.parquet\"",
+            "--set",
+            "teacher.kind=\"model\"",
+            "--set",
+            "teacher.max_new_tokens=16",
         ],
     )
     .expect_ok();
@@ -170,6 +175,13 @@ fn the_pipeline_runs_on_a_pretrained_chat_model_with_imported_tasks() {
         );
     }
 
+    // The base model was its own teacher, every draft vetted.
+    let teacher = &manifest["stages"]["student"]["metrics"]["teacher"];
+    assert_eq!(teacher["kind"], "model");
+    let critiques = teacher["critiques"].as_u64().unwrap();
+    assert!(critiques > 0);
+    assert!(teacher["drafts"].as_u64().unwrap() >= critiques);
+
     // RL²F ran multi-turn dialogues with the teacher in the user's seat.
     let rollouts = read_rollouts(&run.join("rollouts.parquet")).unwrap();
     assert!(!rollouts.is_empty());
@@ -211,6 +223,25 @@ fn a_bad_pretrained_source_is_named() {
     let err = run("hub:Qwen/Qwen2.5-0.5B").error_line();
     assert!(
         err.contains("model.source") && err.contains("pretrained:<directory>"),
+        "{err}"
+    );
+    // A model teacher needs a model that follows instructions.
+    let err = didact(
+        dir.path(),
+        &[
+            "data",
+            "--config",
+            config,
+            "--run-dir",
+            "run",
+            "-q",
+            "--set",
+            "teacher.kind=\"model\"",
+        ],
+    )
+    .error_line();
+    assert!(
+        err.contains("teacher.kind") && err.contains("pretrained"),
         "{err}"
     );
     // A base model without a chat template.

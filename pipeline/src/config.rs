@@ -10,6 +10,7 @@ use didact_data::dataset::DataConfig;
 use didact_student::ModelConfig;
 use didact_student::grpo::RlConfig;
 use didact_student::sft::TrainConfig;
+use didact_student::teachers::{TeacherConfig, TeacherKind};
 
 pub use crate::stages::sml::SmlConfig;
 pub use crate::stages::transfer::TransferConfig;
@@ -28,6 +29,9 @@ pub struct Config {
     pub pretrain: TrainConfig,
     /// The `student` stage: RL²F, GRPO over whole dialogues with the teacher.
     pub student: RlConfig,
+    /// Who teaches during RL²F: the programmatic teacher (default), the
+    /// base model itself, or an OpenAI-compatible endpoint.
+    pub teacher: TeacherConfig,
     /// The `baseline` stage: single-turn RL and offline SFT on the same
     /// tasks, iterations and samples as `student`.
     pub baseline: BaselineConfig,
@@ -212,6 +216,15 @@ impl Config {
             .student
             .validate()
             .map_err(|e| invalid(format!("student: {e}")))?;
+        config.teacher.validate("teacher").map_err(invalid)?;
+        if config.teacher.kind == TeacherKind::Model && config.model.source.is_scratch() {
+            return Err(invalid(
+                "teacher.kind = \"model\" needs a pretrained chat model as the base \
+                 (model.source = \"pretrained:<dir>\"): a model trained from scratch cannot \
+                 follow a teacher's instructions"
+                    .into(),
+            ));
+        }
         config
             .critic
             .validate()

@@ -5,18 +5,21 @@
 //! The runner here is shared with the single-turn RL baseline.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::AutodiffBackend;
 use didact_data::shard::Shard;
 use didact_data::tables::{self, read_tasks};
+use didact_data::teaching::LeakTally;
 use didact_data::{DomainKind, Split, Task, Tokenizer};
 use didact_student::generate::SamplingParams;
 use didact_student::grpo::{self, RlConfig, RlHooks};
 use didact_student::rollout::{
     DialogueEnv, DialogueParams, DialogueRun, Responder, ShardTeacher, Teacher, run_dialogues_with,
 };
+use didact_student::teachers::{HttpTeacher, ModelTeacher, TeacherKind};
 use didact_student::{Llama, checkpoint};
 use indicatif::ProgressBar;
 use serde_json::json;
@@ -32,7 +35,10 @@ pub const ROLLOUTS_FILE: &str = "rollouts.parquet";
 pub const STAGE: Stage = Stage {
     name: "student",
     inputs: &[TASKS_FILE, TOKENIZER_FILE, "base/model.safetensors"],
-    config_section: |c| json!({"student": c.student}),
+    config_section: |c| match c.teacher.kind {
+        TeacherKind::Programmatic => json!({"student": c.student}),
+        _ => json!({"student": c.student, "teacher": c.teacher}),
+    },
     run,
 };
 
@@ -264,13 +270,39 @@ pub fn run_rl_with<B: AutodiffBackend>(
     let reference = policy.valid();
     let train_refs: Vec<&Task> = train.iter().collect();
     let mut env = DialogueEnv::new(train_refs, tokenizer, cfg);
+    let teacher = &ctx.config.teacher;
+    let tally = Arc::new(Mutex::new(LeakTally::default()));
     if let Some(shards) = shards {
         env = env.with_responder(Box::new(ShardTeacher {
             level: cfg.feedback_level,
             tokenizer,
             shards,
         }));
+    } else {
+        match teacher.kind {
+            TeacherKind::Programmatic => {}
+            // The base model, frozen, in the teacher's seat.
+            TeacherKind::Model => {
+                env = env.with_responder(Box::new(ModelTeacher::new(
+                    &reference,
+                    tokenizer,
+                    teacher,
+                    cfg.seed,
+                    device.clone(),
+                    tally.clone(),
+                )));
+            }
+            TeacherKind::Http => {
+                env = env.with_responder(Box::new(HttpTeacher::new(teacher, tally.clone())));
+            }
+        }
     }
+    let teacher_kind = match (shards, teacher.kind) {
+        (Some(_), _) => "shard",
+        (None, TeacherKind::Programmatic) => "programmatic",
+        (None, TeacherKind::Model) => "model",
+        (None, TeacherKind::Http) => "http",
+    };
     tracing::info!(
         "{name}: {} iterations of {} tasks × {} dialogues of up to {} turns on {}",
         cfg.iterations,
@@ -333,7 +365,8 @@ pub fn run_rl_with<B: AutodiffBackend>(
     };
     let late = mean_of("reward_mean", cfg.iterations - window);
     let wall = started.elapsed().as_secs_f64();
-    let summary = vec![
+    let leaks = *tally.lock().expect("tally");
+    let mut summary = vec![
         format!(
             "{name}: {} iterations in {wall:.0}s; mean reward {early:.3} over the first {window} → {late:.3} over the last {window}",
             cfg.iterations - trained.resumed_from
@@ -348,6 +381,17 @@ pub fn run_rl_with<B: AutodiffBackend>(
                 .join(" → ")
         ),
     ];
+    if leaks.critiques > 0 {
+        summary.push(format!(
+            "{name}: {teacher_kind} teacher wrote {} critiques in {} drafts; {} drafts leaked \
+             ({:.2}%) and were redrafted, {} critiques redacted to the verdict",
+            leaks.critiques,
+            leaks.drafts,
+            leaks.leaked_drafts,
+            100.0 * leaks.draft_leak_rate(),
+            leaks.redacted
+        ));
+    }
     Ok(RlOutcome {
         outputs: vec![
             format!("{out_dir}/config.json"),
@@ -362,6 +406,15 @@ pub fn run_rl_with<B: AutodiffBackend>(
             "reward_last": late,
             "val_accuracy_by_turn": hooks.last_val,
             "wall_time_s": wall,
+            "teacher": {
+                "kind": teacher_kind,
+                "critiques": leaks.critiques,
+                "drafts": leaks.drafts,
+                "leaked_drafts": leaks.leaked_drafts,
+                "empty_drafts": leaks.empty_drafts,
+                "redacted": leaks.redacted,
+                "draft_leak_rate": leaks.draft_leak_rate(),
+            },
         }),
         summary,
         rollouts: env.rows,
