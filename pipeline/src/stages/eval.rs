@@ -5,6 +5,7 @@
 //! comparisons the method is judged by.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 use burn::tensor::backend::AutodiffBackend;
@@ -12,7 +13,9 @@ use didact_critic::Critic;
 use didact_data::rng::mix_seed;
 use didact_data::tables::{self, EvalTurnRow, read_tasks};
 use didact_data::{FeedbackLevel, Split, Task, Tokenizer};
+use didact_data::teaching::LeakTally;
 use didact_student::checkpoint;
+use didact_student::teachers::{HttpTeacher, ModelTeacher, TeacherKind};
 use didact_student::generate::SamplingParams;
 use didact_student::rollout::{
     DialogueParams, DialogueRun, Responder, Teacher, run_dialogues_with,
@@ -51,7 +54,10 @@ pub const STAGE: Stage = Stage {
         "critic/model.safetensors",
         "critic/verdict.json",
     ],
-    config_section: |c| json!({"eval": c.eval}),
+    config_section: |c| match c.teacher.kind {
+        TeacherKind::Programmatic => json!({"eval": c.eval}),
+        _ => json!({"eval": c.eval, "teacher": c.teacher}),
+    },
     run,
 };
 
@@ -102,6 +108,18 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
     } else {
         None
     };
+    // The `teacher` condition's teacher is the one the student learnt from.
+    let teacher_cfg = &ctx.config.teacher;
+    let asks_teacher = cfg.conditions.contains(&Condition::Teacher);
+    let teacher_model = if asks_teacher && teacher_cfg.kind == TeacherKind::Model {
+        Some(checkpoint::load::<B::InnerBackend>(
+            &ctx.run_dir.join(BASE_DIR),
+            device,
+        )?)
+    } else {
+        None
+    };
+    let tally = Arc::new(Mutex::new(LeakTally::default()));
     for (name, dir) in MODELS {
         let model = checkpoint::load::<B::InnerBackend>(&ctx.run_dir.join(dir), device)?;
         for &condition in &cfg.conditions {
@@ -114,6 +132,23 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
                 }
             };
             let mut teacher = Teacher(level);
+            let mut configured: Option<Box<dyn Responder + '_>> =
+                match (condition, teacher_cfg.kind, &teacher_model) {
+                    (Condition::Teacher, TeacherKind::Model, Some(m)) => {
+                        Some(Box::new(ModelTeacher::new(
+                            m,
+                            &tokenizer,
+                            teacher_cfg,
+                            dialogue_seed(0),
+                            device.clone(),
+                            tally.clone(),
+                        )))
+                    }
+                    (Condition::Teacher, TeacherKind::Http, _) => {
+                        Some(Box::new(HttpTeacher::new(teacher_cfg, tally.clone())))
+                    }
+                    _ => None,
+                };
             let mut critic_responder = critic.as_ref().map(|c| Critic {
                 model: c,
                 tokenizer: &tokenizer,
@@ -129,7 +164,10 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
                 bar.set_message(format!("{name} · {}", condition.name()));
                 let responder: &mut dyn Responder = match (condition, &mut critic_responder) {
                     (Condition::Critic | Condition::CriticOracleStop, Some(c)) => c,
-                    _ => &mut teacher,
+                    _ => match configured.as_deref_mut() {
+                        Some(r) => r,
+                        None => &mut teacher,
+                    },
                 };
                 let runs = run_dialogues_with(
                     &model,
@@ -224,6 +262,10 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
             "seeds": cfg.seeds,
             "cumulative_accuracy": accuracy,
             "paired_differences": comparisons,
+            "teacher": {
+                "kind": teacher_cfg.kind,
+                "leak_tally": *tally.lock().expect("tally"),
+            },
         }),
         summary,
     })
