@@ -199,8 +199,8 @@ impl DataConfig {
                 return Err(format!("data.{kind}: train, val and test are all 0"));
             }
         }
-        if self.enabled().is_empty() {
-            return Err("data: every domain is disabled".into());
+        if self.enabled().is_empty() && self.import.is_none() {
+            return Err("data: every domain is disabled and data.import is not set".into());
         }
         if self.synthetic.feedback_levels.is_empty() {
             return Err("data.synthetic.feedback_levels: must list at least one level".into());

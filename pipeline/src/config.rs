@@ -403,7 +403,13 @@ mod tests {
     #[test]
     fn every_shipped_config_loads() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
-        for name in ["smoke.toml", "default.toml", "paper.toml"] {
+        for name in [
+            "smoke.toml",
+            "default.toml",
+            "paper.toml",
+            "sml.toml",
+            "gpu-qwen2.5-0.5b.toml",
+        ] {
             Config::load(&dir.join(name), &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }
