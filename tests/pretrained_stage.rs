@@ -184,7 +184,10 @@ fn the_pipeline_runs_on_a_pretrained_chat_model_with_imported_tasks() {
     // So it was in evaluation's `teacher` condition.
     let eval = &manifest["stages"]["eval"]["metrics"]["teacher"];
     assert_eq!(eval["kind"], "model");
-    assert!(eval["leak_tally"]["critiques"].as_u64().unwrap() > 0, "{eval}");
+    assert!(
+        eval["leak_tally"]["critiques"].as_u64().unwrap() > 0,
+        "{eval}"
+    );
 
     // RL²F ran multi-turn dialogues with the teacher in the user's seat.
     let rollouts = read_rollouts(&run.join("rollouts.parquet")).unwrap();

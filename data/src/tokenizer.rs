@@ -808,4 +808,82 @@ mod tests {
         let err = Tokenizer::load(&path).err().unwrap().to_string();
         assert!(err.contains("no `chat_template`"), "{err}");
     }
+
+    /// For every family of the fixtures, a tokenizer with the family's
+    /// special tokens and chat template: dialogues encode to the text
+    /// transformers renders, and the student's mask covers its answers and
+    /// the token that ends each, whatever that token is.
+    #[test]
+    fn every_family_encodes_as_rendered_with_student_masks_from_roles() {
+        let fixtures =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/chat_templates.json");
+        let families: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(fixtures).unwrap()).unwrap();
+        let specials = |family: &str| -> (Vec<&'static str>, &'static str) {
+            match family {
+                "qwen2.5" | "smollm2" => (vec!["<|im_start|>", "<|im_end|>"], "<|im_end|>"),
+                "llama3" => (
+                    vec![
+                        "<|begin_of_text|>",
+                        "<|start_header_id|>",
+                        "<|end_header_id|>",
+                        "<|eot_id|>",
+                    ],
+                    "<|eot_id|>",
+                ),
+                "tinyllama" => (
+                    vec!["<s>", "</s>", "<|user|>", "<|assistant|>", "<|system|>"],
+                    "</s>",
+                ),
+                other => panic!("no specials for {other}"),
+            }
+        };
+        for family in families.as_array().unwrap() {
+            let name = family["family"].as_str().unwrap();
+            let (tokens, closer) = specials(name);
+            let dir = tempfile::tempdir().unwrap();
+            let mut text = corpus();
+            text.push("system user assistant Incorrect.".into());
+            HfTokenizer::train(text.into_iter(), 320, &tokens)
+                .unwrap()
+                .save(&dir.path().join("tokenizer.json"))
+                .unwrap();
+            let config = serde_json::json!({
+                "chat_template": family["chat_template"],
+                "bos_token": family["bos_token"],
+                "eos_token": family["eos_token"],
+            });
+            std::fs::write(dir.path().join("tokenizer_config.json"), config.to_string()).unwrap();
+            let tok = Tokenizer::load(&dir.path().join("tokenizer.json")).unwrap();
+            // Case 2 of each family: the four-turn dialogue, no system
+            // prompt, no generation prompt.
+            let case = &family["cases"][2];
+            assert_eq!(case["messages"].as_array().unwrap().len(), 4);
+            let mut d = Dialogue::from_task("347+589=");
+            d.push(Role::Student, "926")
+                .push(Role::Teacher, "Incorrect. The tens digit is wrong.")
+                .push(Role::Student, "936");
+            let enc = tok.encode_dialogue(&d).unwrap();
+            assert_eq!(
+                tok.decode(&enc.ids).unwrap(),
+                case["expected"].as_str().unwrap(),
+                "{name}"
+            );
+            let close = tok.encode(closer).unwrap();
+            assert_eq!(close.len(), 1, "{name}");
+            let student: Vec<u32> = enc
+                .ids
+                .iter()
+                .zip(enc.loss_mask(Role::Student))
+                .filter(|(_, m)| *m)
+                .map(|(id, _)| *id)
+                .collect();
+            let mut expected = tok.encode("926").unwrap();
+            expected.extend(&close);
+            expected.extend(tok.encode("936").unwrap());
+            expected.extend(&close);
+            assert_eq!(student, expected, "{name}");
+            assert!(tok.stop_ids().contains(&close[0]), "{name}");
+        }
+    }
 }

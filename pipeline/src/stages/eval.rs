@@ -12,14 +12,14 @@ use burn::tensor::backend::AutodiffBackend;
 use didact_critic::Critic;
 use didact_data::rng::mix_seed;
 use didact_data::tables::{self, EvalTurnRow, read_tasks};
-use didact_data::{FeedbackLevel, Split, Task, Tokenizer};
 use didact_data::teaching::LeakTally;
+use didact_data::{FeedbackLevel, Split, Task, Tokenizer};
 use didact_student::checkpoint;
-use didact_student::teachers::{HttpTeacher, ModelTeacher, TeacherKind};
 use didact_student::generate::SamplingParams;
 use didact_student::rollout::{
     DialogueParams, DialogueRun, Responder, Teacher, run_dialogues_with,
 };
+use didact_student::teachers::{HttpTeacher, ModelTeacher, TeacherKind};
 use serde_json::json;
 
 use super::baseline::{OFFLINE_DIR, SINGLE_TURN_DIR};
