@@ -128,10 +128,10 @@ impl TeacherConfig {
             if h.model.trim().is_empty() {
                 return bad("http.model", "must name the endpoint's model");
             }
-            if !(h.timeout_s > 0.0) {
+            if !h.timeout_s.is_finite() || h.timeout_s <= 0.0 {
                 return bad("http.timeout_s", "must be positive");
             }
-            if !(h.backoff_s >= 0.0) {
+            if !h.backoff_s.is_finite() || h.backoff_s < 0.0 {
                 return bad("http.backoff_s", "must not be negative");
             }
             if h.concurrency == 0 {
@@ -458,11 +458,12 @@ mod tests {
         Garbage,
     }
 
+    /// Each request's Authorization header and body, as the server saw them.
+    type Seen = Arc<Mutex<Vec<(String, String)>>>;
+
     /// An OpenAI-compatible server on loopback answering by `script`; it
     /// records each request's Authorization header and body.
-    fn serve(
-        script: impl Fn(usize) -> Answer + Send + 'static,
-    ) -> (String, Arc<Mutex<Vec<(String, String)>>>) {
+    fn serve(script: impl Fn(usize) -> Answer + Send + 'static) -> (String, Seen) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/v1", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
