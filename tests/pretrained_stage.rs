@@ -207,7 +207,7 @@ fn a_bad_pretrained_source_is_named() {
     let dir = scratch();
     let config = smoke_config();
     let config = config.to_str().unwrap();
-    let run = |source: &str| {
+    let data = |set: &str| {
         didact(
             dir.path(),
             &[
@@ -218,10 +218,11 @@ fn a_bad_pretrained_source_is_named() {
                 "run",
                 "-q",
                 "--set",
-                &format!("model.source=\"{source}\""),
+                set,
             ],
         )
     };
+    let run = |source: &str| data(&format!("model.source=\"{source}\""));
     let err = run("pretrained:nowhere").error_line();
     assert!(
         err.contains("model.source") && err.contains("nowhere") && err.contains("does not exist"),
@@ -233,20 +234,7 @@ fn a_bad_pretrained_source_is_named() {
         "{err}"
     );
     // A model teacher needs a model that follows instructions.
-    let err = didact(
-        dir.path(),
-        &[
-            "data",
-            "--config",
-            config,
-            "--run-dir",
-            "run",
-            "-q",
-            "--set",
-            "teacher.kind=\"model\"",
-        ],
-    )
-    .error_line();
+    let err = data("teacher.kind=\"model\"").error_line();
     assert!(
         err.contains("teacher.kind") && err.contains("pretrained"),
         "{err}"

@@ -534,6 +534,16 @@ impl HfTokenizer {
 mod tests {
     use super::*;
 
+    /// The ids a loss mask keeps.
+    fn masked(enc: &EncodedDialogue, mask: &[bool]) -> Vec<u32> {
+        enc.ids
+            .iter()
+            .zip(mask)
+            .filter(|(_, m)| **m)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     fn corpus() -> Vec<String> {
         let mut d = Dialogue::from_task("347+589=");
         d.push(Role::Student, "926")
@@ -596,13 +606,7 @@ mod tests {
             .push(Role::Student, "936");
         let enc = tok.encode_dialogue(&d).unwrap();
         assert_eq!(enc.ids, tok.encode(&d.render()).unwrap());
-        let student: Vec<u32> = enc
-            .ids
-            .iter()
-            .zip(enc.loss_mask(Role::Student))
-            .filter(|(_, m)| *m)
-            .map(|(id, _)| *id)
-            .collect();
+        let student = masked(&enc, &enc.loss_mask(Role::Student));
         let mut expected = tok.encode("926").unwrap();
         expected.extend(
             tok.boundary(Some(Role::Student), Some(Role::Teacher))
@@ -694,13 +698,7 @@ mod tests {
         assert_eq!(tok.decode(&enc.ids).unwrap(), rendered);
         // The student objective: each answer and the <|im_end|> after it.
         let im_end = tok.encode("<|im_end|>").unwrap();
-        let student: Vec<u32> = enc
-            .ids
-            .iter()
-            .zip(enc.loss_mask(Role::Student))
-            .filter(|(_, m)| *m)
-            .map(|(id, _)| *id)
-            .collect();
+        let student = masked(&enc, &enc.loss_mask(Role::Student));
         let mut expected = tok.encode("926").unwrap();
         expected.extend(&im_end);
         expected.extend(tok.encode("936").unwrap());
@@ -713,13 +711,7 @@ mod tests {
         );
         // Q-priming's per-turn masks count turns, not template tokens.
         let second_only = enc.loss_mask_turns(Role::Student, |k| k == 1);
-        let trained: Vec<u32> = enc
-            .ids
-            .iter()
-            .zip(second_only)
-            .filter(|(_, m)| *m)
-            .map(|(id, _)| *id)
-            .collect();
+        let trained = masked(&enc, &second_only);
         let mut last = tok.encode("936").unwrap();
         last.extend(&im_end);
         assert_eq!(trained, last);
@@ -871,13 +863,7 @@ mod tests {
             );
             let close = tok.encode(closer).unwrap();
             assert_eq!(close.len(), 1, "{name}");
-            let student: Vec<u32> = enc
-                .ids
-                .iter()
-                .zip(enc.loss_mask(Role::Student))
-                .filter(|(_, m)| *m)
-                .map(|(id, _)| *id)
-                .collect();
+            let student = masked(&enc, &enc.loss_mask(Role::Student));
             let mut expected = tok.encode("926").unwrap();
             expected.extend(&close);
             expected.extend(tok.encode("936").unwrap());

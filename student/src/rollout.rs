@@ -351,8 +351,10 @@ pub fn run_dialogues_with<B: Backend>(
             }
             let mut tokens = tokenizer.encode(&reply.message)?;
             tokens.extend(&to_student);
-            // A dialogue whose next attempt would not fit ends here.
-            if run.ids.len() + to_teacher.len() + tokens.len() + budget <= context {
+            // A dialogue whose next attempt would not fit ends here. The
+            // handover replaces or follows the stop token.
+            let handover = to_teacher.len() - stop.is_some() as usize;
+            if run.ids.len() + handover + tokens.len() + budget <= context {
                 tokenizer.hand_over(
                     &mut run.ids,
                     &mut run.mask,

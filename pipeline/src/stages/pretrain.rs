@@ -238,13 +238,7 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
         final_loss.unwrap_or(f64::NAN),
         tps.unwrap_or(f64::NAN)
     )];
-    summary.push(format!(
-        "base model validation accuracy (greedy, first attempt): {}",
-        acc.iter()
-            .map(|(d, a)| format!("{d} {:.1}%", 100.0 * a))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
+    summary.push(accuracy_line(&acc));
     Ok(StageOutput {
         outputs: vec![
             format!("{BASE_DIR}/config.json"),
@@ -263,6 +257,18 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
         }),
         summary,
     })
+}
+
+/// The summary line of the base model's validation accuracy by domain.
+fn accuracy_line(accuracy: &BTreeMap<String, f64>) -> String {
+    format!(
+        "base model validation accuracy (greedy, first attempt): {}",
+        accuracy
+            .iter()
+            .map(|(d, a)| format!("{d} {:.1}%", 100.0 * a))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// Validation tasks, the first `per_domain` of each domain.
@@ -327,14 +333,7 @@ fn import_pretrained<B: burn::tensor::backend::Backend>(
             config.num_params(),
             started.elapsed().as_secs_f64()
         ),
-        format!(
-            "base model validation accuracy (greedy, first attempt): {}",
-            accuracy
-                .iter()
-                .map(|(d, a)| format!("{d} {:.1}%", 100.0 * a))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        accuracy_line(&accuracy),
     ];
     Ok(StageOutput {
         outputs: vec![
