@@ -145,6 +145,34 @@ fn the_pipeline_runs_on_a_pretrained_chat_model_with_imported_tasks() {
         "<|im_start|>system\nAnswer with the answer only.<|im_end|>\n\
          <|im_start|>user\n1+1=<|im_end|>\n<|im_start|>assistant\n"
     );
+    // `didact generate --chat` prompts a checkpoint as the run does: the
+    // same next-token logits as the rendered prompt given verbatim.
+    let base = run.join("base");
+    let logits = |extra: &[&str], out: &str| {
+        let mut args = vec![
+            "generate",
+            "--checkpoint",
+            base.to_str().unwrap(),
+            "--max-new",
+            "3",
+        ];
+        args.extend(extra);
+        args.extend(["--logits-out", out]);
+        didact(dir.path(), &args).expect_ok();
+        fs::read_to_string(dir.path().join(out)).unwrap()
+    };
+    let chat = logits(
+        &[
+            "--chat",
+            "--system",
+            "Answer with the answer only.",
+            "--prompt",
+            "1+1=",
+        ],
+        "chat.json",
+    );
+    assert_eq!(chat, logits(&["--prompt", &text], "plain.json"));
+
     // Imported tasks joined the generated ones.
     let tasks = read_tasks(&run.join("tasks.parquet")).unwrap();
     let numeric = tasks

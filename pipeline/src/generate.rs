@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
-use didact_data::HfTokenizer;
 use didact_data::dialogue::special_tokens;
+use didact_data::{Dialogue, HfTokenizer, Role, Tokenizer};
 use didact_student::checkpoint;
 use didact_student::generate::{SamplingParams, generate, last_logits};
 
@@ -39,6 +39,14 @@ pub struct GenerateArgs {
     /// JSON array of floats.
     #[arg(long)]
     pub logits_out: Option<PathBuf>,
+    /// Send the prompt as the user's message through the checkpoint's chat
+    /// template (tokenizer_config.json) and answer as the assistant, as a
+    /// run with `model.source = "pretrained:<dir>"` prompts the student.
+    #[arg(long)]
+    pub chat: bool,
+    /// With --chat: the system prompt (else the template's default).
+    #[arg(long, requires = "chat")]
+    pub system: Option<String>,
 }
 
 pub fn run(args: &GenerateArgs, device: DeviceSpec) -> Result<()> {
@@ -51,7 +59,18 @@ fn run_on<B: Backend>(args: &GenerateArgs, device: &B::Device) -> Result<()> {
     let tokenizer_path = args.checkpoint.join("tokenizer.json");
     let tokenizer = HfTokenizer::load(&tokenizer_path)?;
     let model = checkpoint::load::<B>(&args.checkpoint, device)?;
-    let ids = tokenizer.encode(&args.prompt)?;
+    let chat = if args.chat {
+        Some(Tokenizer::load_chat(
+            &args.checkpoint,
+            args.system.as_deref(),
+        )?)
+    } else {
+        None
+    };
+    let ids = match &chat {
+        Some(chat) => chat.encode_prompt(&Dialogue::from_task(&args.prompt), Role::Student)?,
+        None => tokenizer.encode(&args.prompt)?,
+    };
     anyhow::ensure!(!ids.is_empty(), "--prompt encodes to no tokens");
     let vocab = model.config().vocab_size;
     if let Some(bad) = ids.iter().find(|&&i| i as usize >= vocab) {
@@ -84,6 +103,9 @@ fn run_on<B: Backend>(args: &GenerateArgs, device: &B::Device) -> Result<()> {
             .into_iter()
             .filter_map(|t| tokenizer.token_to_id(t)),
     );
+    if let Some(chat) = &chat {
+        stops.extend(chat.stop_ids());
+    }
     let params = SamplingParams {
         temperature: args.temperature,
         top_p: args.top_p,
