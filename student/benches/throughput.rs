@@ -31,6 +31,7 @@ fn tokens(rng: &mut Rng, n: usize) -> Vec<u32> {
 }
 
 fn main() {
+    didact_student::alloc::keep_freed_memory();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut llama = LlamaConfig::small(VOCAB, 128, 4, 4, 4);
     llama.intermediate_size = 512;

@@ -1,6 +1,7 @@
 //! didact-student: the Llama-style student model on burn 0.21, its Hugging
 //! Face checkpoints, and batched KV-cache generation.
 
+pub mod alloc;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
