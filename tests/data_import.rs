@@ -8,7 +8,7 @@ use std::path::Path;
 use didact_data::domain::numeric::ImportMeta;
 use didact_data::tables::read_tasks;
 use didact_data::{DomainKind, Split};
-use didact_e2e::{didact, scratch};
+use didact_e2e::{data_import, didact, scratch};
 use polars::prelude::*;
 
 /// A GSM8K-style row: a worked answer ending in `#### <n>`.
@@ -51,11 +51,9 @@ fn jsonl_import_normalises_answers_and_splits_by_seed() {
         .to_string(),
     );
     write_lines(&dir.path().join("gsm.jsonl"), &lines);
-    let run = didact(
+    let run = data_import(
         dir.path(),
         &[
-            "data",
-            "import",
             "--input",
             "gsm.jsonl",
             "--kind",
@@ -110,11 +108,9 @@ fn jsonl_import_normalises_answers_and_splits_by_seed() {
     }
 
     // The same seed gives the same table; another seed other splits.
-    let again = didact(
+    let again = data_import(
         dir.path(),
         &[
-            "data",
-            "import",
             "--input",
             "gsm.jsonl",
             "--kind",
@@ -131,11 +127,9 @@ fn jsonl_import_normalises_answers_and_splits_by_seed() {
         read_tasks(&dir.path().join("again.parquet")).unwrap(),
         tasks
     );
-    didact(
+    data_import(
         dir.path(),
         &[
-            "data",
-            "import",
             "--input",
             "gsm.jsonl",
             "--kind",
@@ -196,11 +190,9 @@ fn parquet_import_takes_splits_from_the_file() {
     ParquetWriter::new(fs::File::create(dir.path().join("qa.parquet")).unwrap())
         .finish(&mut df)
         .unwrap();
-    let run = didact(
+    let run = data_import(
         dir.path(),
         &[
-            "data",
-            "import",
             "--input",
             "qa.parquet",
             "--kind",
@@ -256,11 +248,9 @@ fn parquet_import_takes_splits_from_the_file() {
     );
 
     // Fractions contradict a split column.
-    let line = didact(
+    let line = data_import(
         dir.path(),
         &[
-            "data",
-            "import",
             "--input",
             "qa.parquet",
             "--kind",
@@ -289,11 +279,9 @@ fn bad_input_names_the_file_the_line_and_the_field() {
     let dir = scratch();
     let good = gsm_line(1);
     let import = |file: &str, kind: &str| {
-        didact(
+        data_import(
             dir.path(),
-            &[
-                "data", "import", "--input", file, "--kind", kind, "--out", "run",
-            ],
+            &["--input", file, "--kind", kind, "--out", "run"],
         )
         .error_line()
     };

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use didact_data::tables::read_rollouts;
-use didact_e2e::{didact, scratch, smoke_config, smoke_stage};
+use didact_e2e::{scratch, smoke_run, smoke_stage};
 
 /// An OpenAI-compatible chat-completions server on loopback: answers the
 /// first `ok_first` requests, then HTTP 500 until `healthy` is set.
@@ -62,29 +62,17 @@ fn a_failing_http_teacher_stops_the_stage_and_loses_no_checkpointed_rollouts() {
     // configs/smoke.toml asks at most 4 tasks × 4 members × 2 wrong turns
     // = 32 critiques an iteration: the first iteration always completes.
     let (url, served) = serve(40, healthy.clone());
-    let config = smoke_config();
     let base_url = format!("teacher.http.base_url=\"{url}\"");
     let student = || {
-        didact(
+        smoke_run(
             dir.path(),
+            "student",
             &[
-                "student",
-                "--config",
-                config.to_str().unwrap(),
-                "--run-dir",
-                "run",
-                "-q",
-                "--set",
                 "teacher.kind=\"http\"",
-                "--set",
                 &base_url,
-                "--set",
                 "teacher.http.model=\"teacher\"",
-                "--set",
                 "teacher.http.retries=1",
-                "--set",
                 "teacher.http.backoff_s=0.01",
-                "--set",
                 "student.checkpoint_every=1",
             ],
         )

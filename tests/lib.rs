@@ -96,21 +96,34 @@ pub fn didact(cwd: &Path, args: &[&str]) -> Run {
 }
 
 /// Runs `didact <stage> --config configs/smoke.toml --run-dir run -q` in
-/// `cwd` and requires it to succeed: the setup most end-to-end tests share.
-pub fn smoke_stage(cwd: &Path, stage: &str) -> Run {
+/// `cwd`, with a `--set` for each of `sets`: the setup most end-to-end
+/// tests share.
+pub fn smoke_run(cwd: &Path, stage: &str, sets: &[&str]) -> Run {
     let config = smoke_config();
-    didact(
-        cwd,
-        &[
-            stage,
-            "--config",
-            config.to_str().expect("utf-8 path"),
-            "--run-dir",
-            "run",
-            "-q",
-        ],
-    )
-    .expect_ok()
+    let mut args = vec![
+        stage,
+        "--config",
+        config.to_str().expect("utf-8 path"),
+        "--run-dir",
+        "run",
+        "-q",
+    ];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    didact(cwd, &args)
+}
+
+/// [`smoke_run`] without overrides, required to succeed.
+pub fn smoke_stage(cwd: &Path, stage: &str) -> Run {
+    smoke_run(cwd, stage, &[]).expect_ok()
+}
+
+/// Runs `didact data import args…` in `cwd`.
+pub fn data_import(cwd: &Path, args: &[&str]) -> Run {
+    let mut all = vec!["data", "import"];
+    all.extend(args);
+    didact(cwd, &all)
 }
 
 /// A scratch directory for one test.

@@ -13,7 +13,7 @@ use burn::backend::Flex;
 use didact_data::dataset::teacher_message;
 use didact_data::tables::{read_eval_turns, read_rollouts, read_tasks};
 use didact_data::{Dialogue, DomainKind, FeedbackLevel, HfTokenizer, Role, Tokenizer};
-use didact_e2e::{didact, root, scratch, smoke_config};
+use didact_e2e::{data_import, didact, root, scratch, smoke_run};
 use didact_student::LlamaConfig;
 
 /// Writes a stand-in for a pretrained instruction-tuned Qwen2 checkpoint:
@@ -93,11 +93,9 @@ fn the_pipeline_runs_on_a_pretrained_chat_model_with_imported_tasks() {
     let model = dir.path().join("tiny-qwen2-chat");
     write_chat_model(&model);
     write_gsm(&dir.path().join("gsm.jsonl"), 60);
-    didact(
+    data_import(
         dir.path(),
         &[
-            "data",
-            "import",
             "--input",
             "gsm.jsonl",
             "--kind",
@@ -107,26 +105,15 @@ fn the_pipeline_runs_on_a_pretrained_chat_model_with_imported_tasks() {
         ],
     )
     .expect_ok();
-    let config = smoke_config();
     let source = format!("model.source=\"pretrained:{}\"", model.display());
-    didact(
+    smoke_run(
         dir.path(),
+        "pipeline",
         &[
-            "pipeline",
-            "--config",
-            config.to_str().unwrap(),
-            "--run-dir",
-            "run",
-            "-q",
-            "--set",
             &source,
-            "--set",
             "model.system_prompt=\"Answer with the answer only.\"",
-            "--set",
             "data.import=\"gsm.parquet\"",
-            "--set",
             "teacher.kind=\"model\"",
-            "--set",
             "teacher.max_new_tokens=16",
         ],
     )
@@ -233,23 +220,7 @@ fn the_pipeline_runs_on_a_pretrained_chat_model_with_imported_tasks() {
 #[test]
 fn a_bad_pretrained_source_is_named() {
     let dir = scratch();
-    let config = smoke_config();
-    let config = config.to_str().unwrap();
-    let data = |set: &str| {
-        didact(
-            dir.path(),
-            &[
-                "data",
-                "--config",
-                config,
-                "--run-dir",
-                "run",
-                "-q",
-                "--set",
-                set,
-            ],
-        )
-    };
+    let data = |set: &str| smoke_run(dir.path(), "data", &[set]);
     let run = |source: &str| data(&format!("model.source=\"{source}\""));
     let err = run("pretrained:nowhere").error_line();
     assert!(

@@ -7,7 +7,7 @@ use std::fs;
 
 use burn::backend::Flex;
 use didact_data::tables::{ColumnType, TableSchema, bools, read_table, strs, u32s};
-use didact_e2e::{didact, scratch, smoke_config};
+use didact_e2e::{scratch, smoke_run};
 
 /// The columns of `sml/turns.parquet` this test reads.
 const TURNS: TableSchema = TableSchema {
@@ -28,21 +28,7 @@ const TURNS: TableSchema = TableSchema {
 #[test]
 fn sml_trains_asks_and_reports_premature_answers() {
     let dir = scratch();
-    let config = smoke_config();
-    let run = didact(
-        dir.path(),
-        &[
-            "pipeline",
-            "--config",
-            config.to_str().unwrap(),
-            "--run-dir",
-            "run",
-            "-q",
-            "--set",
-            "sml.enabled=true",
-        ],
-    )
-    .expect_ok();
+    let run = smoke_run(dir.path(), "pipeline", &["sml.enabled=true"]).expect_ok();
     let stdout = run.stdout();
     for model in ["base", "rl2f", "sml"] {
         assert!(
@@ -130,27 +116,15 @@ fn sml_trains_asks_and_reports_premature_answers() {
 #[test]
 fn sml_on_tasks_that_cannot_be_sharded_is_a_clear_error() {
     let dir = scratch();
-    let config = smoke_config();
     // Only sudoku with one blank: no row's givens are ever essential.
-    let args = [
-        "pipeline",
-        "--config",
-        config.to_str().unwrap(),
-        "--run-dir",
-        "run",
-        "-q",
-        "--set",
+    let sets = [
         "sml.enabled=true",
-        "--set",
         "data.sudoku.difficulties=[1]",
-        "--set",
         "data.arith.enabled=false",
-        "--set",
         "data.listops.enabled=false",
-        "--set",
         "data.maze.enabled=false",
     ];
-    let line = didact(dir.path(), &args).error_line();
+    let line = smoke_run(dir.path(), "pipeline", &sets).error_line();
     assert!(
         line.contains("stage sml") && line.contains("can be sharded"),
         "{line}"

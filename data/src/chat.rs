@@ -62,11 +62,16 @@ impl Message {
 }
 
 /// A Jinja chat template and the special tokens it may refer to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ChatTemplate {
     pub source: String,
     pub bos_token: String,
     pub eos_token: String,
+    /// The token batches are padded with, when the model names one.
+    pub pad_token: Option<String>,
+    /// The system prompt a run recorded beside the template
+    /// ([`crate::tokenizer::SYSTEM_PROMPT_KEY`]).
+    pub system_prompt: Option<String>,
 }
 
 /// Date given to templates that print today's date (Llama 3.1 and later),
@@ -93,7 +98,7 @@ impl ChatTemplate {
     /// `chat_template.jinja` if present, else the `chat_template` field of
     /// `tokenizer_config.json` (a string, or a list of named templates of
     /// which `default` is used). Special tokens come from
-    /// `tokenizer_config.json`.
+    /// `tokenizer_config.json`, and so does a run's recorded system prompt.
     pub fn load(dir: &Path) -> Result<Self> {
         let config_path = dir.join("tokenizer_config.json");
         let text = std::fs::read_to_string(&config_path).map_err(|e| DataError::Io {
@@ -135,6 +140,11 @@ impl ChatTemplate {
             source,
             bos_token: special_token(&config, "bos_token").unwrap_or_default(),
             eos_token: special_token(&config, "eos_token").unwrap_or_default(),
+            pad_token: special_token(&config, "pad_token"),
+            system_prompt: config
+                .get(crate::tokenizer::SYSTEM_PROMPT_KEY)
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
         })
     }
 
@@ -435,6 +445,7 @@ mod tests {
             source: f.chat_template.clone(),
             bos_token: f.bos_token.clone().unwrap_or_default(),
             eos_token: f.eos_token.clone(),
+            ..Default::default()
         }
     }
 
@@ -531,8 +542,7 @@ mod tests {
     fn irregular_or_broken_templates_are_refused_with_a_reason() {
         let t = |source: &str| ChatTemplate {
             source: source.into(),
-            bos_token: String::new(),
-            eos_token: String::new(),
+            ..Default::default()
         };
         // Numbers its turns: the handovers differ.
         let numbered = t(

@@ -114,11 +114,9 @@ impl Tokenizer {
                  with a chat template",
             ));
         }
-        let system = read_json(&config)?
-            .get(SYSTEM_PROMPT_KEY)
-            .and_then(|v| v.as_str())
-            .map(str::to_string);
-        Self::with_chat(inner, dir, system.as_deref())
+        let template = ChatTemplate::load(dir)?;
+        let system = template.system_prompt.clone();
+        Self::with_chat(inner, dir, template, system.as_deref())
     }
 
     /// Loads a pretrained model's tokenizer with its chat template from
@@ -126,7 +124,7 @@ impl Tokenizer {
     /// dialogues after `system` (or the template's default system prompt).
     pub fn load_chat(dir: &Path, system: Option<&str>) -> Result<Self> {
         let inner = read_tokenizer(&dir.join("tokenizer.json"))?;
-        Self::with_chat(inner, dir, system)
+        Self::with_chat(inner, dir, ChatTemplate::load(dir)?, system)
     }
 
     fn with_roles(inner: tokenizers::Tokenizer, path: &Path) -> Result<Self> {
@@ -150,22 +148,23 @@ impl Tokenizer {
         })
     }
 
-    fn with_chat(inner: tokenizers::Tokenizer, dir: &Path, system: Option<&str>) -> Result<Self> {
-        let template = ChatTemplate::load(dir)?;
+    fn with_chat(
+        inner: tokenizers::Tokenizer,
+        dir: &Path,
+        template: ChatTemplate,
+        system: Option<&str>,
+    ) -> Result<Self> {
         let layout = ChatLayout::derive(&template, system)
             .map_err(|e| tok_err(&dir.join("tokenizer_config.json"), e))?;
         let encode = |text: &str| encode_ids(&inner, text, false);
         let token = |t: &str| (!t.is_empty()).then(|| inner.token_to_id(t)).flatten();
-        let config = read_json(&dir.join("tokenizer_config.json"))?;
-        let pad_token = match config.get("pad_token") {
-            Some(serde_json::Value::String(s)) => Some(s.clone()),
-            Some(serde_json::Value::Object(o)) => o
-                .get("content")
-                .and_then(|c| c.as_str())
-                .map(str::to_string),
-            _ => None,
-        };
         let eos_id = token(&template.eos_token);
+        let pad_id = template
+            .pad_token
+            .as_deref()
+            .and_then(token)
+            .or(eos_id)
+            .unwrap_or(0);
         let mut eos_ids: Vec<u32> = eos_id.into_iter().collect();
         let generation = dir.join("generation_config.json");
         if generation.exists() {
@@ -186,7 +185,6 @@ impl Tokenizer {
             layout,
             template,
         };
-        let pad_id = pad_token.as_deref().and_then(token).or(eos_id).unwrap_or(0);
         Ok(Self {
             inner,
             format: Format::Chat(Box::new(chat)),

@@ -14,7 +14,7 @@ use didact_data::Tokenizer;
 use didact_data::chat::Message;
 use didact_data::rng::mix_seed;
 use didact_data::teaching::{
-    DEFAULT_INSTRUCTIONS, LeakTally, Vetted, correct_reply, teacher_chat, vet_critiques,
+    DEFAULT_INSTRUCTIONS, LeakTally, correct_reply, teacher_chat, vet_critiques,
 };
 use serde::{Deserialize, Serialize};
 
@@ -147,15 +147,31 @@ fn teacher_err(what: impl std::fmt::Display) -> StudentError {
 }
 
 /// Replies to requests: correct attempts get [`correct_reply`], the others
-/// a vetted critique from `critique(indices of the wrong attempts)`.
+/// a critique drafted by `draft(round, conversations)` from the teacher's
+/// conversation about each ([`teacher_chat`]), vetted ([`vet_critiques`]),
+/// and counted in `tally`.
 fn reply_all(
     requests: &[Request<'_>],
-    critique: impl FnOnce(&[usize]) -> Result<Vec<Vetted>>,
+    cfg: &TeacherConfig,
+    tally: &Mutex<LeakTally>,
+    mut draft: impl FnMut(usize, &[&Vec<Message>]) -> Result<Vec<String>>,
 ) -> Result<Vec<Reply>> {
-    let wrong: Vec<usize> = (0..requests.len())
-        .filter(|&i| !requests[i].verdict.is_correct())
+    let wrong: Vec<&Request<'_>> = requests
+        .iter()
+        .filter(|r| !r.verdict.is_correct())
         .collect();
-    let mut vetted = critique(&wrong)?.into_iter();
+    let tasks: Vec<_> = wrong.iter().map(|r| r.task).collect();
+    let chats: Vec<Vec<Message>> = wrong
+        .iter()
+        .map(|r| teacher_chat(r.task, r.attempt, r.verdict, &cfg.instructions))
+        .collect();
+    let mut counted = LeakTally::default();
+    let vetted = vet_critiques(&tasks, cfg.regenerate, &mut counted, |round, which| {
+        let batch: Vec<&Vec<Message>> = which.iter().map(|&i| &chats[i]).collect();
+        draft(round, &batch)
+    });
+    tally.lock().expect("tally").add(&counted);
+    let mut vetted = vetted?.into_iter();
     Ok(requests
         .iter()
         .map(|r| {
@@ -255,23 +271,12 @@ impl<B: Backend> Responder for ModelTeacher<'_, B> {
     fn respond(&mut self, requests: &[Request<'_>]) -> Result<Vec<Reply>> {
         let call = self.calls;
         self.calls += 1;
-        reply_all(requests, |wrong| {
-            let tasks: Vec<_> = wrong.iter().map(|&i| requests[i].task).collect();
-            let prompts = wrong
+        reply_all(requests, self.cfg, &self.tally, |round, chats| {
+            let prompts = chats
                 .iter()
-                .map(|&i| {
-                    let r = &requests[i];
-                    let chat = teacher_chat(r.task, r.attempt, r.verdict, &self.cfg.instructions);
-                    self.tokenizer.encode_chat(&chat)
-                })
+                .map(|chat| self.tokenizer.encode_chat(chat))
                 .collect::<didact_data::Result<Vec<_>>>()?;
-            let mut tally = LeakTally::default();
-            let vetted = vet_critiques(&tasks, self.cfg.regenerate, &mut tally, |round, which| {
-                let batch: Vec<&Vec<u32>> = which.iter().map(|&i| &prompts[i]).collect();
-                self.draft(&batch, round, call)
-            });
-            self.tally.lock().expect("tally").add(&tally);
-            vetted
+            self.draft(&prompts.iter().collect::<Vec<_>>(), round, call)
         })
     }
 }
@@ -420,22 +425,9 @@ fn content_of(body: &str) -> std::result::Result<String, String> {
 
 impl Responder for HttpTeacher {
     fn respond(&mut self, requests: &[Request<'_>]) -> Result<Vec<Reply>> {
-        reply_all(requests, |wrong| {
-            let tasks: Vec<_> = wrong.iter().map(|&i| requests[i].task).collect();
-            let chats: Vec<Vec<Message>> = wrong
-                .iter()
-                .map(|&i| {
-                    let r = &requests[i];
-                    teacher_chat(r.task, r.attempt, r.verdict, &self.cfg.instructions)
-                })
-                .collect();
-            let mut tally = LeakTally::default();
-            let vetted = vet_critiques(&tasks, self.cfg.regenerate, &mut tally, |_, which| {
-                let batch: Vec<Vec<Message>> = which.iter().map(|&i| chats[i].clone()).collect();
-                self.complete_all(&batch)
-            });
-            self.tally.lock().expect("tally").add(&tally);
-            vetted
+        reply_all(requests, &self.cfg, &self.tally, |_, chats| {
+            let batch: Vec<Vec<Message>> = chats.iter().map(|c| (*c).clone()).collect();
+            self.complete_all(&batch)
         })
     }
 }
