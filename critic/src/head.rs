@@ -6,11 +6,11 @@
 //! Llama checkpoint, so it generates with the same code as the student.
 
 use burn::module::Module;
-use burn::tensor::backend::Backend;
 use didact_student::Llama;
+use didact_student::kernels::Kernels;
 
 /// Freezes everything below the top `head_layers` layers.
-pub fn freeze_trunk<B: Backend>(mut model: Llama<B>, head_layers: usize) -> Llama<B> {
+pub fn freeze_trunk<B: Kernels>(mut model: Llama<B>, head_layers: usize) -> Llama<B> {
     let trunk = model.layers.len().saturating_sub(head_layers);
     model.embed_tokens = model.embed_tokens.no_grad();
     model.layers = model

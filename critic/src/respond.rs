@@ -9,9 +9,9 @@
 //! never say "Correct.", and a critic that never says so talks the student
 //! out of its right answers.
 
+use didact_student::kernels::Kernels;
 use std::collections::BTreeMap;
 
-use burn::tensor::backend::Backend;
 use didact_data::domain::{CORRECT_MESSAGE, WRONG_MESSAGE};
 use didact_data::leak::normalise;
 use didact_data::{DomainKind, Role, Tokenizer};
@@ -26,7 +26,7 @@ pub fn says_correct(critique: &str) -> bool {
 }
 
 /// Generates critiques greedily with the critic model.
-pub struct Critic<'a, B: Backend> {
+pub struct Critic<'a, B: Kernels> {
     pub model: &'a Llama<B>,
     pub tokenizer: &'a Tokenizer,
     /// Token budget of one critique.
@@ -44,7 +44,7 @@ pub struct Critic<'a, B: Backend> {
     pub device: B::Device,
 }
 
-impl<B: Backend> Responder for Critic<'_, B> {
+impl<B: Kernels> Responder for Critic<'_, B> {
     fn oracle_stop(&self) -> bool {
         self.oracle_stop
     }
@@ -152,7 +152,7 @@ impl<B: Backend> Responder for Critic<'_, B> {
     }
 }
 
-impl<B: Backend> Critic<'_, B> {
+impl<B: Kernels> Critic<'_, B> {
     /// The verdict threshold for a domain.
     pub fn threshold(&self, domain: DomainKind) -> f64 {
         self.thresholds

@@ -1,10 +1,10 @@
 //! `didact generate`: continue a prompt with any checkpoint in Hugging Face
 //! layout (didact's own or one written by transformers).
 
+use didact_student::kernels::Kernels;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use didact_data::dialogue::special_tokens;
 use didact_data::{Dialogue, HfTokenizer, Role, Tokenizer};
@@ -51,11 +51,11 @@ pub struct GenerateArgs {
 
 pub fn run(args: &GenerateArgs, device: DeviceSpec) -> Result<()> {
     crate::with_backend!(device, |B, device| run_on::<
-        <B as AutodiffBackend>::InnerBackend,
+        <B as burn::tensor::backend::AutodiffBackend>::InnerBackend,
     >(args, &device))
 }
 
-fn run_on<B: Backend>(args: &GenerateArgs, device: &B::Device) -> Result<()> {
+fn run_on<B: Kernels>(args: &GenerateArgs, device: &B::Device) -> Result<()> {
     let tokenizer_path = args.checkpoint.join("tokenizer.json");
     let tokenizer = HfTokenizer::load(&tokenizer_path)?;
     let model = checkpoint::load::<B>(&args.checkpoint, device)?;

@@ -1,9 +1,9 @@
 //! Single-turn accuracy by greedy generation, scored with the domains'
 //! verifiers: the validation metric of every training stage.
 
+use crate::kernels::Kernels;
 use std::collections::BTreeMap;
 
-use burn::tensor::backend::Backend;
 use didact_data::{Dialogue, DomainKind, Role, Task, Tokenizer};
 
 use crate::error::Result;
@@ -11,7 +11,7 @@ use crate::generate::{SamplingParams, generate};
 use crate::model::Llama;
 
 /// The model's first attempts at `tasks`, decoded.
-pub fn first_attempts<B: Backend>(
+pub fn first_attempts<B: Kernels>(
     model: &Llama<B>,
     tokenizer: &Tokenizer,
     tasks: &[&Task],
@@ -43,7 +43,7 @@ pub fn first_attempts<B: Backend>(
 }
 
 /// Correct and total first attempts per domain.
-pub fn accuracy_by_domain<B: Backend>(
+pub fn accuracy_by_domain<B: Kernels>(
     model: &Llama<B>,
     tokenizer: &Tokenizer,
     tasks: &[&Task],

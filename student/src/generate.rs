@@ -2,7 +2,7 @@
 //! per sequence on stop tokens (role tokens, `<|end|>`) or a token budget;
 //! deterministic under a seed.
 
-use burn::tensor::backend::Backend;
+use crate::kernels::Kernels;
 use burn::tensor::{Int, Tensor, TensorData};
 use didact_data::rng::{Rng, mix_seed};
 
@@ -96,7 +96,7 @@ fn argmax(v: &[f32]) -> usize {
 }
 
 /// Logits of the last position, `[batch][vocab]`, copied to the host.
-pub fn last_logits<B: Backend>(logits: Tensor<B, 3>) -> Vec<Vec<f32>> {
+pub fn last_logits<B: Kernels>(logits: Tensor<B, 3>) -> Vec<Vec<f32>> {
     let [b, t, v] = logits.dims();
     let flat = logits
         .slice([0..b, t - 1..t, 0..v])
@@ -111,7 +111,7 @@ pub fn last_logits<B: Backend>(logits: Tensor<B, 3>) -> Vec<Vec<f32>> {
 /// batch (rotary attention depends only on relative positions, and padding
 /// keys are masked, so padding does not change a sequence's logits). Each
 /// sequence draws from its own generator seeded by `(seed, index)`.
-pub fn generate<B: Backend>(
+pub fn generate<B: Kernels>(
     model: &Llama<B>,
     prompts: &[Vec<u32>],
     stop_ids: &[u32],
@@ -128,7 +128,7 @@ pub fn generate<B: Backend>(
 
 /// [`generate`] with one generator seed per prompt, so that a sequence's
 /// sample does not depend on which batch it was drawn in.
-pub fn generate_seeded<B: Backend>(
+pub fn generate_seeded<B: Kernels>(
     model: &Llama<B>,
     prompts: &[Vec<u32>],
     stop_ids: &[u32],
@@ -210,7 +210,7 @@ pub fn generate_seeded<B: Backend>(
 /// Log-probability of `continuation` following each prompt, teacher-forced
 /// in one batched forward pass (prompts left-padded, so every row's
 /// continuation occupies the same final positions).
-pub fn continuation_logprob<B: Backend>(
+pub fn continuation_logprob<B: Kernels>(
     model: &Llama<B>,
     prompts: &[Vec<u32>],
     continuation: &[u32],

@@ -4,9 +4,9 @@
 //! gradients together so that their joint L2 norm is at most `max_norm`.
 //! The norm itself is a training metric.
 
+use crate::kernels::TrainBackend;
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor};
 
 use crate::model::Llama;
@@ -39,7 +39,7 @@ impl<B: burn::tensor::backend::Backend> ModuleVisitor<B> for Scale<'_> {
 }
 
 /// The joint L2 norm of every parameter's gradient.
-pub fn global_norm<B: AutodiffBackend>(model: &Llama<B>, grads: &GradientsParams) -> f64 {
+pub fn global_norm<B: TrainBackend>(model: &Llama<B>, grads: &GradientsParams) -> f64 {
     let mut visitor = SquaredNorm { grads, total: 0.0 };
     model.valid().visit(&mut visitor);
     visitor.total.sqrt()
@@ -47,7 +47,7 @@ pub fn global_norm<B: AutodiffBackend>(model: &Llama<B>, grads: &GradientsParams
 
 /// Scales all gradients by one factor so that their joint norm is at most
 /// `max_norm` (0 disables), and returns the norm before clipping.
-pub fn clip_global_norm<B: AutodiffBackend>(
+pub fn clip_global_norm<B: TrainBackend>(
     model: &Llama<B>,
     grads: &mut GradientsParams,
     max_norm: f32,

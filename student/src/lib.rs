@@ -9,6 +9,7 @@ pub mod eval;
 pub mod generate;
 pub mod grads;
 pub mod grpo;
+pub mod kernels;
 pub mod model;
 pub mod parallel;
 pub mod resume;

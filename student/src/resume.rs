@@ -4,12 +4,12 @@
 //! built in a temporary directory and swapped in, so the directory always
 //! holds a complete one.
 
+use crate::kernels::TrainBackend;
 use std::path::{Path, PathBuf};
 
 use burn::module::AutodiffModule;
 use burn::optim::Optimizer;
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
-use burn::tensor::backend::AutodiffBackend;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -35,7 +35,7 @@ pub fn save<B, O, S>(
     extra: &dyn Fn(&Path) -> Result<()>,
 ) -> Result<()>
 where
-    B: AutodiffBackend,
+    B: TrainBackend,
     O: Optimizer<Llama<B>, B>,
     S: Serialize,
 {
@@ -82,7 +82,7 @@ pub fn read_state<S: DeserializeOwned>(dir: &Path) -> Result<Option<S>> {
 /// Model weights and optimizer state of the checkpoint in `dir`.
 pub fn load<B, O>(dir: &Path, optim: O, device: &B::Device) -> Result<(Llama<B>, O)>
 where
-    B: AutodiffBackend,
+    B: TrainBackend,
     O: Optimizer<Llama<B>, B>,
 {
     let model = checkpoint::load::<B>(dir, device)?;

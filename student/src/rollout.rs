@@ -7,11 +7,11 @@
 //! the student saw and produced it, so the policy gradient is computed on
 //! the very tokens that were sampled.
 
+use crate::kernels::Kernels;
 use std::collections::HashMap;
 use std::path::Path;
 
 use burn::module::Module;
-use burn::tensor::backend::Backend;
 use didact_data::dataset::teacher_message;
 use didact_data::rng::mix_seed;
 use didact_data::shard::{Shard, parse_move, teacher_reply};
@@ -74,7 +74,7 @@ pub struct DialogueRun {
 /// `(task i, member m)` at turn t uses the seed `(seed, i, m, t)`, so a
 /// dialogue does not depend on the batch it was generated in. A dialogue
 /// that would outgrow the model's context ends early.
-pub fn run_dialogues<B: Backend>(
+pub fn run_dialogues<B: Kernels>(
     model: &Llama<B>,
     tokenizer: &Tokenizer,
     tasks: &[&Task],
@@ -199,7 +199,7 @@ impl Responder for ShardTeacher<'_> {
 
 /// [`run_dialogues`] with any responder in the teacher's seat.
 #[allow(clippy::too_many_arguments)]
-pub fn run_dialogues_with<B: Backend>(
+pub fn run_dialogues_with<B: Kernels>(
     model: &Llama<B>,
     tokenizer: &Tokenizer,
     tasks: &[&Task],
@@ -473,7 +473,7 @@ pub fn rollout_rows(
     rows
 }
 
-impl<B: Backend> Environment<B> for DialogueEnv<'_> {
+impl<B: Kernels> Environment<B> for DialogueEnv<'_> {
     fn sample(&mut self, policy: &Llama<B>, iteration: usize) -> Result<Vec<Episode>> {
         let tasks = self.batch(iteration);
         let device = policy.devices().into_iter().next().expect("parameters");

@@ -3,13 +3,13 @@
 //! validation, checkpoints with optimizer state for exact resumption, and a
 //! clear stop on a non-finite loss.
 
+use crate::kernels::{Kernels, TrainBackend};
 use std::path::Path;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::activation::log_softmax;
-use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use didact_data::rng::{Rng, mix_seed};
 use serde::{Deserialize, Serialize};
@@ -116,7 +116,7 @@ pub struct Example {
 }
 
 /// A padded batch: inputs are `ids[..L-1]`, targets `ids[1..]`.
-pub struct Batch<B: Backend> {
+pub struct Batch<B: Kernels> {
     pub inputs: Tensor<B, 2, Int>,
     pub targets: Tensor<B, 2, Int>,
     pub weights: Tensor<B, 2>,
@@ -126,7 +126,7 @@ pub struct Batch<B: Backend> {
     pub n_tokens: usize,
 }
 
-pub fn make_batch<B: Backend>(
+pub fn make_batch<B: Kernels>(
     examples: &[&Example],
     max_len: usize,
     pad: u32,
@@ -169,7 +169,7 @@ pub fn make_batch<B: Backend>(
 
 /// Mean negative log-likelihood of the masked targets. Unmasked positions
 /// are multiplied by zero, so they receive exactly zero gradient.
-pub fn masked_nll<B: Backend>(model: &Llama<B>, batch: &Batch<B>) -> Tensor<B, 1> {
+pub fn masked_nll<B: Kernels>(model: &Llama<B>, batch: &Batch<B>) -> Tensor<B, 1> {
     let logits = model.forward(batch.inputs.clone(), None, None);
     let logp = log_softmax(logits, 2);
     let picked = logp
@@ -271,7 +271,7 @@ pub struct LogRow {
 }
 
 /// What the caller sees while training runs.
-pub trait TrainHooks<B: AutodiffBackend> {
+pub trait TrainHooks<B: TrainBackend> {
     /// Applied to the model before training starts and again after it is
     /// reloaded from a checkpoint (e.g. to freeze layers, which a
     /// checkpoint does not record).
@@ -301,7 +301,7 @@ struct TrainerState {
 }
 
 /// The result of a finished run.
-pub struct Trained<B: AutodiffBackend> {
+pub struct Trained<B: TrainBackend> {
     pub model: Llama<B>,
     pub log: Vec<LogRow>,
     /// Step the run resumed from (0 for a fresh run).
@@ -313,7 +313,7 @@ pub struct Trained<B: AutodiffBackend> {
 /// Trains `model` on `examples`. If `ckpt_dir` holds a checkpoint of an
 /// interrupted run with the same config, training resumes from it (model,
 /// optimizer and data order exactly as they were).
-pub fn train<B: AutodiffBackend>(
+pub fn train<B: TrainBackend>(
     mut model: Llama<B>,
     examples: &[Example],
     cfg: &TrainConfig,

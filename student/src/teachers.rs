@@ -5,11 +5,11 @@
 //! vet every draft with the leak check ([`didact_data::teaching`]) and
 //! count what they vetted in a shared [`LeakTally`].
 
+use crate::kernels::Kernels;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use burn::tensor::backend::Backend;
 use didact_data::Tokenizer;
 use didact_data::chat::Message;
 use didact_data::rng::mix_seed;
@@ -190,7 +190,7 @@ fn reply_all(
 }
 
 /// The student's base model as its own teacher.
-pub struct ModelTeacher<'a, B: Backend> {
+pub struct ModelTeacher<'a, B: Kernels> {
     pub model: &'a Llama<B>,
     pub tokenizer: &'a Tokenizer,
     pub cfg: &'a TeacherConfig,
@@ -201,7 +201,7 @@ pub struct ModelTeacher<'a, B: Backend> {
     calls: u64,
 }
 
-impl<'a, B: Backend> ModelTeacher<'a, B> {
+impl<'a, B: Kernels> ModelTeacher<'a, B> {
     pub fn new(
         model: &'a Llama<B>,
         tokenizer: &'a Tokenizer,
@@ -267,7 +267,7 @@ impl<'a, B: Backend> ModelTeacher<'a, B> {
     }
 }
 
-impl<B: Backend> Responder for ModelTeacher<'_, B> {
+impl<B: Kernels> Responder for ModelTeacher<'_, B> {
     fn respond(&mut self, requests: &[Request<'_>]) -> Result<Vec<Reply>> {
         let call = self.calls;
         self.calls += 1;

@@ -10,7 +10,7 @@
 
 use anyhow::Result;
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
+use didact_student::kernels::TrainBackend;
 
 use didact_data::{Task, Tokenizer};
 use didact_student::checkpoint;
@@ -39,7 +39,7 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
     crate::with_backend!(ctx.device, |B, device| run_on::<B>(ctx, &device))
 }
 
-fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<StageOutput> {
+fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<StageOutput> {
     let single_cfg = RlConfig {
         max_turns: 1,
         ..ctx.config.student.clone()
@@ -66,7 +66,7 @@ fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<
 
 /// The successful dialogues of the base model with the teacher, sampled on
 /// the RL run's task batches with its group size, temperature and turns.
-fn successful_dialogues<B: AutodiffBackend>(
+fn successful_dialogues<B: TrainBackend>(
     ctx: &StageContext,
     tokenizer: &Tokenizer,
     train: &[Task],
@@ -110,7 +110,7 @@ fn successful_dialogues<B: AutodiffBackend>(
     Ok((examples, sampled))
 }
 
-fn offline_sft<B: AutodiffBackend>(
+fn offline_sft<B: TrainBackend>(
     ctx: &StageContext,
     device: &B::Device,
 ) -> Result<(Vec<String>, serde_json::Value, Vec<String>)> {

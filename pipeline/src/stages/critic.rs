@@ -5,11 +5,11 @@
 //! on the frozen student trunk; `"shared"` fine-tunes the whole student LM
 //! on the critiques next to its student objective. Writes `critic/`.
 
+use didact_student::kernels::{Kernels, TrainBackend};
 use std::collections::BTreeMap;
 
 use anyhow::Result;
 use burn::module::{AutodiffModule, Module};
-use burn::tensor::backend::{AutodiffBackend, Backend};
 use didact_critic::config::VerdictRule;
 use didact_critic::data::fix_counts;
 use didact_critic::data::{CritiqueRow, attempt_context, critic_examples, critique_dialogues};
@@ -85,7 +85,7 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
 /// The student's dialogues with the teacher on `tasks` (`per_task` each,
 /// decoded at `temperature`), as critique data.
 #[allow(clippy::too_many_arguments)]
-fn critique_data<B: Backend>(
+fn critique_data<B: Kernels>(
     student: &Llama<B>,
     tokenizer: &Tokenizer,
     tasks: &[&Task],
@@ -139,7 +139,7 @@ impl VerdictCalibration {
     }
 }
 
-impl<B: AutodiffBackend> TrainHooks<B> for Hooks<'_> {
+impl<B: TrainBackend> TrainHooks<B> for Hooks<'_> {
     fn prepare(&mut self, model: Llama<B>) -> Llama<B> {
         match self.cfg.mode {
             CriticMode::Head => freeze_trunk(model, self.cfg.head_layers),
@@ -228,7 +228,7 @@ impl<B: AutodiffBackend> TrainHooks<B> for Hooks<'_> {
     }
 }
 
-fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<StageOutput> {
+fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<StageOutput> {
     let cfg = &ctx.config.critic;
     let (tokenizer, train, val) = load_tasks(ctx)?;
     let student = checkpoint::load::<B::InnerBackend>(&ctx.run_dir.join(STUDENT_DIR), device)?;

@@ -4,11 +4,11 @@
 //! accuracy by turn with paired 95% confidence intervals for the
 //! comparisons the method is judged by.
 
+use didact_student::kernels::TrainBackend;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
-use burn::tensor::backend::AutodiffBackend;
 use didact_critic::Critic;
 use didact_data::rng::mix_seed;
 use didact_data::tables::{self, EvalTurnRow, read_tasks};
@@ -68,7 +68,7 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
 /// Per (seed, task index), the correctness of each attempt made, in order.
 pub type Outcomes = BTreeMap<(usize, usize), Vec<bool>>;
 
-fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<StageOutput> {
+fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<StageOutput> {
     let cfg = &ctx.config.eval;
     let tokenizer = Tokenizer::load(&ctx.run_dir.join(TOKENIZER_FILE))?;
     let rows = read_tasks(&ctx.run_dir.join(TASKS_FILE))?;

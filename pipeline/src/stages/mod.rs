@@ -76,7 +76,7 @@ pub fn finish_training(
 /// Shows an SFT run's loss and throughput on a progress bar.
 struct SftBar(indicatif::ProgressBar);
 
-impl<B: burn::tensor::backend::AutodiffBackend> didact_student::sft::TrainHooks<B> for SftBar {
+impl<B: didact_student::kernels::TrainBackend> didact_student::sft::TrainHooks<B> for SftBar {
     fn on_step(&mut self, step: usize, loss: f64, _lr: f64, tokens_per_s: f64) {
         self.0.set_position(step as u64);
         self.0
@@ -88,7 +88,7 @@ impl<B: burn::tensor::backend::AutodiffBackend> didact_student::sft::TrainHooks<
 /// labelled `label`: resumable from `checkpoints/<name>`, logged to the
 /// train log as stage `name`.
 #[allow(clippy::too_many_arguments)]
-pub fn run_sft<B: burn::tensor::backend::AutodiffBackend>(
+pub fn run_sft<B: didact_student::kernels::TrainBackend>(
     ctx: &StageContext,
     name: &str,
     label: &str,

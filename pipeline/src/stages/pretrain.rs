@@ -8,13 +8,13 @@
 //! tokenizer and chat template beside them) and reports its validation
 //! accuracy.
 
+use didact_student::kernels::TrainBackend;
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::ElementConversion;
-use burn::tensor::backend::AutodiffBackend;
 use didact_data::tables::{read_synthetic, read_tasks};
 use didact_data::{Dialogue, Role, Split, Task, TaskRow, Tokenizer};
 use didact_student::Llama;
@@ -75,7 +75,7 @@ pub fn pretrain_examples(
     Ok(examples)
 }
 
-struct Hooks<'a, B: AutodiffBackend> {
+struct Hooks<'a, B: TrainBackend> {
     bar: ProgressBar,
     tokenizer: &'a Tokenizer,
     val_tasks: Vec<&'a Task>,
@@ -87,7 +87,7 @@ struct Hooks<'a, B: AutodiffBackend> {
     last_accuracy: BTreeMap<String, f64>,
 }
 
-impl<B: AutodiffBackend> TrainHooks<B> for Hooks<'_, B> {
+impl<B: TrainBackend> TrainHooks<B> for Hooks<'_, B> {
     fn on_step(&mut self, step: usize, loss: f64, lr: f64, tokens_per_s: f64) {
         self.bar.set_position(step as u64);
         self.bar.set_message(format!(
@@ -152,7 +152,7 @@ impl<B: AutodiffBackend> TrainHooks<B> for Hooks<'_, B> {
     }
 }
 
-fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<StageOutput> {
+fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<StageOutput> {
     if let Some(dir) = ctx.config.model.source.pretrained_dir() {
         return import_pretrained::<B::InnerBackend>(ctx, dir, device);
     }
@@ -287,7 +287,7 @@ fn val_tasks(tasks: &[TaskRow], per_domain: usize) -> Vec<&Task> {
 /// (refusing an unsupported architecture or a vocabulary the tokenizer
 /// outgrows), measures its first-attempt accuracy on validation tasks, and
 /// writes it as `base/`.
-fn import_pretrained<B: burn::tensor::backend::Backend>(
+fn import_pretrained<B: didact_student::kernels::Kernels>(
     ctx: &StageContext,
     dir: &Path,
     device: &B::Device,

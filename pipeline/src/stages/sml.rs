@@ -18,13 +18,13 @@
 //!
 //! Off unless `sml.enabled`; `just sml` runs it on `configs/sml.toml`.
 
+use didact_student::kernels::{Kernels, TrainBackend};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use burn::module::AutodiffModule;
-use burn::tensor::backend::{AutodiffBackend, Backend};
 use didact_data::rng::{Rng, mix_seed};
 use didact_data::shard::{
     Shard, ShardedTask, classify_turns, full_task_id, parse_move, qprimed_dialogue,
@@ -266,7 +266,7 @@ fn shard_all(tasks: &[Task]) -> Result<Vec<ShardedTask>> {
     Ok(out)
 }
 
-fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<StageOutput> {
+fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<StageOutput> {
     let cfg = &ctx.config.sml;
     let path = ctx.run_dir.join(SML_TURNS_FILE);
     std::fs::create_dir_all(ctx.run_dir.join("sml"))?;
@@ -451,7 +451,7 @@ fn test_tasks(test: &[Task], per_domain: usize) -> Result<(Vec<Task>, Vec<Sharde
 
 /// Every compared model with the shard teacher on the test tasks, sharded
 /// and fully specified: the rows of `sml/turns.parquet`.
-fn evaluate<B: Backend>(
+fn evaluate<B: Kernels>(
     ctx: &StageContext,
     tokenizer: &Tokenizer,
     full_test: &[Task],

@@ -4,12 +4,12 @@
 //! turn to `rollouts.parquet`, and per-iteration metrics to the train log.
 //! The runner here is shared with the single-turn RL baseline.
 
+use didact_student::kernels::TrainBackend;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 use burn::module::{AutodiffModule, Module};
-use burn::tensor::backend::AutodiffBackend;
 use didact_data::shard::Shard;
 use didact_data::tables::{self, read_tasks};
 use didact_data::teaching::LeakTally;
@@ -127,7 +127,7 @@ struct Hooks<'a> {
     last_val: Vec<f64>,
 }
 
-impl<B: AutodiffBackend> RlHooks<B> for Hooks<'_> {
+impl<B: TrainBackend> RlHooks<B> for Hooks<'_> {
     fn on_iteration(&mut self, iteration: usize, metrics: &[(String, f64)]) {
         let get = |k: &str| metrics.iter().find(|m| m.0 == k).map_or(f64::NAN, |m| m.1);
         let last_turn = format!("solve_rate_turn_{}", self.cfg.max_turns);
@@ -204,7 +204,7 @@ pub struct RlOutcome {
 /// `out_dir` (relative to the run directory); `name` labels the train log,
 /// the checkpoint directory and the messages. With `only`, the student
 /// trains and is validated on that domain's tasks alone.
-pub fn run_rl<B: AutodiffBackend>(
+pub fn run_rl<B: TrainBackend>(
     ctx: &StageContext,
     cfg: &RlConfig,
     name: &str,
@@ -250,7 +250,7 @@ pub struct RlSetup<'a> {
 
 /// [`run_rl`] on any tasks, from any checkpoint, with the teacher of
 /// `setup.shards`.
-pub fn run_rl_with<B: AutodiffBackend>(
+pub fn run_rl_with<B: TrainBackend>(
     ctx: &StageContext,
     cfg: &RlConfig,
     tokenizer: &Tokenizer,

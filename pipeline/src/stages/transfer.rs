@@ -11,11 +11,11 @@
 //! costs about as much as the `student` stage each.
 
 use anyhow::Result;
-use burn::tensor::backend::AutodiffBackend;
 use didact_data::tables::{self, read_tasks};
 use didact_data::{DomainKind, Split, Task, Tokenizer};
 use didact_student::checkpoint;
 use didact_student::grpo::RlConfig;
+use didact_student::kernels::TrainBackend;
 use didact_student::rollout::{Teacher, run_dialogues_with};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -90,7 +90,7 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
     crate::with_backend!(ctx.device, |B, device| run_on::<B>(ctx, &device))
 }
 
-fn run_on<B: AutodiffBackend>(ctx: &StageContext, device: &B::Device) -> Result<StageOutput> {
+fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<StageOutput> {
     let cfg = &ctx.config.transfer;
     let path = ctx.run_dir.join(TRANSFER_TURNS_FILE);
     if let Some(parent) = path.parent() {

@@ -1,0 +1,435 @@
+//! The kernels on burn's CPU backend (Flex), for `f32` tensors (other dtypes
+//! take the composed path). Work is split over rayon's pool (the one Flex
+//! uses): attention by (batch, key/value head), the rest by rows. The small
+//! per-head matrix products go through the `gemm` crate (Flex's own GEMM)
+//! with explicit strides, so queries, keys and values are read where the
+//! projections wrote them instead of being transposed into copies first.
+
+use burn::backend::Flex;
+use burn::backend::flex::FlexTensor;
+use burn::tensor::{DType, Shape, TensorData};
+use gemm::{Parallelism, gemm};
+use rayon::prelude::*;
+
+use super::{Kernels, KeyMask, composed, simd};
+
+/// Rows per parallel task in the row-wise kernels: enough work per task to
+/// amortise scheduling, enough tasks to balance the cores.
+const ROWS_PER_TASK: usize = 64;
+
+/// Elements per parallel task in the element-wise kernels.
+const ELEMS_PER_TASK: usize = 16 * 1024;
+
+/// A raw pointer that tasks writing disjoint parts of one buffer share.
+#[derive(Clone, Copy)]
+struct Shared(*mut f32);
+// SAFETY: every task writes a region no other task touches (see callers).
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+fn is_f32(tensors: &[&FlexTensor]) -> bool {
+    tensors.iter().all(|t| t.dtype() == DType::F32)
+}
+
+/// The tensor's elements in row-major order (copied only if it is a view).
+fn contiguous(t: &FlexTensor) -> FlexTensor {
+    t.to_contiguous()
+}
+
+fn values(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>()
+        .expect("a contiguous f32 tensor (checked by the caller)")
+}
+
+fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+fn shape(t: &FlexTensor) -> Shape {
+    t.layout().shape().clone()
+}
+
+/// `dst (+)= scale · lhs · rhs` for row-major `dst` (`m × n`, row stride
+/// `dst_rs`), with `lhs` (`m × k`) and `rhs` (`k × n`) given by their row
+/// and column strides in elements.
+///
+/// # Safety
+/// Every pointer must address its whole matrix under the given strides.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul(
+    [m, n, k]: [usize; 3],
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    (lhs, lhs_rs, lhs_cs): (*const f32, usize, usize),
+    (rhs, rhs_rs, rhs_cs): (*const f32, usize, usize),
+    scale: f32,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs,
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs,
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        )
+    }
+}
+
+/// Sizes of one attention call.
+#[derive(Clone, Copy)]
+struct Dims {
+    batch: usize,
+    q_len: usize,
+    k_len: usize,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Dims {
+    fn of(q: &FlexTensor, k: &FlexTensor) -> Self {
+        let [batch, q_len, heads, head_dim] = shape(q).dims();
+        let [_, k_len, kv_heads, _] = shape(k).dims();
+        assert!(
+            k_len >= q_len && heads % kv_heads == 0,
+            "attention: {q_len} queries over {k_len} keys, {heads} heads over {kv_heads} kv heads"
+        );
+        Self {
+            batch,
+            q_len,
+            k_len,
+            heads,
+            kv_heads,
+            head_dim,
+        }
+    }
+
+    fn rep(&self) -> usize {
+        self.heads / self.kv_heads
+    }
+
+    fn scale(&self) -> f32 {
+        1.0 / (self.head_dim as f32).sqrt()
+    }
+
+    /// Offset of head `head` of token `t` of batch row `b` in `[b, t, h, d]`.
+    fn q_at(&self, b: usize, t: usize, head: usize) -> usize {
+        ((b * self.q_len + t) * self.heads + head) * self.head_dim
+    }
+
+    /// Offset of key/value head `g` of token `t` of batch row `b`.
+    fn kv_at(&self, b: usize, t: usize, g: usize) -> usize {
+        ((b * self.k_len + t) * self.kv_heads + g) * self.head_dim
+    }
+}
+
+/// Output `[b, tq, h, d]` and probabilities `[b, h, tq, tk]`.
+fn attention_forward(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    d: Dims,
+    mask: &KeyMask,
+) -> (Vec<f32>, Vec<f32>) {
+    let (tq, tk, hd) = (d.q_len, d.k_len, d.head_dim);
+    let offset = tk - tq;
+    let mut out = vec![0f32; d.batch * tq * d.heads * hd];
+    let mut probs = vec![0f32; d.batch * d.heads * tq * tk];
+    let out_ptr = Shared(out.as_mut_ptr());
+    probs
+        .par_chunks_mut(d.rep() * tq * tk)
+        .enumerate()
+        .for_each(|(task, group_probs)| {
+            let (b, g) = (task / d.kv_heads, task % d.kv_heads);
+            let valid = mask.row(b, tk);
+            let out_ptr = out_ptr;
+            for (r, p) in group_probs.chunks_exact_mut(tq * tk).enumerate() {
+                let head = g * d.rep() + r;
+                // SAFETY: q/k/v rows of this (b, head) lie inside their
+                // buffers under these strides; `p` is this task's own; the
+                // output rows of (b, head) are written by this task only.
+                unsafe {
+                    matmul(
+                        [tq, tk, hd],
+                        p.as_mut_ptr(),
+                        tk,
+                        false,
+                        (q[d.q_at(b, 0, head)..].as_ptr(), d.heads * hd, 1),
+                        (k[d.kv_at(b, 0, g)..].as_ptr(), 1, d.kv_heads * hd),
+                        d.scale(),
+                    );
+                }
+                for (i, row) in p.chunks_exact_mut(tk).enumerate() {
+                    simd::softmax_row(row, (offset + i + 1).min(tk), valid);
+                }
+                unsafe {
+                    matmul(
+                        [tq, hd, tk],
+                        out_ptr.0.add(d.q_at(b, 0, head)),
+                        d.heads * hd,
+                        false,
+                        (p.as_ptr(), tk, 1),
+                        (v[d.kv_at(b, 0, g)..].as_ptr(), d.kv_heads * hd, 1),
+                        1.0,
+                    );
+                }
+            }
+        });
+    (out, probs)
+}
+
+/// Gradients `dq` `[b, tq, h, d]`, `dk` and `dv` `[b, tk, kv, d]`.
+fn attention_backward(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    probs: &[f32],
+    grad: &[f32],
+    d: Dims,
+) -> [Vec<f32>; 3] {
+    let (tq, tk, hd) = (d.q_len, d.k_len, d.head_dim);
+    let mut dq = vec![0f32; q.len()];
+    let mut dk = vec![0f32; k.len()];
+    let mut dv = vec![0f32; v.len()];
+    let (dq_ptr, dk_ptr, dv_ptr) = (
+        Shared(dq.as_mut_ptr()),
+        Shared(dk.as_mut_ptr()),
+        Shared(dv.as_mut_ptr()),
+    );
+    (0..d.batch * d.kv_heads).into_par_iter().for_each_init(
+        || vec![0f32; tq * tk],
+        |ds, task| {
+            let (b, g) = (task / d.kv_heads, task % d.kv_heads);
+            let (dq_ptr, dk_ptr, dv_ptr) = (dq_ptr, dk_ptr, dv_ptr);
+            for r in 0..d.rep() {
+                let head = g * d.rep() + r;
+                let p = &probs[(b * d.heads + head) * tq * tk..][..tq * tk];
+                let grad_h = grad[d.q_at(b, 0, head)..].as_ptr();
+                let q_h = q[d.q_at(b, 0, head)..].as_ptr();
+                // SAFETY: as in `attention_forward`; dq rows of (b, head) and
+                // dk/dv rows of (b, g) belong to this task alone.
+                unsafe {
+                    // dP = dO · Vᵀ
+                    matmul(
+                        [tq, tk, hd],
+                        ds.as_mut_ptr(),
+                        tk,
+                        false,
+                        (grad_h, d.heads * hd, 1),
+                        (v[d.kv_at(b, 0, g)..].as_ptr(), 1, d.kv_heads * hd),
+                        1.0,
+                    );
+                }
+                for (prow, grow) in p.chunks_exact(tk).zip(ds.chunks_exact_mut(tk)) {
+                    simd::softmax_backward_row(prow, grow, d.scale());
+                }
+                unsafe {
+                    // dQ = dS · K
+                    matmul(
+                        [tq, hd, tk],
+                        dq_ptr.0.add(d.q_at(b, 0, head)),
+                        d.heads * hd,
+                        false,
+                        (ds.as_ptr(), tk, 1),
+                        (k[d.kv_at(b, 0, g)..].as_ptr(), d.kv_heads * hd, 1),
+                        1.0,
+                    );
+                    // dK (+)= dSᵀ · Q
+                    matmul(
+                        [tk, hd, tq],
+                        dk_ptr.0.add(d.kv_at(b, 0, g)),
+                        d.kv_heads * hd,
+                        r > 0,
+                        (ds.as_ptr(), 1, tk),
+                        (q_h, d.heads * hd, 1),
+                        1.0,
+                    );
+                    // dV (+)= Pᵀ · dO
+                    matmul(
+                        [tk, hd, tq],
+                        dv_ptr.0.add(d.kv_at(b, 0, g)),
+                        d.kv_heads * hd,
+                        r > 0,
+                        (p.as_ptr(), 1, tk),
+                        (grad_h, d.heads * hd, 1),
+                        1.0,
+                    );
+                }
+            }
+        },
+    );
+    [dq, dk, dv]
+}
+
+impl Kernels for Flex {
+    fn attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, mask: &KeyMask) -> FlexTensor {
+        Self::attention_for_backward(q, k, v, mask).0
+    }
+
+    fn attention_for_backward(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        mask: &KeyMask,
+    ) -> (FlexTensor, FlexTensor) {
+        if !is_f32(&[&q, &k, &v]) {
+            return composed::attention::<Self>(q, k, v, mask);
+        }
+        let (q, k, v) = (contiguous(&q), contiguous(&k), contiguous(&v));
+        let d = Dims::of(&q, &k);
+        let (out, probs) = attention_forward(values(&q), values(&k), values(&v), d, mask);
+        (
+            tensor(out, shape(&q)),
+            tensor(probs, Shape::new([d.batch, d.heads, d.q_len, d.k_len])),
+        )
+    }
+
+    fn attention_backward(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        probs: FlexTensor,
+        grad: FlexTensor,
+    ) -> [FlexTensor; 3] {
+        if !is_f32(&[&q, &k, &v, &probs, &grad]) {
+            return composed::attention_backward::<Self>(q, k, v, probs, grad);
+        }
+        let (q, k, v) = (contiguous(&q), contiguous(&k), contiguous(&v));
+        let (probs, grad) = (contiguous(&probs), contiguous(&grad));
+        let d = Dims::of(&q, &k);
+        let [dq, dk, dv] = attention_backward(
+            values(&q),
+            values(&k),
+            values(&v),
+            values(&probs),
+            values(&grad),
+            d,
+        );
+        [
+            tensor(dq, shape(&q)),
+            tensor(dk, shape(&k)),
+            tensor(dv, shape(&v)),
+        ]
+    }
+
+    fn rope(x: FlexTensor, cos: FlexTensor, sin: FlexTensor) -> FlexTensor {
+        if !is_f32(&[&x, &cos, &sin]) {
+            return composed::rope::<Self>(x, cos, sin);
+        }
+        let (x, cos, sin) = (contiguous(&x), contiguous(&cos), contiguous(&sin));
+        let [_, t, n, hd] = shape(&x).dims();
+        let half = hd / 2;
+        let (xs, cos_v, sin_v) = (values(&x), values(&cos), values(&sin));
+        let mut out = vec![0f32; xs.len()];
+        out.par_chunks_mut(n * hd)
+            .zip(xs.par_chunks(n * hd))
+            .enumerate()
+            .with_min_len(ROWS_PER_TASK)
+            .for_each(|(row, (o, x))| {
+                let pos = row % t;
+                let (c, s) = (&cos_v[pos * half..][..half], &sin_v[pos * half..][..half]);
+                for (oh, xh) in o.chunks_exact_mut(hd).zip(x.chunks_exact(hd)) {
+                    let (x1, x2) = xh.split_at(half);
+                    let (o1, o2) = oh.split_at_mut(half);
+                    for i in 0..half {
+                        o1[i] = x1[i] * c[i] - x2[i] * s[i];
+                        o2[i] = x2[i] * c[i] + x1[i] * s[i];
+                    }
+                }
+            });
+        tensor(out, shape(&x))
+    }
+
+    fn rms_norm(x: FlexTensor, weight: FlexTensor, eps: f64) -> FlexTensor {
+        if !is_f32(&[&x, &weight]) {
+            return composed::rms_norm::<Self>(x, weight, eps);
+        }
+        let (x, weight) = (contiguous(&x), contiguous(&weight));
+        let (xs, w) = (values(&x), values(&weight));
+        let mut out = vec![0f32; xs.len()];
+        let block = ROWS_PER_TASK * w.len();
+        out.par_chunks_mut(block)
+            .zip(xs.par_chunks(block))
+            .for_each(|(o, x)| simd::rms_norm_rows(x, w, eps as f32, o));
+        tensor(out, shape(&x))
+    }
+
+    fn rms_norm_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        eps: f64,
+        grad: FlexTensor,
+    ) -> [FlexTensor; 2] {
+        if !is_f32(&[&x, &weight, &grad]) {
+            return composed::rms_norm_backward::<Self>(x, weight, eps, grad);
+        }
+        let (x, weight, grad) = (contiguous(&x), contiguous(&weight), contiguous(&grad));
+        let (xs, w, gs) = (values(&x), values(&weight), values(&grad));
+        let mut dx = vec![0f32; xs.len()];
+        let block = ROWS_PER_TASK * w.len();
+        let dw = dx
+            .par_chunks_mut(block)
+            .zip(xs.par_chunks(block))
+            .zip(gs.par_chunks(block))
+            .map(|((dx, x), g)| {
+                let mut dw = vec![0f32; w.len()];
+                simd::rms_norm_backward_rows(x, w, eps as f32, g, dx, &mut dw);
+                dw
+            })
+            .reduce(
+                || vec![0f32; w.len()],
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                    a
+                },
+            );
+        [tensor(dx, shape(&x)), tensor(dw, shape(&weight))]
+    }
+
+    fn swiglu(gate: FlexTensor, up: FlexTensor) -> FlexTensor {
+        if !is_f32(&[&gate, &up]) {
+            return composed::swiglu::<Self>(gate, up);
+        }
+        let (gate, up) = (contiguous(&gate), contiguous(&up));
+        let (g, u) = (values(&gate), values(&up));
+        let mut out = vec![0f32; g.len()];
+        out.par_chunks_mut(ELEMS_PER_TASK)
+            .zip(g.par_chunks(ELEMS_PER_TASK))
+            .zip(u.par_chunks(ELEMS_PER_TASK))
+            .for_each(|((o, g), u)| simd::swiglu(g, u, o));
+        tensor(out, shape(&gate))
+    }
+
+    fn swiglu_backward(gate: FlexTensor, up: FlexTensor, grad: FlexTensor) -> [FlexTensor; 2] {
+        if !is_f32(&[&gate, &up, &grad]) {
+            return composed::swiglu_backward::<Self>(gate, up, grad);
+        }
+        let (gate, up, grad) = (contiguous(&gate), contiguous(&up), contiguous(&grad));
+        let (g, u, dy) = (values(&gate), values(&up), values(&grad));
+        let mut dg = vec![0f32; g.len()];
+        let mut du = vec![0f32; g.len()];
+        dg.par_chunks_mut(ELEMS_PER_TASK)
+            .zip(du.par_chunks_mut(ELEMS_PER_TASK))
+            .zip(g.par_chunks(ELEMS_PER_TASK))
+            .zip(u.par_chunks(ELEMS_PER_TASK))
+            .zip(dy.par_chunks(ELEMS_PER_TASK))
+            .for_each(|((((dg, du), g), u), dy)| simd::swiglu_backward(g, u, dy, dg, du));
+        [tensor(dg, shape(&gate)), tensor(du, shape(&up))]
+    }
+}

@@ -1,0 +1,415 @@
+//! Fused kernels for the student's hot spots: causal attention, rotary
+//! embedding, RMSNorm and SwiGLU, each with a hand-written gradient.
+//!
+//! Built from burn's stock tensor operations, these take one pass per
+//! operation, and on the CPU backend every element-wise pass runs on a
+//! single core with the C library's scalar `expf`; the layout changes
+//! around attention (`swap_dims`, then copies back to contiguous memory)
+//! added as much again. A profile of a training step put about half its time
+//! there. [`Kernels`] is a backend extension in burn's sense: the CPU
+//! backend (Flex) runs hand-written kernels (`cpu.rs`) that read the
+//! projections in their natural `[batch, len, heads, head_dim]` layout, use
+//! every core, and vectorise the exponential; any other backend (CUDA) runs
+//! the same mathematics composed from tensor operations (`composed.rs`), and
+//! the autodiff backend records each kernel as one node with its gradient
+//! (`autodiff.rs`).
+
+mod autodiff;
+pub mod composed;
+mod cpu;
+mod simd;
+
+use std::sync::Arc;
+
+use burn::nn::RmsNorm;
+use burn::tensor::Tensor;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::ops::FloatTensor;
+
+use composed::{unwrap, wrap};
+
+/// Which keys are padding, for attention. Attention is always causal: a
+/// query at position `offset + i` (where `offset` is the number of keys
+/// before the queries, i.e. a KV cache's length) sees keys `j ≤ offset + i`.
+#[derive(Clone, Debug, Default)]
+pub struct KeyMask {
+    /// `batch × keys`, row-major, `false` for a padding key; `None` when
+    /// nothing is padding.
+    valid: Option<Arc<[bool]>>,
+}
+
+impl KeyMask {
+    /// No padding.
+    pub fn none() -> Self {
+        Self { valid: None }
+    }
+
+    /// `valid` is `batch × keys`, row-major; `None` means no padding.
+    pub fn new(valid: Option<&[bool]>) -> Self {
+        Self {
+            valid: valid.map(Arc::from),
+        }
+    }
+
+    /// Whether key `key` of batch row `row` (of `keys` keys) is real.
+    pub fn is_valid(&self, row: usize, key: usize, keys: usize) -> bool {
+        self.valid.as_ref().is_none_or(|v| v[row * keys + key])
+    }
+
+    /// The validity of batch row `row`'s `keys` keys, if any are padding.
+    pub fn row(&self, row: usize, keys: usize) -> Option<&[bool]> {
+        self.valid
+            .as_ref()
+            .map(|v| &v[row * keys..(row + 1) * keys])
+    }
+}
+
+/// A backend with the student's fused kernels. Every method has a default
+/// built from tensor operations ([`composed`]), so a backend opts in with
+/// an empty `impl`, and overrides what it has faster kernels for.
+pub trait Kernels: Backend {
+    /// Causal grouped-query attention, `softmax(q·kᵀ/√d + mask)·v`, with
+    /// `q` `[b, tq, h, d]`, `k`/`v` `[b, tk, kv, d]` (`kv` divides `h`,
+    /// `tk ≥ tq`); returns `[b, tq, h, d]`. A query that sees no key (a
+    /// padding position) gets an output that is finite but unspecified.
+    fn attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        mask: &KeyMask,
+    ) -> FloatTensor<Self> {
+        composed::attention::<Self>(q, k, v, mask).0
+    }
+
+    /// [`Kernels::attention`] that also returns what
+    /// [`Kernels::attention_backward`] needs (the attention probabilities).
+    fn attention_for_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        mask: &KeyMask,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        composed::attention::<Self>(q, k, v, mask)
+    }
+
+    /// Gradients of attention with respect to `q`, `k`, `v`, given the
+    /// saved probabilities and the output's gradient.
+    fn attention_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        probs: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 3] {
+        composed::attention_backward::<Self>(q, k, v, probs, grad)
+    }
+
+    /// Rotary position embedding of `x` `[b, t, n, d]` by angles whose
+    /// cosines and sines are `cos`/`sin` `[t, d/2]` (Hugging Face layout:
+    /// element `i` rotates with element `i + d/2`). Its gradient is the
+    /// same rotation with `-sin`.
+    fn rope(
+        x: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        composed::rope::<Self>(x, cos, sin)
+    }
+
+    /// RMSNorm over the last dimension.
+    fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f64) -> FloatTensor<Self> {
+        composed::rms_norm::<Self>(x, weight, eps)
+    }
+
+    /// Gradients of RMSNorm with respect to `x` and `weight`.
+    fn rms_norm_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        eps: f64,
+        grad: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 2] {
+        composed::rms_norm_backward::<Self>(x, weight, eps, grad)
+    }
+
+    /// `silu(gate) · up`, element-wise.
+    fn swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        composed::swiglu::<Self>(gate, up)
+    }
+
+    /// Gradients of SwiGLU with respect to `gate` and `up`.
+    fn swiglu_backward(
+        gate: FloatTensor<Self>,
+        up: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 2] {
+        composed::swiglu_backward::<Self>(gate, up, grad)
+    }
+}
+
+/// A backend to train the student on: autodiff over a backend with the
+/// kernels, so that both the training model and its inner (inference) copy
+/// can run forward.
+pub trait TrainBackend: AutodiffBackend<InnerBackend: Kernels> + Kernels {}
+
+impl<B: AutodiffBackend<InnerBackend: Kernels> + Kernels> TrainBackend for B {}
+
+#[cfg(feature = "cuda")]
+impl Kernels for burn::backend::Cuda {}
+
+/// See [`Kernels::attention`].
+pub fn attention<B: Kernels>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    mask: &KeyMask,
+) -> Tensor<B, 4> {
+    wrap(<B as Kernels>::attention(
+        unwrap(q),
+        unwrap(k),
+        unwrap(v),
+        mask,
+    ))
+}
+
+/// See [`Kernels::rope`].
+pub fn rope<B: Kernels>(x: Tensor<B, 4>, cos: &Tensor<B, 2>, sin: &Tensor<B, 2>) -> Tensor<B, 4> {
+    wrap(B::rope(unwrap(x), unwrap(cos.clone()), unwrap(sin.clone())))
+}
+
+/// See [`Kernels::rms_norm`]; `norm` holds the weight and epsilon.
+pub fn rms_norm<B: Kernels, const D: usize>(x: Tensor<B, D>, norm: &RmsNorm<B>) -> Tensor<B, D> {
+    wrap(B::rms_norm(
+        unwrap(x),
+        unwrap(norm.gamma.val()),
+        norm.epsilon,
+    ))
+}
+
+/// See [`Kernels::swiglu`].
+pub fn swiglu<B: Kernels, const D: usize>(gate: Tensor<B, D>, up: Tensor<B, D>) -> Tensor<B, D> {
+    wrap(B::swiglu(unwrap(gate), unwrap(up)))
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::{Autodiff, Flex};
+    use burn::tensor::{Tensor, TensorData};
+    use didact_data::rng::Rng;
+
+    use super::*;
+
+    type A = Autodiff<Flex>;
+
+    fn random<B: Backend, const D: usize>(rng: &mut Rng, shape: [usize; D]) -> Tensor<B, D> {
+        let n = shape.iter().product();
+        let values: Vec<f32> = (0..n).map(|_| (rng.unit() * 2.0 - 1.0) as f32).collect();
+        Tensor::from_data(TensorData::new(values, shape), &Default::default())
+    }
+
+    fn assert_close<const D: usize>(
+        what: &str,
+        got: Tensor<Flex, D>,
+        want: Tensor<Flex, D>,
+        tol: f32,
+    ) {
+        assert_eq!(got.dims(), want.dims(), "{what}: shapes");
+        let (got, want) = (
+            got.into_data().to_vec::<f32>().unwrap(),
+            want.into_data().to_vec::<f32>().unwrap(),
+        );
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst <= tol, "{what}: largest difference {worst} > {tol}");
+    }
+
+    /// Two sequences, 3 cached keys before 4 queries, 4 query heads over 2
+    /// key/value heads, and padding: the second row's first two keys.
+    fn attention_case() -> ([usize; 4], [usize; 4], KeyMask) {
+        let (b, tq, tk) = (2, 4, 7);
+        let mut valid = vec![true; b * tk];
+        valid[tk] = false;
+        valid[tk + 1] = false;
+        ([b, tq, 4, 8], [b, tk, 2, 8], KeyMask::new(Some(&valid)))
+    }
+
+    #[test]
+    fn cpu_kernels_match_the_composed_reference() {
+        let mut rng = Rng::new(1);
+        let (qs, ks, mask) = attention_case();
+        let (q, k, v) = (
+            random::<Flex, 4>(&mut rng, qs),
+            random(&mut rng, ks),
+            random(&mut rng, ks),
+        );
+        let want = wrap::<Flex, 4>(
+            composed::attention::<Flex>(
+                unwrap(q.clone()),
+                unwrap(k.clone()),
+                unwrap(v.clone()),
+                &mask,
+            )
+            .0,
+        );
+        assert_close("attention", attention(q, k, v, &mask), want, 1e-5);
+
+        let x = random::<Flex, 4>(&mut rng, [2, 5, 3, 8]);
+        let (cos, sin) = (
+            random::<Flex, 2>(&mut rng, [5, 4]),
+            random::<Flex, 2>(&mut rng, [5, 4]),
+        );
+        let want = wrap(composed::rope::<Flex>(
+            unwrap(x.clone()),
+            unwrap(cos.clone()),
+            unwrap(sin.clone()),
+        ));
+        assert_close("rope", rope(x, &cos, &sin), want, 1e-6);
+
+        let x = random::<Flex, 2>(&mut rng, [150, 24]);
+        let w = random::<Flex, 1>(&mut rng, [24]);
+        let want = wrap(composed::rms_norm::<Flex>(
+            unwrap(x.clone()),
+            unwrap(w.clone()),
+            1e-6,
+        ));
+        assert_close(
+            "rms_norm",
+            wrap::<Flex, 2>(Flex::rms_norm(unwrap(x), unwrap(w), 1e-6)),
+            want,
+            1e-5,
+        );
+
+        let (g, u) = (
+            random::<Flex, 2>(&mut rng, [300, 70]).mul_scalar(8.0),
+            random::<Flex, 2>(&mut rng, [300, 70]),
+        );
+        let want = wrap(composed::swiglu::<Flex>(
+            unwrap(g.clone()),
+            unwrap(u.clone()),
+        ));
+        assert_close("swiglu", swiglu(g, u), want, 1e-5);
+    }
+
+    /// The gradients of `sum(out ⊙ probe)` through the kernel (one autodiff
+    /// node with its hand-written backward) and through the composed
+    /// operations (burn's autodiff of each one).
+    fn gradients<const D: usize>(
+        inputs: &[Tensor<Flex, D>],
+        probe: &Tensor<Flex, D>,
+        f: impl Fn(&[Tensor<A, D>]) -> Tensor<A, D>,
+    ) -> Vec<Tensor<Flex, D>> {
+        let tracked: Vec<Tensor<A, D>> = inputs
+            .iter()
+            .map(|t| Tensor::from_inner(t.clone()).require_grad())
+            .collect();
+        let loss = (f(&tracked) * Tensor::from_inner(probe.clone())).sum();
+        let grads = loss.backward();
+        tracked
+            .iter()
+            .map(|t| t.grad(&grads).expect("a gradient"))
+            .collect()
+    }
+
+    fn same_gradients<const D: usize>(
+        what: &str,
+        inputs: &[Tensor<Flex, D>],
+        probe: Tensor<Flex, D>,
+        kernel: impl Fn(&[Tensor<A, D>]) -> Tensor<A, D>,
+        reference: impl Fn(&[Tensor<A, D>]) -> Tensor<A, D>,
+    ) {
+        let got = gradients(inputs, &probe, kernel);
+        let want = gradients(inputs, &probe, reference);
+        for (i, (g, w)) in got.into_iter().zip(want).enumerate() {
+            assert_close(&format!("{what}: gradient of input {i}"), g, w, 1e-4);
+        }
+    }
+
+    #[test]
+    fn hand_written_gradients_match_autodiff_of_the_composed_operations() {
+        let mut rng = Rng::new(2);
+        let (qs, ks, mask) = attention_case();
+        let inputs = [
+            random(&mut rng, qs),
+            random(&mut rng, ks),
+            random(&mut rng, ks),
+        ];
+        same_gradients(
+            "attention",
+            &inputs,
+            random(&mut rng, qs),
+            |t| attention(t[0].clone(), t[1].clone(), t[2].clone(), &mask),
+            |t| {
+                wrap(
+                    composed::attention::<A>(
+                        unwrap(t[0].clone()),
+                        unwrap(t[1].clone()),
+                        unwrap(t[2].clone()),
+                        &mask,
+                    )
+                    .0,
+                )
+            },
+        );
+
+        let (cos, sin) = (
+            random::<A, 2>(&mut rng, [5, 4]),
+            random::<A, 2>(&mut rng, [5, 4]),
+        );
+        same_gradients(
+            "rope",
+            &[random(&mut rng, [2, 5, 3, 8])],
+            random(&mut rng, [2, 5, 3, 8]),
+            |t| rope(t[0].clone(), &cos, &sin),
+            |t| {
+                wrap(composed::rope::<A>(
+                    unwrap(t[0].clone()),
+                    unwrap(cos.clone()),
+                    unwrap(sin.clone()),
+                ))
+            },
+        );
+
+        // RMSNorm's weight is 1-D and its input 2-D: probe each separately
+        // by broadcasting the weight into a matrix.
+        let x = random::<Flex, 2>(&mut rng, [150, 24]);
+        let w = random::<Flex, 2>(&mut rng, [1, 24]);
+        let norm = |t: &[Tensor<A, 2>], composed_path: bool| {
+            let w = t[1].clone().reshape([24]);
+            if composed_path {
+                wrap(composed::rms_norm::<A>(
+                    unwrap(t[0].clone()),
+                    unwrap(w),
+                    1e-5,
+                ))
+            } else {
+                wrap(A::rms_norm(unwrap(t[0].clone()), unwrap(w), 1e-5))
+            }
+        };
+        same_gradients(
+            "rms_norm",
+            &[x, w],
+            random(&mut rng, [150, 24]),
+            |t| norm(t, false),
+            |t| norm(t, true),
+        );
+
+        let inputs = [
+            random::<Flex, 2>(&mut rng, [300, 70]).mul_scalar(8.0),
+            random(&mut rng, [300, 70]),
+        ];
+        same_gradients(
+            "swiglu",
+            &inputs,
+            random(&mut rng, [300, 70]),
+            |t| swiglu(t[0].clone(), t[1].clone()),
+            |t| {
+                wrap(composed::swiglu::<A>(
+                    unwrap(t[0].clone()),
+                    unwrap(t[1].clone()),
+                ))
+            },
+        );
+    }
+}
