@@ -17,6 +17,17 @@ import torch
 import transformers
 
 
+def median_rate(rounds: int, round_fn) -> float:
+    """Median over `rounds` runs of `round_fn` (which returns the tokens it
+    processed) of tokens per second, as the Rust bench measures."""
+    rates = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        tokens = round_fn()
+        rates.append(tokens / (time.perf_counter() - t))
+    return sorted(rates)[rounds // 2]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--didact", default="bench/didact.json")
@@ -26,6 +37,7 @@ def main() -> None:
         ref = json.load(f)
     m, tr, pf, gen = ref["model"], ref["train"], ref["prefill"], ref["generate"]
     torch.set_num_threads(ref["threads"])
+    rounds = ref["rounds"]
     torch.manual_seed(0)
     cfg = transformers.LlamaConfig(
         vocab_size=m["vocab_size"],
@@ -57,33 +69,41 @@ def main() -> None:
 
     for _ in range(3):
         step()
-    t = time.perf_counter()
-    for _ in range(tr["steps"]):
-        step()
-    train_tps = tr["steps"] * tr["batch"] * tr["seq"] / (time.perf_counter() - t)
+
+    def train_round() -> int:
+        for _ in range(tr["steps"]):
+            step()
+        return tr["steps"] * tr["batch"] * tr["seq"]
+
+    train_tps = median_rate(rounds, train_round)
 
     model.eval()
     with torch.no_grad():
         x = torch.randint(8, m["vocab_size"], (pf["batch"], pf["seq"]))
         model(input_ids=x)
-        t = time.perf_counter()
-        for _ in range(5):
-            model(input_ids=x)
-        prefill_tps = 5 * pf["batch"] * pf["seq"] / (time.perf_counter() - t)
+
+        def prefill_round() -> int:
+            for _ in range(2):
+                model(input_ids=x)
+            return 2 * pf["batch"] * pf["seq"]
+
+        prefill_tps = median_rate(rounds, prefill_round)
 
         prompts = torch.randint(8, m["vocab_size"], (gen["batch"], gen["prompt"]))
         kw = dict(max_new_tokens=gen["new_tokens"], min_new_tokens=gen["new_tokens"], do_sample=False, use_cache=True)
         model.generate(prompts[:2], attention_mask=torch.ones_like(prompts[:2]), **kw)
-        t = time.perf_counter()
-        out = model.generate(prompts, attention_mask=torch.ones_like(prompts), **kw)
-        gen_s = time.perf_counter() - t
-        new = (out.shape[1] - gen["prompt"]) * gen["batch"]
+
+        def generate_round() -> int:
+            out = model.generate(prompts, attention_mask=torch.ones_like(prompts), **kw)
+            return (out.shape[1] - gen["prompt"]) * gen["batch"]
+
+        gen_tps = median_rate(rounds, generate_round)
     result = {
         "implementation": f"PyTorch {torch.__version__}, transformers {transformers.__version__} (eager, fp32)",
         "threads": torch.get_num_threads(),
         "train": {"tokens_per_s": train_tps},
         "prefill": {"tokens_per_s": prefill_tps},
-        "generate": {"tokens_per_s": new / gen_s},
+        "generate": {"tokens_per_s": gen_tps},
     }
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)

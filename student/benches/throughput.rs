@@ -24,6 +24,24 @@ const SEQ: usize = 128;
 const PROMPT: usize = 16;
 const NEW_TOKENS: usize = 64;
 
+/// Timed rounds per measurement; each reports its median round, so that one
+/// round slowed by another process on the machine does not set the figure.
+const ROUNDS: usize = 5;
+
+/// Median over `rounds` runs of `round` of tokens per second (`round`
+/// returns how many tokens it processed).
+fn median_rate(rounds: usize, mut round: impl FnMut() -> usize) -> f64 {
+    let mut rates: Vec<f64> = (0..rounds)
+        .map(|_| {
+            let t = Instant::now();
+            let tokens = round();
+            tokens as f64 / t.elapsed().as_secs_f64()
+        })
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    rates[rounds / 2]
+}
+
 fn tokens(rng: &mut Rng, n: usize) -> Vec<u32> {
     (0..n)
         .map(|_| 8 + rng.below(VOCAB as u64 - 8) as u32)
@@ -58,13 +76,14 @@ fn main() {
     for _ in 0..3 {
         model = step(model);
     }
-    let train_steps = 10;
-    let t = Instant::now();
-    for _ in 0..train_steps {
-        model = step(model);
-    }
-    let train_s = t.elapsed().as_secs_f64();
-    let train_tps = (train_steps * BATCH * SEQ) as f64 / train_s;
+    let train_steps = 4;
+    let mut model = Some(model);
+    let train_tps = median_rate(ROUNDS, || {
+        for _ in 0..train_steps {
+            model = Some(step(model.take().unwrap()));
+        }
+        train_steps * BATCH * SEQ
+    });
 
     // Inference on the inner backend.
     let model: Llama<Flex> = init_random(&llama, 0, &device).unwrap();
@@ -75,25 +94,26 @@ fn main() {
     let input =
         || Tensor::<Flex, 2, Int>::from_data(TensorData::new(ids.clone(), [BATCH, SEQ]), &device);
     let _ = model.forward(input(), None, None).into_data();
-    let reps = 5;
-    let t = Instant::now();
-    for _ in 0..reps {
-        let _ = model.forward(input(), None, None).into_data();
-    }
-    let prefill_tps = (reps * BATCH * SEQ) as f64 / t.elapsed().as_secs_f64();
+    let reps = 2;
+    let prefill_tps = median_rate(ROUNDS, || {
+        for _ in 0..reps {
+            let _ = model.forward(input(), None, None).into_data();
+        }
+        reps * BATCH * SEQ
+    });
 
     let prompts: Vec<Vec<u32>> = (0..BATCH).map(|_| tokens(&mut rng, PROMPT)).collect();
     let params = SamplingParams::greedy(NEW_TOKENS);
     let _ = generate(&model, &prompts[..2], &[], 0, &params, 0, &device);
-    let t = Instant::now();
-    let out = generate(&model, &prompts, &[], 0, &params, 0, &device);
-    let gen_s = t.elapsed().as_secs_f64();
-    let generated: usize = out.iter().map(|g| g.tokens.len()).sum();
-    let gen_tps = generated as f64 / gen_s;
+    let gen_tps = median_rate(ROUNDS, || {
+        let out = generate(&model, &prompts, &[], 0, &params, 0, &device);
+        out.iter().map(|g| g.tokens.len()).sum()
+    });
 
     let json = serde_json::json!({
         "implementation": "didact (burn 0.21, Flex backend)",
         "threads": threads,
+        "rounds": ROUNDS,
         "parameters": llama.num_params(),
         "model": {"hidden_size": llama.hidden_size, "layers": llama.num_hidden_layers,
                   "heads": llama.num_attention_heads, "kv_heads": llama.kv_heads(),

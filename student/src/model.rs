@@ -127,7 +127,8 @@ impl<B: Kernels> Attention<B> {
         let [n, _] = x.dims();
         let (b, t) = (batch, n / batch);
         let (h, kv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
-        let heads = |proj: &Linear<B>, n: usize| proj.forward(x.clone()).reshape([b, t, n, hd]);
+        let heads =
+            |proj: &Linear<B>, n: usize| kernels::dense(x.clone(), proj).reshape([b, t, n, hd]);
         let q = kernels::rope(heads(&self.q_proj, h), &rope.cos, &rope.sin);
         let mut k = kernels::rope(heads(&self.k_proj, kv), &rope.cos, &rope.sin);
         let mut v = heads(&self.v_proj, kv);
@@ -139,15 +140,15 @@ impl<B: Kernels> Attention<B> {
             *slot = Some((k.clone(), v.clone()));
         }
         let out = kernels::attention(q, k, v, mask);
-        self.o_proj.forward(out.reshape([n, h * hd]))
+        kernels::dense(out.reshape([n, h * hd]), &self.o_proj)
     }
 }
 
 impl<B: Kernels> Mlp<B> {
     fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        let gate = self.gate_proj.forward(x.clone());
-        self.down_proj
-            .forward(kernels::swiglu(gate, self.up_proj.forward(x)))
+        let gate = kernels::dense(x.clone(), &self.gate_proj);
+        let up = kernels::dense(x, &self.up_proj);
+        kernels::dense(kernels::swiglu(gate, up), &self.down_proj)
     }
 }
 
@@ -200,7 +201,7 @@ impl<B: Kernels> Llama<B> {
         }
         let x = kernels::rms_norm(x, &self.norm);
         let logits = match &self.lm_head {
-            Some(head) => head.forward(x),
+            Some(head) => kernels::dense(x, head),
             None => x.matmul(self.embed_tokens.weight.val().transpose()),
         };
         logits.reshape([b, t, self.config.vocab_size])

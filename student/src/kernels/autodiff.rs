@@ -44,6 +44,37 @@ impl<B: Kernels> Backward<B, 3> for AttentionGrad {
 }
 
 #[derive(Debug)]
+struct DenseGrad;
+
+impl<B: Kernels> Backward<B, 2> for DenseGrad {
+    /// The input and the weight.
+    type State = (FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        let (x, weight) = ops.state.clone();
+        let (dx, dweight, _) = B::dense_backward(x, weight, grad, false);
+        register::<B, 2>(ops, grads, [dx, dweight]);
+    }
+}
+
+#[derive(Debug)]
+struct DenseBiasGrad;
+
+impl<B: Kernels> Backward<B, 3> for DenseBiasGrad {
+    /// The input and the weight.
+    type State = (FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        let (x, weight) = ops.state.clone();
+        let (dx, dweight, dbias) = B::dense_backward(x, weight, grad, true);
+        let dbias = dbias.expect("dense_backward returns the bias gradient when asked");
+        register::<B, 3>(ops, grads, [dx, dweight, dbias]);
+    }
+}
+
+#[derive(Debug)]
 struct RopeGrad;
 
 impl<B: Kernels> Backward<B, 1> for RopeGrad {
@@ -106,6 +137,39 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
                 k.primitive,
                 v.primitive,
                 mask,
+            )),
+        }
+    }
+
+    fn dense(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+    ) -> FloatTensor<Self> {
+        let Some(bias) = bias else {
+            let nodes = [x.node.clone(), weight.node.clone()];
+            return match DenseGrad.prepare::<C>(nodes).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => {
+                    let (x, weight) = (x.primitive, weight.primitive);
+                    let out = B::dense(x.clone(), weight.clone(), None);
+                    prep.finish((x, weight), out)
+                }
+                OpsKind::UnTracked(prep) => {
+                    prep.finish(B::dense(x.primitive, weight.primitive, None))
+                }
+            };
+        };
+        let nodes = [x.node.clone(), weight.node.clone(), bias.node.clone()];
+        match DenseBiasGrad.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (x, weight) = (x.primitive, weight.primitive);
+                let out = B::dense(x.clone(), weight.clone(), Some(bias.primitive));
+                prep.finish((x, weight), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::dense(
+                x.primitive,
+                weight.primitive,
+                Some(bias.primitive),
             )),
         }
     }

@@ -105,6 +105,38 @@ pub fn attention_backward<B: Backend>(
     [unwrap(dq), unwrap(dk), unwrap(dv.swap_dims(1, 2))]
 }
 
+/// `x · weight + bias` over the last dimension of `x`.
+pub fn dense<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: Option<FloatTensor<B>>,
+) -> FloatTensor<B> {
+    let (x, mut shape) = rows::<B>(x);
+    let weight = wrap::<B, 2>(weight);
+    *shape.last_mut().expect("a tensor with dimensions") = weight.dims()[1];
+    let mut y = x.matmul(weight);
+    if let Some(bias) = bias {
+        y = y + wrap::<B, 1>(bias).unsqueeze_dim::<2>(0);
+    }
+    shaped(y, &shape)
+}
+
+/// Gradients of [`dense`] with respect to `x`, `weight` and the bias.
+pub fn dense_backward<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    with_bias: bool,
+) -> (FloatTensor<B>, FloatTensor<B>, Option<FloatTensor<B>>) {
+    let (x, shape) = rows::<B>(x);
+    let (grad, _) = rows::<B>(grad);
+    let weight = wrap::<B, 2>(weight);
+    let dx = grad.clone().matmul(weight.transpose());
+    let dweight = x.transpose().matmul(grad.clone());
+    let dbias = with_bias.then(|| unwrap(grad.sum_dim(0).squeeze_dim::<1>(0)));
+    (shaped(dx, &shape), unwrap(dweight), dbias)
+}
+
 /// Rotary embedding of `x` `[b, t, n, d]` with `cos`/`sin` `[t, d/2]`, in
 /// the Hugging Face layout (the two halves of each head rotate together).
 pub fn rope<B: Backend>(

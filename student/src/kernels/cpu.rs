@@ -91,6 +91,69 @@ unsafe fn matmul(
     }
 }
 
+/// A vector of `len` elements, all written by `write` (which gets the
+/// pointer to the start of its uninitialised buffer).
+///
+/// # Safety
+/// `write` must initialise every one of the `len` elements.
+unsafe fn written_by(len: usize, write: impl FnOnce(*mut f32)) -> Vec<f32> {
+    let mut v = Vec::with_capacity(len);
+    write(v.as_mut_ptr());
+    // SAFETY: the caller guarantees that `write` initialised `len` elements.
+    unsafe { v.set_len(len) };
+    v
+}
+
+/// The GEMM's own threading for products large enough to split (the
+/// threshold Flex uses), none below it.
+fn threads_for([m, n, k]: [usize; 3]) -> Parallelism {
+    if m * n * k >= 192 * 192 * 192 {
+        Parallelism::Rayon(0)
+    } else {
+        Parallelism::None
+    }
+}
+
+/// `[m, n, k]` product as in [`matmul`], split over the GEMM's threads
+/// where large, for the dense layers.
+///
+/// # Safety
+/// As for [`matmul`].
+unsafe fn matmul_threaded(
+    dims: [usize; 3],
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    (lhs, lhs_rs, lhs_cs): (*const f32, usize, usize),
+    (rhs, rhs_rs, rhs_cs): (*const f32, usize, usize),
+) {
+    let [m, n, k] = dims;
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs,
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs,
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            threads_for(dims),
+        )
+    }
+}
+
 /// Sizes of one attention call.
 #[derive(Clone, Copy)]
 struct Dims {
@@ -278,6 +341,102 @@ fn attention_backward(
 }
 
 impl Kernels for Flex {
+    fn dense(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>) -> FlexTensor {
+        if !is_f32(&[&x, &weight]) || bias.as_ref().is_some_and(|b| !is_f32(&[b])) {
+            return composed::dense::<Self>(x, weight, bias);
+        }
+        let (x, weight) = (contiguous(&x), contiguous(&weight));
+        let [d_in, d_out] = shape(&weight).dims();
+        let (xs, w) = (values(&x), values(&weight));
+        let rows = xs.len() / d_in;
+        let lhs = (xs.as_ptr(), d_in, 1);
+        let rhs = (w.as_ptr(), d_out, 1);
+        let out = match bias {
+            Some(bias) => {
+                let bias = contiguous(&bias);
+                let mut out = values(&bias).repeat(rows);
+                // SAFETY: `out` is rows × d_out; x and w match their strides.
+                unsafe {
+                    matmul_threaded([rows, d_out, d_in], out.as_mut_ptr(), d_out, true, lhs, rhs)
+                };
+                out
+            }
+            // SAFETY: the product writes all rows × d_out elements.
+            None => unsafe {
+                written_by(rows * d_out, |out| {
+                    matmul_threaded([rows, d_out, d_in], out, d_out, false, lhs, rhs)
+                })
+            },
+        };
+        let mut out_shape = shape(&x);
+        let last = out_shape.len() - 1;
+        out_shape[last] = d_out;
+        tensor(out, out_shape)
+    }
+
+    fn dense_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+        with_bias: bool,
+    ) -> (FlexTensor, FlexTensor, Option<FlexTensor>) {
+        if !is_f32(&[&x, &weight, &grad]) {
+            return composed::dense_backward::<Self>(x, weight, grad, with_bias);
+        }
+        let (x, weight, grad) = (contiguous(&x), contiguous(&weight), contiguous(&grad));
+        let [d_in, d_out] = shape(&weight).dims();
+        let (xs, w, gs) = (values(&x), values(&weight), values(&grad));
+        let rows = xs.len() / d_in;
+        // SAFETY (both): each product writes its whole output; the operands
+        // are read under their own (possibly transposed) strides.
+        // dx = grad · wᵀ
+        let dx = unsafe {
+            written_by(rows * d_in, |dx| {
+                matmul_threaded(
+                    [rows, d_in, d_out],
+                    dx,
+                    d_in,
+                    false,
+                    (gs.as_ptr(), d_out, 1),
+                    (w.as_ptr(), 1, d_out),
+                )
+            })
+        };
+        // dw = xᵀ · grad
+        let dw = unsafe {
+            written_by(d_in * d_out, |dw| {
+                matmul_threaded(
+                    [d_in, d_out, rows],
+                    dw,
+                    d_out,
+                    false,
+                    (xs.as_ptr(), 1, d_in),
+                    (gs.as_ptr(), d_out, 1),
+                )
+            })
+        };
+        let dbias = with_bias.then(|| {
+            let sums = gs
+                .par_chunks(ROWS_PER_TASK * d_out)
+                .map(|block| {
+                    let mut sum = vec![0f32; d_out];
+                    for row in block.chunks_exact(d_out) {
+                        sum.iter_mut().zip(row).for_each(|(s, g)| *s += g);
+                    }
+                    sum
+                })
+                .reduce(
+                    || vec![0f32; d_out],
+                    |mut a, b| {
+                        a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                        a
+                    },
+                );
+            tensor(sums, Shape::new([d_out]))
+        });
+        (tensor(dx, shape(&x)), tensor(dw, shape(&weight)), dbias)
+    }
+
     fn attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, mask: &KeyMask) -> FlexTensor {
         Self::attention_for_backward(q, k, v, mask).0
     }

@@ -21,7 +21,7 @@ mod simd;
 
 use std::sync::Arc;
 
-use burn::nn::RmsNorm;
+use burn::nn::{Linear, RmsNorm};
 use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ops::FloatTensor;
@@ -104,6 +104,32 @@ pub trait Kernels: Backend {
         composed::attention_backward::<Self>(q, k, v, probs, grad)
     }
 
+    /// `x · weight + bias` for `x` `[.., in]` and `weight` `[in, out]`
+    /// (burn's `Linear` layout), as one matrix product over all leading
+    /// dimensions.
+    fn dense(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+    ) -> FloatTensor<Self> {
+        composed::dense::<Self>(x, weight, bias)
+    }
+
+    /// Gradients of [`Kernels::dense`] with respect to `x`, `weight` and,
+    /// when `with_bias`, the bias.
+    fn dense_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        with_bias: bool,
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        Option<FloatTensor<Self>>,
+    ) {
+        composed::dense_backward::<Self>(x, weight, grad, with_bias)
+    }
+
     /// Rotary position embedding of `x` `[b, t, n, d]` by angles whose
     /// cosines and sines are `cos`/`sin` `[t, d/2]` (Hugging Face layout:
     /// element `i` rotates with element `i + d/2`). Its gradient is the
@@ -169,6 +195,12 @@ pub fn attention<B: Kernels>(
         unwrap(v),
         mask,
     ))
+}
+
+/// `linear` applied to `x` through [`Kernels::dense`].
+pub fn dense<B: Kernels, const D: usize>(x: Tensor<B, D>, linear: &Linear<B>) -> Tensor<B, D> {
+    let bias = linear.bias.as_ref().map(|b| unwrap(b.val()));
+    wrap(B::dense(unwrap(x), unwrap(linear.weight.val()), bias))
 }
 
 /// See [`Kernels::rope`].

@@ -90,6 +90,38 @@ fn max_of(row: &[f32]) -> f32 {
 }
 
 #[inline(always)]
+fn sum(row: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let mut chunks = row.chunks_exact(8);
+    for c in &mut chunks {
+        for i in 0..8 {
+            lanes[i] += c[i];
+        }
+    }
+    chunks.remainder().iter().sum::<f32>() + lanes.iter().sum::<f32>()
+}
+
+/// `Σ a·b·c` in separate lanes (see [`max_of`]).
+#[inline(always)]
+fn dot3(a: &[f32], b: &[f32], c: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (mut ca, mut cb, mut cc) = (a.chunks_exact(8), b.chunks_exact(8), c.chunks_exact(8));
+    for ((x, y), z) in (&mut ca).zip(&mut cb).zip(&mut cc) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i] * z[i];
+        }
+    }
+    let rest: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .zip(cc.remainder())
+        .map(|((x, y), z)| x * y * z)
+        .sum();
+    rest + lanes.iter().sum::<f32>()
+}
+
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     let mut ca = a.chunks_exact(8);
@@ -128,12 +160,12 @@ fn softmax_row_impl(row: &mut [f32], visible: usize, key_valid: Option<&[bool]>)
         seen.fill(0.0);
         return;
     }
-    let mut sum = 0.0;
+    // Exponentials, then their sum in separate lanes: a running scalar sum
+    // in the same loop would keep it from vectorising.
     for s in seen.iter_mut() {
         *s = exp(*s - max);
-        sum += *s;
     }
-    let inv = 1.0 / sum;
+    let inv = 1.0 / sum(seen);
     for s in seen.iter_mut() {
         *s *= inv;
     }
@@ -193,11 +225,7 @@ fn rms_norm_backward_rows_impl(
     {
         let r = 1.0 / (dot(xr, xr) * inv_d + eps).sqrt();
         // c = mean(dy·w·x̂) with x̂ = x·r.
-        let mut c = 0.0;
-        for ((&g, &w), &v) in gr.iter().zip(weight).zip(xr) {
-            c += g * w * v;
-        }
-        let c = c * r * inv_d;
+        let c = dot3(gr, weight, xr) * r * inv_d;
         for ((((o, &g), &w), &v), dw) in dxr
             .iter_mut()
             .zip(gr)
