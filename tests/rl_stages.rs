@@ -202,10 +202,9 @@ fn rl_stages_write_checkpoints_rollouts_logs_and_the_eval_grid() {
     let finished = |stage: &str| {
         let m: serde_json::Value =
             serde_json::from_str(&fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
-        m["stages"][stage]["finished_at"].as_u64().unwrap()
+        m["stages"][stage]["sequence"].as_u64().unwrap()
     };
     let eval_before = finished("eval");
-    std::thread::sleep(std::time::Duration::from_millis(1100));
     didact(
         dir.path(),
         &[

@@ -18,6 +18,12 @@ pub struct StageRecord {
     pub git_revision: String,
     /// Seconds since the Unix epoch when the stage finished.
     pub finished_at: u64,
+    /// Position of this stage's run among the run directory's stage runs
+    /// (1, 2, …). Staleness compares these rather than `finished_at`: two
+    /// stages can finish within the same second. 0 in manifests written
+    /// before this field existed.
+    #[serde(default)]
+    pub sequence: u64,
     pub metrics: serde_json::Value,
 }
 
@@ -36,6 +42,11 @@ pub struct Manifest {
 pub const FILE: &str = "manifest.json";
 
 impl Manifest {
+    /// The `sequence` for the next stage run to finish.
+    pub fn next_sequence(&self) -> u64 {
+        self.stages.values().map(|r| r.sequence).max().unwrap_or(0) + 1
+    }
+
     /// Reads the run's manifest, or an empty one for a new run directory.
     pub fn load(run_dir: &Path) -> Result<Self> {
         let path = run_dir.join(FILE);
@@ -72,9 +83,16 @@ impl Manifest {
         let Some(record) = self.stages.get(stage) else {
             return false;
         };
+        let ran_after = |upstream: &StageRecord| {
+            if upstream.sequence > 0 && record.sequence > 0 {
+                upstream.sequence > record.sequence
+            } else {
+                upstream.finished_at > record.finished_at
+            }
+        };
         let newer_input = self.stages.iter().any(|(name, upstream)| {
             name != stage
-                && upstream.finished_at > record.finished_at
+                && ran_after(upstream)
                 && upstream
                     .outputs
                     .iter()
@@ -125,6 +143,7 @@ mod tests {
             wall_time_s: 0.1,
             git_revision: "r".into(),
             finished_at,
+            sequence: 0,
             metrics: serde_json::json!({}),
         }
     }
@@ -164,6 +183,27 @@ mod tests {
         m.stages.get_mut("data").unwrap().finished_at = 25;
         assert!(!m.is_up_to_date("student", "h2", &["a.parquet"], dir.path()));
         assert!(m.is_up_to_date("student", "h2", &["c2.parquet"], dir.path()));
+    }
+
+    #[test]
+    fn stages_finishing_within_one_second_are_ordered_by_sequence() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["a.parquet", "b.parquet"] {
+            std::fs::write(dir.path().join(f), b"x").unwrap();
+        }
+        let mut m = Manifest::default();
+        let mut data = record("h1", "a.parquet", 10);
+        data.sequence = m.next_sequence();
+        m.stages.insert("data".into(), data);
+        let mut student = record("h2", "b.parquet", 10);
+        student.sequence = m.next_sequence();
+        m.stages.insert("student".into(), student);
+        assert!(m.is_up_to_date("student", "h2", &["a.parquet"], dir.path()));
+        // `data` reruns, forced, in the same second as `student` finished.
+        let sequence = m.next_sequence();
+        m.stages.get_mut("data").unwrap().sequence = sequence;
+        assert_eq!(sequence, 3);
+        assert!(!m.is_up_to_date("student", "h2", &["a.parquet"], dir.path()));
     }
 
     #[test]

@@ -211,6 +211,7 @@ pub fn run_stage(stage: &Stage, ctx: &StageContext, force: bool) -> Result<Outco
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    let sequence = manifest.next_sequence();
     manifest.stages.insert(
         stage.name.to_string(),
         StageRecord {
@@ -222,6 +223,7 @@ pub fn run_stage(stage: &Stage, ctx: &StageContext, force: bool) -> Result<Outco
             finished_at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            sequence,
             metrics: output.metrics,
         },
     );
