@@ -27,6 +27,14 @@ struct Shared(*mut f32);
 unsafe impl Send for Shared {}
 unsafe impl Sync for Shared {}
 
+impl Shared {
+    /// The pointer. A method rather than the field, so that closures
+    /// capture the whole (`Sync`) struct, not the raw pointer inside it.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 fn is_f32(tensors: &[&FlexTensor]) -> bool {
     tensors.iter().all(|t| t.dtype() == DType::F32)
 }
@@ -221,7 +229,6 @@ fn attention_forward(
         .for_each(|(task, group_probs)| {
             let (b, g) = (task / d.kv_heads, task % d.kv_heads);
             let valid = mask.row(b, tk);
-            let out_ptr = out_ptr;
             for (r, p) in group_probs.chunks_exact_mut(tq * tk).enumerate() {
                 let head = g * d.rep() + r;
                 // SAFETY: q/k/v rows of this (b, head) lie inside their
@@ -244,7 +251,7 @@ fn attention_forward(
                 unsafe {
                     matmul(
                         [tq, hd, tk],
-                        out_ptr.0.add(d.q_at(b, 0, head)),
+                        out_ptr.get().add(d.q_at(b, 0, head)),
                         d.heads * hd,
                         false,
                         (p.as_ptr(), tk, 1),
@@ -279,7 +286,6 @@ fn attention_backward(
         || vec![0f32; tq * tk],
         |ds, task| {
             let (b, g) = (task / d.kv_heads, task % d.kv_heads);
-            let (dq_ptr, dk_ptr, dv_ptr) = (dq_ptr, dk_ptr, dv_ptr);
             for r in 0..d.rep() {
                 let head = g * d.rep() + r;
                 let p = &probs[(b * d.heads + head) * tq * tk..][..tq * tk];
@@ -306,7 +312,7 @@ fn attention_backward(
                     // dQ = dS · K
                     matmul(
                         [tq, hd, tk],
-                        dq_ptr.0.add(d.q_at(b, 0, head)),
+                        dq_ptr.get().add(d.q_at(b, 0, head)),
                         d.heads * hd,
                         false,
                         (ds.as_ptr(), tk, 1),
@@ -316,7 +322,7 @@ fn attention_backward(
                     // dK (+)= dSᵀ · Q
                     matmul(
                         [tk, hd, tq],
-                        dk_ptr.0.add(d.kv_at(b, 0, g)),
+                        dk_ptr.get().add(d.kv_at(b, 0, g)),
                         d.kv_heads * hd,
                         r > 0,
                         (ds.as_ptr(), 1, tk),
@@ -326,7 +332,7 @@ fn attention_backward(
                     // dV (+)= Pᵀ · dO
                     matmul(
                         [tk, hd, tq],
-                        dv_ptr.0.add(d.kv_at(b, 0, g)),
+                        dv_ptr.get().add(d.kv_at(b, 0, g)),
                         d.kv_heads * hd,
                         r > 0,
                         (p.as_ptr(), 1, tk),
