@@ -168,14 +168,24 @@ impl<B: Backend> Source<'_, B> {
     ) -> Result<Linear<B>> {
         let name = format!("{prefix}.weight");
         let w = self.take(&name, &[output, input])?;
-        let w: Tensor<B, 2> = Tensor::from_data(TensorData::new(w, [output, input]), self.device);
+        // Transposed here, on the host, into contiguous `[in, out]` memory:
+        // a transposed view on the device would make every matrix product
+        // with the weight read it against its layout (on the CPU, half of
+        // generation's time went to repacking such weights).
+        let mut wt = vec![0f32; w.len()];
+        for (o, row) in w.chunks_exact(input).enumerate() {
+            for (i, &v) in row.iter().enumerate() {
+                wt[i * output + o] = v;
+            }
+        }
+        let w: Tensor<B, 2> = Tensor::from_data(TensorData::new(wt, [input, output]), self.device);
         let bias = if bias {
             Some(self.vector(&format!("{prefix}.bias"), output)?)
         } else {
             None
         };
         Ok(Linear {
-            weight: param(&name, w.transpose()),
+            weight: param(&name, w),
             bias,
         })
     }

@@ -162,6 +162,58 @@ unsafe fn matmul_threaded(
     }
 }
 
+/// A 2-D `f32` tensor read in place through its strides: weights loaded
+/// from Hugging Face checkpoints are transposed views, and copying one into
+/// contiguous memory on every call cost half of generation's time.
+struct Matrix {
+    tensor: FlexTensor,
+    /// Element offset of `[0, 0]`, and the row and column strides.
+    offset: usize,
+    strides: (usize, usize),
+}
+
+impl Matrix {
+    fn new(t: &FlexTensor) -> Self {
+        let layout = t.layout();
+        match layout.as_2d_strides() {
+            Some((_, _, rs, cs)) if rs >= 0 && cs >= 0 => Self {
+                tensor: t.clone(),
+                offset: layout.start_offset(),
+                strides: (rs as usize, cs as usize),
+            },
+            _ => {
+                let tensor = t.to_contiguous();
+                let cols = tensor.layout().shape()[tensor.layout().num_dims() - 1];
+                Self {
+                    tensor,
+                    offset: 0,
+                    strides: (cols, 1),
+                }
+            }
+        }
+    }
+
+    fn dims(&self) -> [usize; 2] {
+        shape(&self.tensor).dims()
+    }
+
+    /// `(pointer, row stride, column stride)` of the matrix.
+    fn operand(&self) -> (*const f32, usize, usize) {
+        let storage = self.tensor.storage::<f32>();
+        (
+            storage[self.offset..].as_ptr(),
+            self.strides.0,
+            self.strides.1,
+        )
+    }
+
+    /// The same for its transpose.
+    fn transposed(&self) -> (*const f32, usize, usize) {
+        let (ptr, rs, cs) = self.operand();
+        (ptr, cs, rs)
+    }
+}
+
 /// Sizes of one attention call.
 #[derive(Clone, Copy)]
 struct Dims {
@@ -351,12 +403,12 @@ impl Kernels for Flex {
         if !is_f32(&[&x, &weight]) || bias.as_ref().is_some_and(|b| !is_f32(&[b])) {
             return composed::dense::<Self>(x, weight, bias);
         }
-        let (x, weight) = (contiguous(&x), contiguous(&weight));
-        let [d_in, d_out] = shape(&weight).dims();
-        let (xs, w) = (values(&x), values(&weight));
+        let (x, weight) = (contiguous(&x), Matrix::new(&weight));
+        let [d_in, d_out] = weight.dims();
+        let xs = values(&x);
         let rows = xs.len() / d_in;
         let lhs = (xs.as_ptr(), d_in, 1);
-        let rhs = (w.as_ptr(), d_out, 1);
+        let rhs = weight.operand();
         let out = match bias {
             Some(bias) => {
                 let bias = contiguous(&bias);
@@ -389,9 +441,9 @@ impl Kernels for Flex {
         if !is_f32(&[&x, &weight, &grad]) {
             return composed::dense_backward::<Self>(x, weight, grad, with_bias);
         }
-        let (x, weight, grad) = (contiguous(&x), contiguous(&weight), contiguous(&grad));
-        let [d_in, d_out] = shape(&weight).dims();
-        let (xs, w, gs) = (values(&x), values(&weight), values(&grad));
+        let (x, w, grad) = (contiguous(&x), Matrix::new(&weight), contiguous(&grad));
+        let [d_in, d_out] = w.dims();
+        let (xs, gs) = (values(&x), values(&grad));
         let rows = xs.len() / d_in;
         // SAFETY (both): each product writes its whole output; the operands
         // are read under their own (possibly transposed) strides.
@@ -404,7 +456,7 @@ impl Kernels for Flex {
                     d_in,
                     false,
                     (gs.as_ptr(), d_out, 1),
-                    (w.as_ptr(), 1, d_out),
+                    w.transposed(),
                 )
             })
         };
@@ -440,7 +492,11 @@ impl Kernels for Flex {
                 );
             tensor(sums, Shape::new([d_out]))
         });
-        (tensor(dx, shape(&x)), tensor(dw, shape(&weight)), dbias)
+        (
+            tensor(dx, shape(&x)),
+            tensor(dw, Shape::new([d_in, d_out])),
+            dbias,
+        )
     }
 
     fn attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, mask: &KeyMask) -> FlexTensor {

@@ -313,6 +313,24 @@ mod tests {
             1e-5,
         );
 
+        // A weight stored transposed, as checkpoints load them, and a bias.
+        let x = random::<Flex, 3>(&mut rng, [3, 70, 24]);
+        let w = random::<Flex, 2>(&mut rng, [40, 24]).transpose();
+        let b = random::<Flex, 1>(&mut rng, [40]);
+        for bias in [None, Some(b)] {
+            let want = wrap(composed::dense::<Flex>(
+                unwrap(x.clone()),
+                unwrap(w.clone()),
+                bias.clone().map(unwrap),
+            ));
+            let got = wrap::<Flex, 3>(Flex::dense(
+                unwrap(x.clone()),
+                unwrap(w.clone()),
+                bias.map(unwrap),
+            ));
+            assert_close("dense", got, want, 1e-5);
+        }
+
         let (g, u) = (
             random::<Flex, 2>(&mut rng, [300, 70]).mul_scalar(8.0),
             random::<Flex, 2>(&mut rng, [300, 70]),
@@ -425,6 +443,47 @@ mod tests {
             random(&mut rng, [150, 24]),
             |t| norm(t, false),
             |t| norm(t, true),
+        );
+
+        // Dense: the weight a transposed view, the bias 1-D (probed as a row).
+        let inputs = [
+            random::<Flex, 2>(&mut rng, [70, 24]),
+            random::<Flex, 2>(&mut rng, [40, 24]).transpose(),
+            random::<Flex, 2>(&mut rng, [1, 40]),
+        ];
+        let dense_with = |t: &[Tensor<A, 2>], composed_path: bool| {
+            let (x, w, b) = (
+                unwrap(t[0].clone()),
+                unwrap(t[1].clone()),
+                unwrap(t[2].clone().reshape([40])),
+            );
+            if composed_path {
+                wrap(composed::dense::<A>(x, w, Some(b)))
+            } else {
+                wrap(A::dense(x, w, Some(b)))
+            }
+        };
+        same_gradients(
+            "dense",
+            &inputs,
+            random(&mut rng, [70, 40]),
+            |t| dense_with(t, false),
+            |t| dense_with(t, true),
+        );
+        let no_bias = |t: &[Tensor<A, 2>], composed_path: bool| {
+            let (x, w) = (unwrap(t[0].clone()), unwrap(t[1].clone()));
+            if composed_path {
+                wrap(composed::dense::<A>(x, w, None))
+            } else {
+                wrap(A::dense(x, w, None))
+            }
+        };
+        same_gradients(
+            "dense without bias",
+            &inputs[..2],
+            random(&mut rng, [70, 40]),
+            |t| no_bias(t, false),
+            |t| no_bias(t, true),
         );
 
         let inputs = [
