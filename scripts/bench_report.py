@@ -43,7 +43,7 @@ lines = [
     f"Training and prefill: batch {d['train']['batch']} x {d['train']['seq']} tokens. "
     f"Generation: {d['generate']['batch']} prompts of {d['generate']['prompt']} tokens, "
     f"{d['generate']['new_tokens']} new tokens each. Each figure is the median of {d['rounds']} timed rounds "
-    f"({d['train']['steps']} training steps, 2 prefills or 1 generation per round).",
+    f"({d['train']['steps']} training steps, {d['prefill']['reps']} prefills or 1 generation per round).",
     "",
     f"- didact: {d['implementation']}",
     f"- reference: {t['implementation'] if t else 'not measured (no torch)'}",

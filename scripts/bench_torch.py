@@ -83,9 +83,9 @@ def main() -> None:
         model(input_ids=x)
 
         def prefill_round() -> int:
-            for _ in range(2):
+            for _ in range(pf["reps"]):
                 model(input_ids=x)
-            return 2 * pf["batch"] * pf["seq"]
+            return pf["reps"] * pf["batch"] * pf["seq"]
 
         prefill_tps = median_rate(rounds, prefill_round)
 

@@ -94,7 +94,7 @@ fn main() {
     let input =
         || Tensor::<Flex, 2, Int>::from_data(TensorData::new(ids.clone(), [BATCH, SEQ]), &device);
     let _ = model.forward(input(), None, None).into_data();
-    let reps = 2;
+    let reps = 4;
     let prefill_tps = median_rate(ROUNDS, || {
         for _ in 0..reps {
             let _ = model.forward(input(), None, None).into_data();
@@ -119,7 +119,7 @@ fn main() {
                   "heads": llama.num_attention_heads, "kv_heads": llama.kv_heads(),
                   "intermediate_size": llama.intermediate_size, "vocab_size": VOCAB},
         "train": {"batch": BATCH, "seq": SEQ, "steps": train_steps, "tokens_per_s": train_tps},
-        "prefill": {"batch": BATCH, "seq": SEQ, "tokens_per_s": prefill_tps},
+        "prefill": {"batch": BATCH, "seq": SEQ, "reps": reps, "tokens_per_s": prefill_tps},
         "generate": {"batch": BATCH, "prompt": PROMPT, "new_tokens": NEW_TOKENS, "tokens_per_s": gen_tps},
     });
     let out_path = std::env::var("DIDACT_BENCH_OUT").unwrap_or_else(|_| {
