@@ -5,6 +5,8 @@
 //! with explicit strides, so queries, keys and values are read where the
 //! projections wrote them instead of being transposed into copies first.
 
+use std::mem::MaybeUninit;
+
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Shape, TensorData};
@@ -99,17 +101,30 @@ unsafe fn matmul(
     }
 }
 
-/// A vector of `len` elements, all written by `write` (which gets the
-/// pointer to the start of its uninitialised buffer).
+/// A vector of `len` elements, all written by `fill` into its uninitialised
+/// buffer, and what `fill` returns. Outputs are written whole by every
+/// kernel, and zero-filling them first cost a tenth of a training step
+/// (freed memory is kept in the heap, see `alloc.rs`, so fresh buffers are
+/// not pre-zeroed pages).
 ///
 /// # Safety
-/// `write` must initialise every one of the `len` elements.
-unsafe fn written_by(len: usize, write: impl FnOnce(*mut f32)) -> Vec<f32> {
+/// `fill` must initialise every one of the `len` elements.
+unsafe fn filled<R>(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>]) -> R) -> (Vec<f32>, R) {
     let mut v = Vec::with_capacity(len);
-    write(v.as_mut_ptr());
-    // SAFETY: the caller guarantees that `write` initialised `len` elements.
+    let r = fill(&mut v.spare_capacity_mut()[..len]);
+    // SAFETY: the caller guarantees that `fill` initialised `len` elements.
     unsafe { v.set_len(len) };
-    v
+    (v, r)
+}
+
+/// `s` as initialised.
+///
+/// # Safety
+/// Every element of `s` must have been written.
+unsafe fn assume_init(s: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout; the caller guarantees
+    // that every element is initialised.
+    unsafe { &mut *(s as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
 /// The GEMM's own threading for products large enough to split (the
@@ -272,10 +287,11 @@ fn attention_forward(
 ) -> (Vec<f32>, Vec<f32>) {
     let (tq, tk, hd) = (d.q_len, d.k_len, d.head_dim);
     let offset = tk - tq;
-    let mut out = vec![0f32; d.batch * tq * d.heads * hd];
-    let mut probs = vec![0f32; d.batch * d.heads * tq * tk];
+    let (out_len, probs_len) = (d.batch * tq * d.heads * hd, d.batch * d.heads * tq * tk);
+    let mut out = Vec::with_capacity(out_len);
+    let mut probs = Vec::with_capacity(probs_len);
     let out_ptr = Shared(out.as_mut_ptr());
-    probs
+    probs.spare_capacity_mut()[..probs_len]
         .par_chunks_mut(d.rep() * tq * tk)
         .enumerate()
         .for_each(|(task, group_probs)| {
@@ -289,7 +305,7 @@ fn attention_forward(
                 unsafe {
                     matmul(
                         [tq, tk, hd],
-                        p.as_mut_ptr(),
+                        p.as_mut_ptr().cast(),
                         tk,
                         false,
                         (q[d.q_at(b, 0, head)..].as_ptr(), d.heads * hd, 1),
@@ -297,6 +313,8 @@ fn attention_forward(
                         d.scale(),
                     );
                 }
+                // SAFETY: the product wrote all tq × tk scores.
+                let p = unsafe { assume_init(p) };
                 for (i, row) in p.chunks_exact_mut(tk).enumerate() {
                     simd::softmax_row(row, (offset + i + 1).min(tk), valid);
                 }
@@ -313,6 +331,13 @@ fn attention_forward(
                 }
             }
         });
+    // SAFETY: every (batch, head) block of both was written above: the
+    // scores by the first product (then normalised in place), the output
+    // rows by the second.
+    unsafe {
+        out.set_len(out_len);
+        probs.set_len(probs_len);
+    }
     (out, probs)
 }
 
@@ -326,9 +351,9 @@ fn attention_backward(
     d: Dims,
 ) -> [Vec<f32>; 3] {
     let (tq, tk, hd) = (d.q_len, d.k_len, d.head_dim);
-    let mut dq = vec![0f32; q.len()];
-    let mut dk = vec![0f32; k.len()];
-    let mut dv = vec![0f32; v.len()];
+    let mut dq = Vec::with_capacity(q.len());
+    let mut dk = Vec::with_capacity(k.len());
+    let mut dv = Vec::with_capacity(v.len());
     let (dq_ptr, dk_ptr, dv_ptr) = (
         Shared(dq.as_mut_ptr()),
         Shared(dk.as_mut_ptr()),
@@ -395,6 +420,14 @@ fn attention_backward(
             }
         },
     );
+    // SAFETY: each (batch, head) writes its dq rows whole, and the first
+    // head of each group writes its dk and dv rows whole (without
+    // accumulating); together they cover all three.
+    unsafe {
+        dq.set_len(q.len());
+        dk.set_len(k.len());
+        dv.set_len(v.len());
+    }
     [dq, dk, dv]
 }
 
@@ -421,9 +454,17 @@ impl Kernels for Flex {
             }
             // SAFETY: the product writes all rows × d_out elements.
             None => unsafe {
-                written_by(rows * d_out, |out| {
-                    matmul_threaded([rows, d_out, d_in], out, d_out, false, lhs, rhs)
+                filled(rows * d_out, |out| {
+                    matmul_threaded(
+                        [rows, d_out, d_in],
+                        out.as_mut_ptr().cast(),
+                        d_out,
+                        false,
+                        lhs,
+                        rhs,
+                    )
                 })
+                .0
             },
         };
         let mut out_shape = shape(&x);
@@ -448,11 +489,11 @@ impl Kernels for Flex {
         // SAFETY (both): each product writes its whole output; the operands
         // are read under their own (possibly transposed) strides.
         // dx = grad · wᵀ
-        let dx = unsafe {
-            written_by(rows * d_in, |dx| {
+        let (dx, ()) = unsafe {
+            filled(rows * d_in, |dx| {
                 matmul_threaded(
                     [rows, d_in, d_out],
-                    dx,
+                    dx.as_mut_ptr().cast(),
                     d_in,
                     false,
                     (gs.as_ptr(), d_out, 1),
@@ -461,11 +502,11 @@ impl Kernels for Flex {
             })
         };
         // dw = xᵀ · grad
-        let dw = unsafe {
-            written_by(d_in * d_out, |dw| {
+        let (dw, ()) = unsafe {
+            filled(d_in * d_out, |dw| {
                 matmul_threaded(
                     [d_in, d_out, rows],
-                    dw,
+                    dw.as_mut_ptr().cast(),
                     d_out,
                     false,
                     (xs.as_ptr(), 1, d_in),
@@ -557,23 +598,27 @@ impl Kernels for Flex {
         let [_, t, n, hd] = shape(&x).dims();
         let half = hd / 2;
         let (xs, cos_v, sin_v) = (values(&x), values(&cos), values(&sin));
-        let mut out = vec![0f32; xs.len()];
-        out.par_chunks_mut(n * hd)
-            .zip(xs.par_chunks(n * hd))
-            .enumerate()
-            .with_min_len(ROWS_PER_TASK)
-            .for_each(|(row, (o, x))| {
-                let pos = row % t;
-                let (c, s) = (&cos_v[pos * half..][..half], &sin_v[pos * half..][..half]);
-                for (oh, xh) in o.chunks_exact_mut(hd).zip(x.chunks_exact(hd)) {
-                    let (x1, x2) = xh.split_at(half);
-                    let (o1, o2) = oh.split_at_mut(half);
-                    for i in 0..half {
-                        o1[i] = x1[i] * c[i] - x2[i] * s[i];
-                        o2[i] = x2[i] * c[i] + x1[i] * s[i];
-                    }
-                }
-            });
+        // SAFETY: every row writes both halves of each of its heads.
+        let (out, ()) = unsafe {
+            filled(xs.len(), |out| {
+                out.par_chunks_mut(n * hd)
+                    .zip(xs.par_chunks(n * hd))
+                    .enumerate()
+                    .with_min_len(ROWS_PER_TASK)
+                    .for_each(|(row, (o, x))| {
+                        let pos = row % t;
+                        let (c, s) = (&cos_v[pos * half..][..half], &sin_v[pos * half..][..half]);
+                        for (oh, xh) in o.chunks_exact_mut(hd).zip(x.chunks_exact(hd)) {
+                            let (x1, x2) = xh.split_at(half);
+                            let (o1, o2) = oh.split_at_mut(half);
+                            for i in 0..half {
+                                o1[i].write(x1[i] * c[i] - x2[i] * s[i]);
+                                o2[i].write(x2[i] * c[i] + x1[i] * s[i]);
+                            }
+                        }
+                    })
+            })
+        };
         tensor(out, shape(&x))
     }
 
@@ -583,11 +628,15 @@ impl Kernels for Flex {
         }
         let (x, weight) = (contiguous(&x), contiguous(&weight));
         let (xs, w) = (values(&x), values(&weight));
-        let mut out = vec![0f32; xs.len()];
         let block = ROWS_PER_TASK * w.len();
-        out.par_chunks_mut(block)
-            .zip(xs.par_chunks(block))
-            .for_each(|(o, x)| simd::rms_norm_rows(x, w, eps as f32, o));
+        // SAFETY: `rms_norm_rows` writes every element of its rows.
+        let (out, ()) = unsafe {
+            filled(xs.len(), |out| {
+                out.par_chunks_mut(block)
+                    .zip(xs.par_chunks(block))
+                    .for_each(|(o, x)| simd::rms_norm_rows(x, w, eps as f32, o))
+            })
+        };
         tensor(out, shape(&x))
     }
 
@@ -602,24 +651,27 @@ impl Kernels for Flex {
         }
         let (x, weight, grad) = (contiguous(&x), contiguous(&weight), contiguous(&grad));
         let (xs, w, gs) = (values(&x), values(&weight), values(&grad));
-        let mut dx = vec![0f32; xs.len()];
         let block = ROWS_PER_TASK * w.len();
-        let dw = dx
-            .par_chunks_mut(block)
-            .zip(xs.par_chunks(block))
-            .zip(gs.par_chunks(block))
-            .map(|((dx, x), g)| {
-                let mut dw = vec![0f32; w.len()];
-                simd::rms_norm_backward_rows(x, w, eps as f32, g, dx, &mut dw);
-                dw
+        // SAFETY: `rms_norm_backward_rows` writes every element of its rows.
+        let (dx, dw) = unsafe {
+            filled(xs.len(), |dx| {
+                dx.par_chunks_mut(block)
+                    .zip(xs.par_chunks(block))
+                    .zip(gs.par_chunks(block))
+                    .map(|((dx, x), g)| {
+                        let mut dw = vec![0f32; w.len()];
+                        simd::rms_norm_backward_rows(x, w, eps as f32, g, dx, &mut dw);
+                        dw
+                    })
+                    .reduce(
+                        || vec![0f32; w.len()],
+                        |mut a, b| {
+                            a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                            a
+                        },
+                    )
             })
-            .reduce(
-                || vec![0f32; w.len()],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                    a
-                },
-            );
+        };
         [tensor(dx, shape(&x)), tensor(dw, shape(&weight))]
     }
 
@@ -629,11 +681,15 @@ impl Kernels for Flex {
         }
         let (gate, up) = (contiguous(&gate), contiguous(&up));
         let (g, u) = (values(&gate), values(&up));
-        let mut out = vec![0f32; g.len()];
-        out.par_chunks_mut(ELEMS_PER_TASK)
-            .zip(g.par_chunks(ELEMS_PER_TASK))
-            .zip(u.par_chunks(ELEMS_PER_TASK))
-            .for_each(|((o, g), u)| simd::swiglu(g, u, o));
+        // SAFETY: `swiglu` writes every element of its chunk.
+        let (out, ()) = unsafe {
+            filled(g.len(), |out| {
+                out.par_chunks_mut(ELEMS_PER_TASK)
+                    .zip(g.par_chunks(ELEMS_PER_TASK))
+                    .zip(u.par_chunks(ELEMS_PER_TASK))
+                    .for_each(|((o, g), u)| simd::swiglu(g, u, o))
+            })
+        };
         tensor(out, shape(&gate))
     }
 
@@ -643,14 +699,22 @@ impl Kernels for Flex {
         }
         let (gate, up, grad) = (contiguous(&gate), contiguous(&up), contiguous(&grad));
         let (g, u, dy) = (values(&gate), values(&up), values(&grad));
-        let mut dg = vec![0f32; g.len()];
-        let mut du = vec![0f32; g.len()];
-        dg.par_chunks_mut(ELEMS_PER_TASK)
-            .zip(du.par_chunks_mut(ELEMS_PER_TASK))
-            .zip(g.par_chunks(ELEMS_PER_TASK))
-            .zip(u.par_chunks(ELEMS_PER_TASK))
-            .zip(dy.par_chunks(ELEMS_PER_TASK))
-            .for_each(|((((dg, du), g), u), dy)| simd::swiglu_backward(g, u, dy, dg, du));
+        // SAFETY: `swiglu_backward` writes every element of both chunks.
+        let (dg, du) = unsafe {
+            filled(g.len(), |dg| {
+                filled(g.len(), |du| {
+                    dg.par_chunks_mut(ELEMS_PER_TASK)
+                        .zip(du.par_chunks_mut(ELEMS_PER_TASK))
+                        .zip(g.par_chunks(ELEMS_PER_TASK))
+                        .zip(u.par_chunks(ELEMS_PER_TASK))
+                        .zip(dy.par_chunks(ELEMS_PER_TASK))
+                        .for_each(|((((dg, du), g), u), dy)| {
+                            simd::swiglu_backward(g, u, dy, dg, du)
+                        })
+                })
+                .0
+            })
+        };
         [tensor(dg, shape(&gate)), tensor(du, shape(&up))]
     }
 }

@@ -8,6 +8,8 @@
 
 /// Defines `pub fn $name` that runs `$imp` compiled for the best instruction
 /// set available.
+use std::mem::MaybeUninit;
+
 macro_rules! dispatch {
     ($(#[$meta:meta])* pub fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? => $imp:ident) => {
         $(#[$meta])*
@@ -192,19 +194,19 @@ dispatch! {
 }
 
 #[inline(always)]
-fn rms_norm_rows_impl(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+fn rms_norm_rows_impl(x: &[f32], weight: &[f32], eps: f32, out: &mut [MaybeUninit<f32>]) {
     let d = weight.len();
     for (xr, yr) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
         let r = 1.0 / (dot(xr, xr) / d as f32 + eps).sqrt();
         for ((y, &v), &w) in yr.iter_mut().zip(xr).zip(weight) {
-            *y = v * r * w;
+            y.write(v * r * w);
         }
     }
 }
 
 dispatch! {
     /// `out = x / sqrt(mean(x²) + eps) · weight` for each row of `x`.
-    pub fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) => rms_norm_rows_impl
+    pub fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [MaybeUninit<f32>]) => rms_norm_rows_impl
 }
 
 #[inline(always)]
@@ -213,7 +215,7 @@ fn rms_norm_backward_rows_impl(
     weight: &[f32],
     eps: f32,
     grad: &[f32],
-    dx: &mut [f32],
+    dx: &mut [MaybeUninit<f32>],
     dweight: &mut [f32],
 ) {
     let d = weight.len();
@@ -234,7 +236,7 @@ fn rms_norm_backward_rows_impl(
             .zip(dweight.iter_mut())
         {
             let xn = v * r;
-            *o = r * (g * w - xn * c);
+            o.write(r * (g * w - xn * c));
             *dw += g * xn;
         }
     }
@@ -242,19 +244,19 @@ fn rms_norm_backward_rows_impl(
 
 dispatch! {
     /// Gradients of [`rms_norm_rows`]: writes `dx` and adds into `dweight`.
-    pub fn rms_norm_backward_rows(x: &[f32], weight: &[f32], eps: f32, grad: &[f32], dx: &mut [f32], dweight: &mut [f32]) => rms_norm_backward_rows_impl
+    pub fn rms_norm_backward_rows(x: &[f32], weight: &[f32], eps: f32, grad: &[f32], dx: &mut [MaybeUninit<f32>], dweight: &mut [f32]) => rms_norm_backward_rows_impl
 }
 
 #[inline(always)]
-fn swiglu_impl(gate: &[f32], up: &[f32], out: &mut [f32]) {
+fn swiglu_impl(gate: &[f32], up: &[f32], out: &mut [MaybeUninit<f32>]) {
     for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-        *o = g / (1.0 + exp(-g)) * u;
+        o.write(g / (1.0 + exp(-g)) * u);
     }
 }
 
 dispatch! {
     /// `out = silu(gate) · up`.
-    pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) => swiglu_impl
+    pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [MaybeUninit<f32>]) => swiglu_impl
 }
 
 #[inline(always)]
@@ -262,8 +264,8 @@ fn swiglu_backward_impl(
     gate: &[f32],
     up: &[f32],
     grad: &[f32],
-    dgate: &mut [f32],
-    dup: &mut [f32],
+    dgate: &mut [MaybeUninit<f32>],
+    dup: &mut [MaybeUninit<f32>],
 ) {
     for ((((dg, du), &g), &u), &dy) in dgate
         .iter_mut()
@@ -274,14 +276,14 @@ fn swiglu_backward_impl(
     {
         let s = 1.0 / (1.0 + exp(-g));
         let silu = g * s;
-        *du = dy * silu;
-        *dg = dy * u * (s + silu * (1.0 - s));
+        du.write(dy * silu);
+        dg.write(dy * u * (s + silu * (1.0 - s)));
     }
 }
 
 dispatch! {
     /// Gradients of [`swiglu`] with respect to `gate` and `up`.
-    pub fn swiglu_backward(gate: &[f32], up: &[f32], grad: &[f32], dgate: &mut [f32], dup: &mut [f32]) => swiglu_backward_impl
+    pub fn swiglu_backward(gate: &[f32], up: &[f32], grad: &[f32], dgate: &mut [MaybeUninit<f32>], dup: &mut [MaybeUninit<f32>]) => swiglu_backward_impl
 }
 
 #[cfg(test)]
