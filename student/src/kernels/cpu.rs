@@ -229,6 +229,11 @@ impl Matrix {
     }
 }
 
+/// Queries per block of the attention products (see `Dims::row_blocks`):
+/// smaller blocks skip more of the causal triangle but make more, smaller
+/// GEMM calls.
+const QUERY_BLOCK: usize = 32;
+
 /// Sizes of one attention call.
 #[derive(Clone, Copy)]
 struct Dims {
@@ -256,6 +261,22 @@ impl Dims {
             kv_heads,
             head_dim,
         }
+    }
+
+    /// Keys the first `queries` queries see between them (causality: query
+    /// `i` sees keys up to `offset + i`).
+    fn keys_seen(&self, queries: usize) -> usize {
+        (self.k_len - self.q_len + queries).min(self.k_len)
+    }
+
+    /// The queries in blocks of [`QUERY_BLOCK`] rows, last block first: each
+    /// block's products stop at the last key it sees, so the causal upper
+    /// triangle costs (almost) nothing. The last block sees every key.
+    fn row_blocks(&self) -> impl Iterator<Item = std::ops::Range<usize>> {
+        let n = self.q_len.div_ceil(QUERY_BLOCK);
+        (0..n)
+            .rev()
+            .map(move |i| i * QUERY_BLOCK..((i + 1) * QUERY_BLOCK).min(self.q_len))
     }
 
     fn rep(&self) -> usize {
@@ -286,7 +307,6 @@ fn attention_forward(
     mask: &KeyMask,
 ) -> (Vec<f32>, Vec<f32>) {
     let (tq, tk, hd) = (d.q_len, d.k_len, d.head_dim);
-    let offset = tk - tq;
     let (out_len, probs_len) = (d.batch * tq * d.heads * hd, d.batch * d.heads * tq * tk);
     let mut out = Vec::with_capacity(out_len);
     let mut probs = Vec::with_capacity(probs_len);
@@ -299,35 +319,45 @@ fn attention_forward(
             let valid = mask.row(b, tk);
             for (r, p) in group_probs.chunks_exact_mut(tq * tk).enumerate() {
                 let head = g * d.rep() + r;
-                // SAFETY: q/k/v rows of this (b, head) lie inside their
-                // buffers under these strides; `p` is this task's own; the
-                // output rows of (b, head) are written by this task only.
-                unsafe {
-                    matmul(
-                        [tq, tk, hd],
-                        p.as_mut_ptr().cast(),
-                        tk,
-                        false,
-                        (q[d.q_at(b, 0, head)..].as_ptr(), d.heads * hd, 1),
-                        (k[d.kv_at(b, 0, g)..].as_ptr(), 1, d.kv_heads * hd),
-                        d.scale(),
-                    );
-                }
-                // SAFETY: the product wrote all tq × tk scores.
-                let p = unsafe { assume_init(p) };
-                for (i, row) in p.chunks_exact_mut(tk).enumerate() {
-                    simd::softmax_row(row, (offset + i + 1).min(tk), valid);
-                }
-                unsafe {
-                    matmul(
-                        [tq, hd, tk],
-                        out_ptr.get().add(d.q_at(b, 0, head)),
-                        d.heads * hd,
-                        false,
-                        (p.as_ptr(), tk, 1),
-                        (v[d.kv_at(b, 0, g)..].as_ptr(), d.kv_heads * hd, 1),
-                        1.0,
-                    );
+                for rows in d.row_blocks() {
+                    let keys = d.keys_seen(rows.end);
+                    let block = &mut p[rows.start * tk..rows.end * tk];
+                    // Keys no query of the block sees: probability 0.
+                    for row in block.chunks_exact_mut(tk) {
+                        row[keys..].fill(MaybeUninit::new(0.0));
+                    }
+                    // SAFETY: q/k/v rows of this (b, head) lie inside their
+                    // buffers under these strides; `block` is this task's
+                    // own; the output rows of (b, head) are written by this
+                    // task only.
+                    unsafe {
+                        matmul(
+                            [rows.len(), keys, hd],
+                            block.as_mut_ptr().cast(),
+                            tk,
+                            false,
+                            (q[d.q_at(b, rows.start, head)..].as_ptr(), d.heads * hd, 1),
+                            (k[d.kv_at(b, 0, g)..].as_ptr(), 1, d.kv_heads * hd),
+                            d.scale(),
+                        );
+                    }
+                    // SAFETY: the product wrote the first `keys` scores of
+                    // each row, the fill above the rest.
+                    let block = unsafe { assume_init(block) };
+                    for (i, row) in rows.clone().zip(block.chunks_exact_mut(tk)) {
+                        simd::softmax_row(row, d.keys_seen(i + 1), valid);
+                    }
+                    unsafe {
+                        matmul(
+                            [rows.len(), hd, keys],
+                            out_ptr.get().add(d.q_at(b, rows.start, head)),
+                            d.heads * hd,
+                            false,
+                            (block.as_ptr(), tk, 1),
+                            (v[d.kv_at(b, 0, g)..].as_ptr(), d.kv_heads * hd, 1),
+                            1.0,
+                        );
+                    }
                 }
             }
         });
@@ -366,63 +396,73 @@ fn attention_backward(
             for r in 0..d.rep() {
                 let head = g * d.rep() + r;
                 let p = &probs[(b * d.heads + head) * tq * tk..][..tq * tk];
-                let grad_h = grad[d.q_at(b, 0, head)..].as_ptr();
-                let q_h = q[d.q_at(b, 0, head)..].as_ptr();
-                // SAFETY: as in `attention_forward`; dq rows of (b, head) and
-                // dk/dv rows of (b, g) belong to this task alone.
-                unsafe {
-                    // dP = dO · Vᵀ
-                    matmul(
-                        [tq, tk, hd],
-                        ds.as_mut_ptr(),
-                        tk,
-                        false,
-                        (grad_h, d.heads * hd, 1),
-                        (v[d.kv_at(b, 0, g)..].as_ptr(), 1, d.kv_heads * hd),
-                        1.0,
-                    );
-                }
-                for (prow, grow) in p.chunks_exact(tk).zip(ds.chunks_exact_mut(tk)) {
-                    simd::softmax_backward_row(prow, grow, d.scale());
-                }
-                unsafe {
-                    // dQ = dS · K
-                    matmul(
-                        [tq, hd, tk],
-                        dq_ptr.get().add(d.q_at(b, 0, head)),
-                        d.heads * hd,
-                        false,
-                        (ds.as_ptr(), tk, 1),
-                        (k[d.kv_at(b, 0, g)..].as_ptr(), d.kv_heads * hd, 1),
-                        1.0,
-                    );
-                    // dK (+)= dSᵀ · Q
-                    matmul(
-                        [tk, hd, tq],
-                        dk_ptr.get().add(d.kv_at(b, 0, g)),
-                        d.kv_heads * hd,
-                        r > 0,
-                        (ds.as_ptr(), 1, tk),
-                        (q_h, d.heads * hd, 1),
-                        1.0,
-                    );
-                    // dV (+)= Pᵀ · dO
-                    matmul(
-                        [tk, hd, tq],
-                        dv_ptr.get().add(d.kv_at(b, 0, g)),
-                        d.kv_heads * hd,
-                        r > 0,
-                        (p.as_ptr(), 1, tk),
-                        (grad_h, d.heads * hd, 1),
-                        1.0,
-                    );
+                for (n, rows) in d.row_blocks().enumerate() {
+                    let keys = d.keys_seen(rows.end);
+                    let (m, at) = (rows.len(), rows.start * tk);
+                    let grad_h = grad[d.q_at(b, rows.start, head)..].as_ptr();
+                    let q_h = q[d.q_at(b, rows.start, head)..].as_ptr();
+                    // The first block of the group's first head (the last
+                    // block, which sees every key) writes dK and dV whole;
+                    // the rest add to them.
+                    let accumulate = r > 0 || n > 0;
+                    // SAFETY: as in `attention_forward`; dq rows of (b, head)
+                    // and dk/dv rows of (b, g) belong to this task alone.
+                    unsafe {
+                        // dP = dO · Vᵀ
+                        matmul(
+                            [m, keys, hd],
+                            ds[at..].as_mut_ptr(),
+                            tk,
+                            false,
+                            (grad_h, d.heads * hd, 1),
+                            (v[d.kv_at(b, 0, g)..].as_ptr(), 1, d.kv_heads * hd),
+                            1.0,
+                        );
+                    }
+                    let (p_rows, ds_rows) = (&p[at..at + m * tk], &mut ds[at..at + m * tk]);
+                    for (prow, grow) in p_rows.chunks_exact(tk).zip(ds_rows.chunks_exact_mut(tk)) {
+                        simd::softmax_backward_row(&prow[..keys], &mut grow[..keys], d.scale());
+                    }
+                    unsafe {
+                        // dQ = dS · K
+                        matmul(
+                            [m, hd, keys],
+                            dq_ptr.get().add(d.q_at(b, rows.start, head)),
+                            d.heads * hd,
+                            false,
+                            (ds[at..].as_ptr(), tk, 1),
+                            (k[d.kv_at(b, 0, g)..].as_ptr(), d.kv_heads * hd, 1),
+                            1.0,
+                        );
+                        // dK (+)= dSᵀ · Q
+                        matmul(
+                            [keys, hd, m],
+                            dk_ptr.get().add(d.kv_at(b, 0, g)),
+                            d.kv_heads * hd,
+                            accumulate,
+                            (ds[at..].as_ptr(), 1, tk),
+                            (q_h, d.heads * hd, 1),
+                            1.0,
+                        );
+                        // dV (+)= Pᵀ · dO
+                        matmul(
+                            [keys, hd, m],
+                            dv_ptr.get().add(d.kv_at(b, 0, g)),
+                            d.kv_heads * hd,
+                            accumulate,
+                            (p[at..].as_ptr(), 1, tk),
+                            (grad_h, d.heads * hd, 1),
+                            1.0,
+                        );
+                    }
                 }
             }
         },
     );
-    // SAFETY: each (batch, head) writes its dq rows whole, and the first
-    // head of each group writes its dk and dv rows whole (without
-    // accumulating); together they cover all three.
+    // SAFETY: each (batch, head) writes its dq rows whole (block by block),
+    // and the last query block of each group's first head, which sees every
+    // key, writes its dk and dv rows whole (without accumulating); together
+    // they cover all three.
     unsafe {
         dq.set_len(q.len());
         dk.set_len(k.len());

@@ -257,35 +257,41 @@ mod tests {
         assert!(worst <= tol, "{what}: largest difference {worst} > {tol}");
     }
 
-    /// Two sequences, 3 cached keys before 4 queries, 4 query heads over 2
-    /// key/value heads, and padding: the second row's first two keys.
-    fn attention_case() -> ([usize; 4], [usize; 4], KeyMask) {
-        let (b, tq, tk) = (2, 4, 7);
-        let mut valid = vec![true; b * tk];
-        valid[tk] = false;
-        valid[tk + 1] = false;
-        ([b, tq, 4, 8], [b, tk, 2, 8], KeyMask::new(Some(&valid)))
+    /// Attention shapes and padding: two sequences whose second has its
+    /// first two keys padded, and (1) 3 cached keys before 4 queries, 4
+    /// query heads over 2 key/value heads; (2) 5 cached keys before 70
+    /// queries (three blocks of the CPU kernel, the last one partial), 2
+    /// query heads over 1.
+    fn attention_cases() -> [([usize; 4], [usize; 4], KeyMask); 2] {
+        let case = |tq: usize, tk: usize, h: usize, kv: usize| {
+            let mut valid = vec![true; 2 * tk];
+            valid[tk] = false;
+            valid[tk + 1] = false;
+            ([2, tq, h, 8], [2, tk, kv, 8], KeyMask::new(Some(&valid)))
+        };
+        [case(4, 7, 4, 2), case(70, 75, 2, 1)]
     }
 
     #[test]
     fn cpu_kernels_match_the_composed_reference() {
         let mut rng = Rng::new(1);
-        let (qs, ks, mask) = attention_case();
-        let (q, k, v) = (
-            random::<Flex, 4>(&mut rng, qs),
-            random(&mut rng, ks),
-            random(&mut rng, ks),
-        );
-        let want = wrap::<Flex, 4>(
-            composed::attention::<Flex>(
-                unwrap(q.clone()),
-                unwrap(k.clone()),
-                unwrap(v.clone()),
-                &mask,
-            )
-            .0,
-        );
-        assert_close("attention", attention(q, k, v, &mask), want, 1e-5);
+        for (qs, ks, mask) in attention_cases() {
+            let (q, k, v) = (
+                random::<Flex, 4>(&mut rng, qs),
+                random(&mut rng, ks),
+                random(&mut rng, ks),
+            );
+            let want = wrap::<Flex, 4>(
+                composed::attention::<Flex>(
+                    unwrap(q.clone()),
+                    unwrap(k.clone()),
+                    unwrap(v.clone()),
+                    &mask,
+                )
+                .0,
+            );
+            assert_close("attention", attention(q, k, v, &mask), want, 1e-5);
+        }
 
         let x = random::<Flex, 4>(&mut rng, [2, 5, 3, 8]);
         let (cos, sin) = (
@@ -379,29 +385,30 @@ mod tests {
     #[test]
     fn hand_written_gradients_match_autodiff_of_the_composed_operations() {
         let mut rng = Rng::new(2);
-        let (qs, ks, mask) = attention_case();
-        let inputs = [
-            random(&mut rng, qs),
-            random(&mut rng, ks),
-            random(&mut rng, ks),
-        ];
-        same_gradients(
-            "attention",
-            &inputs,
-            random(&mut rng, qs),
-            |t| attention(t[0].clone(), t[1].clone(), t[2].clone(), &mask),
-            |t| {
-                wrap(
-                    composed::attention::<A>(
-                        unwrap(t[0].clone()),
-                        unwrap(t[1].clone()),
-                        unwrap(t[2].clone()),
-                        &mask,
+        for (qs, ks, mask) in attention_cases() {
+            let inputs = [
+                random(&mut rng, qs),
+                random(&mut rng, ks),
+                random(&mut rng, ks),
+            ];
+            same_gradients(
+                "attention",
+                &inputs,
+                random(&mut rng, qs),
+                |t| attention(t[0].clone(), t[1].clone(), t[2].clone(), &mask),
+                |t| {
+                    wrap(
+                        composed::attention::<A>(
+                            unwrap(t[0].clone()),
+                            unwrap(t[1].clone()),
+                            unwrap(t[2].clone()),
+                            &mask,
+                        )
+                        .0,
                     )
-                    .0,
-                )
-            },
-        );
+                },
+            );
+        }
 
         let (cos, sin) = (
             random::<A, 2>(&mut rng, [5, 4]),
