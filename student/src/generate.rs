@@ -290,7 +290,8 @@ mod tests {
         let x = Tensor::<B, 2, Int>::from_data(TensorData::new(prompt.to_vec(), [1, 4]), &device);
         let mut step = last_logits(m.forward(x, None, Some(&mut cache))).remove(0);
         let mut seq: Vec<u32> = prompt.iter().map(|&i| i as u32).collect();
-        for _ in 0..6 {
+        // Past 64 positions, so that the cache grows its buffers once.
+        for _ in 0..66 {
             let full = full_logits(&m, &seq);
             let worst = full
                 .iter()

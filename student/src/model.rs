@@ -53,9 +53,57 @@ pub struct Llama<B: Backend> {
 /// generation feeds only new tokens.
 #[derive(Debug, Clone)]
 pub struct KvCache<B: Backend> {
-    layers: Vec<Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+    layers: Vec<Option<LayerCache<B>>>,
     /// Number of positions cached.
     pub len: usize,
+}
+
+/// One layer's keys and values, `[batch, capacity, kv_heads, head_dim]`,
+/// of which the first `KvCache::len` positions are filled. The buffers
+/// grow by doubling and new positions are written into them in place
+/// (where the backend can, see [`Kernels::write_positions`]), instead of concatenating a copy of the whole cache at every
+/// generated token.
+#[derive(Debug, Clone)]
+struct LayerCache<B: Backend> {
+    keys: Tensor<B, 4>,
+    values: Tensor<B, 4>,
+}
+
+impl<B: Kernels> LayerCache<B> {
+    /// Writes `k`/`v` `[b, t, kv, d]` at positions `len..len + t` of the
+    /// cache in `slot` (creating or growing it) and returns views of the
+    /// keys and values of positions `0..len + t`.
+    fn append(
+        slot: &mut Option<Self>,
+        len: usize,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+    ) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        let [b, t, kv, hd] = k.dims();
+        let need = len + t;
+        // Room for as many positions again, so that growing (a copy of the
+        // whole cache) happens a logarithmic number of times.
+        let capacity = (2 * need).max(64);
+        let zeros = |n: usize| Tensor::<B, 4>::zeros([b, n, kv, hd], &k.device());
+        let mut cache = slot.take().unwrap_or_else(|| Self {
+            keys: zeros(capacity),
+            values: zeros(capacity),
+        });
+        let have = cache.keys.dims()[1];
+        if need > have {
+            cache.keys = Tensor::cat(vec![cache.keys, zeros(capacity - have)], 1);
+            cache.values = Tensor::cat(vec![cache.values, zeros(capacity - have)], 1);
+        }
+        cache.keys = kernels::write_positions(cache.keys, len, k);
+        cache.values = kernels::write_positions(cache.values, len, v);
+        let seen = [0..b, 0..need, 0..kv, 0..hd];
+        let views = (
+            cache.keys.clone().slice(seen.clone()),
+            cache.values.clone().slice(seen),
+        );
+        *slot = Some(cache);
+        views
+    }
 }
 
 impl<B: Backend> KvCache<B> {
@@ -73,9 +121,9 @@ impl<B: Backend> KvCache<B> {
             TensorData::new(rows.iter().map(|&r| r as i64).collect(), [rows.len()]),
             device,
         );
-        for (k, v) in self.layers.iter_mut().flatten() {
-            *k = k.clone().select(0, index.clone());
-            *v = v.clone().select(0, index.clone());
+        for layer in self.layers.iter_mut().flatten() {
+            layer.keys = layer.keys.clone().select(0, index.clone());
+            layer.values = layer.values.clone().select(0, index.clone());
         }
     }
 }
@@ -122,7 +170,7 @@ impl<B: Kernels> Attention<B> {
         batch: usize,
         rope: &Rope<B>,
         mask: &KeyMask,
-        cache: Option<&mut Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+        cache: Option<(&mut Option<LayerCache<B>>, usize)>,
     ) -> Tensor<B, 2> {
         let [n, _] = x.dims();
         let (b, t) = (batch, n / batch);
@@ -132,12 +180,8 @@ impl<B: Kernels> Attention<B> {
         let q = kernels::rope(heads(&self.q_proj, h), &rope.cos, &rope.sin);
         let mut k = kernels::rope(heads(&self.k_proj, kv), &rope.cos, &rope.sin);
         let mut v = heads(&self.v_proj, kv);
-        if let Some(slot) = cache {
-            if let Some((pk, pv)) = slot.take() {
-                k = Tensor::cat(vec![pk, k], 1);
-                v = Tensor::cat(vec![pv, v], 1);
-            }
-            *slot = Some((k.clone(), v.clone()));
+        if let Some((slot, len)) = cache {
+            (k, v) = LayerCache::append(slot, len, k, v);
         }
         let out = kernels::attention(q, k, v, mask);
         kernels::dense(out.reshape([n, h * hd]), &self.o_proj)
@@ -159,7 +203,7 @@ impl<B: Kernels> DecoderLayer<B> {
         batch: usize,
         rope: &Rope<B>,
         mask: &KeyMask,
-        cache: Option<&mut Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+        cache: Option<(&mut Option<LayerCache<B>>, usize)>,
     ) -> Tensor<B, 2> {
         let normed = kernels::rms_norm(x.clone(), &self.input_layernorm);
         let h = x + self.self_attn.forward(normed, batch, rope, mask, cache);
@@ -193,7 +237,7 @@ impl<B: Kernels> Llama<B> {
         let hidden = self.config.hidden_size;
         let mut x = self.embed_tokens.forward(ids).reshape([b * t, hidden]);
         for (i, layer) in self.layers.iter().enumerate() {
-            let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            let slot = cache.as_deref_mut().map(|c| (&mut c.layers[i], offset));
             x = layer.forward(x, b, &rope, &mask, slot);
         }
         if let Some(c) = cache {

@@ -161,6 +161,18 @@ pub fn rope<B: Backend>(
     unwrap(out)
 }
 
+/// `cache` with positions `start..` replaced by `new` (a functional
+/// `slice_assign`).
+pub fn write_positions<B: Backend>(
+    cache: FloatTensor<B>,
+    start: usize,
+    new: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let new = wrap::<B, 4>(new);
+    let [b, t, kv, d] = new.dims();
+    unwrap(wrap::<B, 4>(cache).slice_assign([0..b, start..start + t, 0..kv, 0..d], new))
+}
+
 /// `x` as `[rows, last]` and its original shape.
 fn rows<B: Backend>(x: FloatTensor<B>) -> (Tensor<B, 2>, Vec<usize>) {
     let shape = burn::tensor::TensorMetadata::shape(&x).to_vec();

@@ -229,6 +229,45 @@ impl Matrix {
     }
 }
 
+/// Keys or values `[b, tk, kv, d]` read in place when only their batch
+/// rows are spread out: a view of the first `tk` positions of a longer KV
+/// cache buffer, which copying would cost a pass over the whole cache at
+/// every generated token.
+struct KeyValues {
+    tensor: FlexTensor,
+    offset: usize,
+    batch_stride: usize,
+}
+
+impl KeyValues {
+    fn new(t: &FlexTensor) -> Self {
+        let layout = t.layout();
+        let [_, tk, kv, hd] = layout.shape().dims();
+        match *layout.strides() {
+            [sb, st, sg, 1]
+                if st == (kv * hd) as isize
+                    && sg == hd as isize
+                    && sb >= (tk * kv * hd) as isize =>
+            {
+                Self {
+                    tensor: t.clone(),
+                    offset: layout.start_offset(),
+                    batch_stride: sb as usize,
+                }
+            }
+            _ => Self {
+                tensor: t.to_contiguous(),
+                offset: 0,
+                batch_stride: tk * kv * hd,
+            },
+        }
+    }
+
+    fn values(&self) -> &[f32] {
+        &self.tensor.storage::<f32>()[self.offset..]
+    }
+}
+
 /// Queries per block of the attention products (see `Dims::row_blocks`):
 /// smaller blocks skip more of the causal triangle but make more, smaller
 /// GEMM calls.
@@ -243,6 +282,9 @@ struct Dims {
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
+    /// Elements between batch rows of `k` and `v`: `k_len·kv_heads·head_dim`
+    /// when contiguous, more when they are views of a longer KV cache.
+    kv_batch_stride: usize,
 }
 
 impl Dims {
@@ -260,6 +302,7 @@ impl Dims {
             heads,
             kv_heads,
             head_dim,
+            kv_batch_stride: k_len * kv_heads * head_dim,
         }
     }
 
@@ -292,8 +335,15 @@ impl Dims {
         ((b * self.q_len + t) * self.heads + head) * self.head_dim
     }
 
-    /// Offset of key/value head `g` of token `t` of batch row `b`.
+    /// Offset of key/value head `g` of token `t` of batch row `b` in the
+    /// keys and values (which may be views, see `kv_batch_stride`).
     fn kv_at(&self, b: usize, t: usize, g: usize) -> usize {
+        b * self.kv_batch_stride + (t * self.kv_heads + g) * self.head_dim
+    }
+
+    /// The same in the contiguous `[b, tk, kv, d]` gradients of keys and
+    /// values.
+    fn dkv_at(&self, b: usize, t: usize, g: usize) -> usize {
         ((b * self.k_len + t) * self.kv_heads + g) * self.head_dim
     }
 }
@@ -437,7 +487,7 @@ fn attention_backward(
                         // dK (+)= dSᵀ · Q
                         matmul(
                             [keys, hd, m],
-                            dk_ptr.get().add(d.kv_at(b, 0, g)),
+                            dk_ptr.get().add(d.dkv_at(b, 0, g)),
                             d.kv_heads * hd,
                             accumulate,
                             (ds[at..].as_ptr(), 1, tk),
@@ -447,7 +497,7 @@ fn attention_backward(
                         // dV (+)= Pᵀ · dO
                         matmul(
                             [keys, hd, m],
-                            dv_ptr.get().add(d.kv_at(b, 0, g)),
+                            dv_ptr.get().add(d.dkv_at(b, 0, g)),
                             d.kv_heads * hd,
                             accumulate,
                             (p[at..].as_ptr(), 1, tk),
@@ -472,6 +522,49 @@ fn attention_backward(
 }
 
 impl Kernels for Flex {
+    fn write_positions(mut cache: FlexTensor, start: usize, new: FlexTensor) -> FlexTensor {
+        let [b, capacity, kv, hd] = shape(&cache).dims();
+        let t = shape(&new).dims::<4>()[1];
+        let in_place = is_f32(&[&cache, &new])
+            && cache.is_contiguous()
+            && cache.layout().start_offset() == 0
+            && start + t <= capacity;
+        if !in_place {
+            return composed::write_positions::<Self>(cache, start, new);
+        }
+        let new = contiguous(&new);
+        let src = values(&new);
+        let row = kv * hd;
+        match cache.try_storage_mut::<f32>() {
+            Some(dst) => {
+                for bi in 0..b {
+                    let to = (bi * capacity + start) * row;
+                    dst[to..to + t * row].copy_from_slice(&src[bi * t * row..(bi + 1) * t * row]);
+                }
+                cache
+            }
+            // Shared with a view still alive: copy, as a functional update.
+            None => composed::write_positions::<Self>(cache, start, new),
+        }
+    }
+
+    fn attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, mask: &KeyMask) -> FlexTensor {
+        if !is_f32(&[&q, &k, &v]) {
+            return composed::attention::<Self>(q, k, v, mask).0;
+        }
+        let q = contiguous(&q);
+        let (keys, vals) = (KeyValues::new(&k), KeyValues::new(&v));
+        if keys.batch_stride != vals.batch_stride {
+            return Self::attention_for_backward(q, k, v, mask).0;
+        }
+        let d = Dims {
+            kv_batch_stride: keys.batch_stride,
+            ..Dims::of(&q, &k)
+        };
+        let (out, _) = attention_forward(values(&q), keys.values(), vals.values(), d, mask);
+        tensor(out, shape(&q))
+    }
+
     fn dense(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>) -> FlexTensor {
         if !is_f32(&[&x, &weight]) || bias.as_ref().is_some_and(|b| !is_f32(&[b])) {
             return composed::dense::<Self>(x, weight, bias);
@@ -578,10 +671,6 @@ impl Kernels for Flex {
             tensor(dw, Shape::new([d_in, d_out])),
             dbias,
         )
-    }
-
-    fn attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, mask: &KeyMask) -> FlexTensor {
-        Self::attention_for_backward(q, k, v, mask).0
     }
 
     fn attention_for_backward(

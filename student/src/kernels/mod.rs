@@ -130,6 +130,18 @@ pub trait Kernels: Backend {
         composed::dense_backward::<Self>(x, weight, grad, with_bias)
     }
 
+    /// `cache` `[b, capacity, kv, d]` with positions `start..start + t`
+    /// replaced by `new` `[b, t, kv, d]` (a KV cache receiving the keys or
+    /// values of new tokens). Backends may write in place when nothing else
+    /// holds `cache`.
+    fn write_positions(
+        cache: FloatTensor<Self>,
+        start: usize,
+        new: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        composed::write_positions::<Self>(cache, start, new)
+    }
+
     /// Rotary position embedding of `x` `[b, t, n, d]` by angles whose
     /// cosines and sines are `cos`/`sin` `[t, d/2]` (Hugging Face layout:
     /// element `i` rotates with element `i + d/2`). Its gradient is the
@@ -201,6 +213,15 @@ pub fn attention<B: Kernels>(
 pub fn dense<B: Kernels, const D: usize>(x: Tensor<B, D>, linear: &Linear<B>) -> Tensor<B, D> {
     let bias = linear.bias.as_ref().map(|b| unwrap(b.val()));
     wrap(B::dense(unwrap(x), unwrap(linear.weight.val()), bias))
+}
+
+/// See [`Kernels::write_positions`].
+pub fn write_positions<B: Kernels>(
+    cache: Tensor<B, 4>,
+    start: usize,
+    new: Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    wrap(B::write_positions(unwrap(cache), start, unwrap(new)))
 }
 
 /// See [`Kernels::rope`].
@@ -346,6 +367,27 @@ mod tests {
             unwrap(u.clone()),
         ));
         assert_close("swiglu", swiglu(g, u), want, 1e-5);
+    }
+
+    #[test]
+    fn cache_writes_match_slice_assign_and_never_change_a_shared_buffer() {
+        let mut rng = Rng::new(3);
+        let cache = random::<Flex, 4>(&mut rng, [2, 6, 2, 4]);
+        let new = random::<Flex, 4>(&mut rng, [2, 2, 2, 4]);
+        let want = wrap::<Flex, 4>(composed::write_positions::<Flex>(
+            unwrap(cache.clone()),
+            3,
+            unwrap(new.clone()),
+        ));
+        // `cache` is shared with `kept`: the write must leave `kept` alone.
+        let original = cache.to_data().to_vec::<f32>().unwrap();
+        let kept = cache.clone();
+        let got = write_positions(cache, 3, new.clone());
+        assert_close("shared write", got.clone(), want.clone(), 0.0);
+        assert_eq!(kept.into_data().to_vec::<f32>().unwrap(), original);
+        // Unshared: written in place, same result.
+        let again = write_positions(got, 3, new);
+        assert_close("in-place write", again, want, 0.0);
     }
 
     /// The gradients of `sum(out ⊙ probe)` through the kernel (one autodiff
