@@ -65,15 +65,39 @@ fn shape(t: &FlexTensor) -> Shape {
 ///
 /// # Safety
 /// Every pointer must address its whole matrix under the given strides.
-#[allow(clippy::too_many_arguments)]
 unsafe fn matmul(
-    [m, n, k]: [usize; 3],
+    dims: [usize; 3],
     dst: *mut f32,
     dst_rs: usize,
     accumulate: bool,
+    lhs: (*const f32, usize, usize),
+    rhs: (*const f32, usize, usize),
+    scale: f32,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        gemm_with(
+            dims,
+            (dst, dst_rs, accumulate),
+            lhs,
+            rhs,
+            scale,
+            Parallelism::None,
+        )
+    }
+}
+
+/// [`matmul`] with the GEMM's own threading chosen by the caller.
+///
+/// # Safety
+/// As for [`matmul`].
+unsafe fn gemm_with(
+    [m, n, k]: [usize; 3],
+    (dst, dst_rs, accumulate): (*mut f32, usize, bool),
     (lhs, lhs_rs, lhs_cs): (*const f32, usize, usize),
     (rhs, rhs_rs, rhs_cs): (*const f32, usize, usize),
     scale: f32,
+    threads: Parallelism,
 ) {
     // SAFETY: forwarded from the caller.
     unsafe {
@@ -96,7 +120,7 @@ unsafe fn matmul(
             false,
             false,
             false,
-            Parallelism::None,
+            threads,
         )
     }
 }
@@ -147,31 +171,17 @@ unsafe fn matmul_threaded(
     dst: *mut f32,
     dst_rs: usize,
     accumulate: bool,
-    (lhs, lhs_rs, lhs_cs): (*const f32, usize, usize),
-    (rhs, rhs_rs, rhs_cs): (*const f32, usize, usize),
+    lhs: (*const f32, usize, usize),
+    rhs: (*const f32, usize, usize),
 ) {
-    let [m, n, k] = dims;
     // SAFETY: forwarded from the caller.
     unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            dst_rs as isize,
-            accumulate,
+        gemm_with(
+            dims,
+            (dst, dst_rs, accumulate),
             lhs,
-            lhs_cs as isize,
-            lhs_rs as isize,
             rhs,
-            rhs_cs as isize,
-            rhs_rs as isize,
             1.0,
-            1.0,
-            false,
-            false,
-            false,
             threads_for(dims),
         )
     }
