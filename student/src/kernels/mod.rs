@@ -7,7 +7,7 @@
 //! around attention (`swap_dims`, then copies back to contiguous memory)
 //! added as much again. A profile of a training step put about half its time
 //! there. [`Kernels`] is a backend extension in burn's sense: the CPU
-//! backend (Flex) runs hand-written kernels (`cpu.rs`) that read the
+//! backend (Flex) runs hand-written kernels (`cpu/`) that read the
 //! projections in their natural `[batch, len, heads, head_dim]` layout, use
 //! every core, and vectorise the exponential; any other backend (CUDA) runs
 //! the same mathematics composed from tensor operations (`composed.rs`), and
