@@ -60,9 +60,9 @@ pub struct KvCache<B: Backend> {
 
 /// One layer's keys and values, `[batch, capacity, kv_heads, head_dim]`,
 /// of which the first `KvCache::len` positions are filled. The buffers
-/// grow by doubling and new positions are written into them in place
-/// (where the backend can, see [`Kernels::write_positions`]), instead of concatenating a copy of the whole cache at every
-/// generated token.
+/// grow by doubling, and new positions are written into them in place
+/// (where the backend can, see [`Kernels::write_positions`]) instead of
+/// concatenating a copy of the whole cache at every generated token.
 #[derive(Debug, Clone)]
 struct LayerCache<B: Backend> {
     keys: Tensor<B, 4>,

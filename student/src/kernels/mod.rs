@@ -1,5 +1,6 @@
 //! Fused kernels for the student's hot spots: causal attention, rotary
-//! embedding, RMSNorm and SwiGLU, each with a hand-written gradient.
+//! embedding, RMSNorm, SwiGLU and the dense layers, each with a
+//! hand-written gradient, and in-place writes into the KV cache.
 //!
 //! Built from burn's stock tensor operations, these take one pass per
 //! operation, and on the CPU backend every element-wise pass runs on a
