@@ -279,19 +279,40 @@ mod tests {
         assert!(worst <= tol, "{what}: largest difference {worst} > {tol}");
     }
 
-    /// Attention shapes and padding: two sequences whose second has its
-    /// first two keys padded, and (1) 3 cached keys before 4 queries, 4
-    /// query heads over 2 key/value heads; (2) 5 cached keys before 70
-    /// queries (three blocks of the CPU kernel, the last one partial), 2
-    /// query heads over 1.
-    fn attention_cases() -> [([usize; 4], [usize; 4], KeyMask); 2] {
-        let case = |tq: usize, tk: usize, h: usize, kv: usize| {
+    /// Attention shapes `q`, `k` for two sequences: `tq` queries after
+    /// `tk - tq` cached keys, `h` query heads over `kv` key/value heads, head
+    /// size 8. With a cache of at least two keys, the second sequence has its
+    /// first two keys padded (left padding, as in batched generation; every
+    /// query still sees a real key, since what a query that sees none gets
+    /// is unspecified).
+    fn attention_case(
+        tq: usize,
+        tk: usize,
+        h: usize,
+        kv: usize,
+    ) -> ([usize; 4], [usize; 4], KeyMask) {
+        let mask = if tk - tq >= 2 {
             let mut valid = vec![true; 2 * tk];
             valid[tk] = false;
             valid[tk + 1] = false;
-            ([2, tq, h, 8], [2, tk, kv, 8], KeyMask::new(Some(&valid)))
+            KeyMask::new(Some(&valid))
+        } else {
+            KeyMask::none()
         };
-        [case(4, 7, 4, 2), case(70, 75, 2, 1)]
+        ([2, tq, h, 8], [2, tk, kv, 8], mask)
+    }
+
+    /// Grouped-query attention with a cache (4 queries after 3 keys); 70
+    /// queries after 5 keys (three query blocks of the CPU kernel, the last
+    /// partial); one query after 74 keys (a generation step); and no cache
+    /// (training).
+    fn attention_cases() -> [([usize; 4], [usize; 4], KeyMask); 4] {
+        [
+            attention_case(4, 7, 4, 2),
+            attention_case(70, 75, 2, 1),
+            attention_case(1, 75, 4, 2),
+            attention_case(40, 40, 2, 2),
+        ]
     }
 
     #[test]
@@ -314,6 +335,28 @@ mod tests {
             );
             assert_close("attention", attention(q, k, v, &mask), want, 1e-5);
         }
+
+        // Keys and values as views of the first 75 positions of longer
+        // cache buffers, as generation passes them.
+        let (qs, _, mask) = attention_case(3, 75, 4, 2);
+        let q = random::<Flex, 4>(&mut rng, qs);
+        let k = random::<Flex, 4>(&mut rng, [2, 96, 2, 8]).slice([0..2, 0..75]);
+        let v = random::<Flex, 4>(&mut rng, [2, 96, 2, 8]).slice([0..2, 0..75]);
+        let want = wrap::<Flex, 4>(
+            composed::attention::<Flex>(
+                unwrap(q.clone()),
+                unwrap(k.clone()),
+                unwrap(v.clone()),
+                &mask,
+            )
+            .0,
+        );
+        assert_close(
+            "attention over cache views",
+            attention(q, k, v, &mask),
+            want,
+            1e-5,
+        );
 
         let x = random::<Flex, 4>(&mut rng, [2, 5, 3, 8]);
         let (cos, sin) = (
@@ -368,6 +411,25 @@ mod tests {
             unwrap(u.clone()),
         ));
         assert_close("swiglu", swiglu(g, u), want, 1e-5);
+    }
+
+    #[test]
+    #[should_panic(expected = "do not fit")]
+    fn mismatched_shapes_stop_before_any_kernel_runs() {
+        let mut rng = Rng::new(4);
+        let x = random::<Flex, 2>(&mut rng, [4, 8]);
+        let w = random::<Flex, 2>(&mut rng, [8, 16]);
+        let bias = random::<Flex, 1>(&mut rng, [1]);
+        let _ = Flex::dense(unwrap(x), unwrap(w), Some(unwrap(bias)));
+    }
+
+    #[test]
+    #[should_panic(expected = "do not fit")]
+    fn attention_with_fewer_key_rows_than_query_rows_stops() {
+        let mut rng = Rng::new(5);
+        let q = random::<Flex, 4>(&mut rng, [2, 4, 2, 8]);
+        let kv = random::<Flex, 4>(&mut rng, [1, 4, 1, 8]);
+        let _ = attention(q, kv.clone(), kv, &KeyMask::none());
     }
 
     #[test]

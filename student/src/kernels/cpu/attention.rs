@@ -71,12 +71,26 @@ pub(super) struct Dims {
 }
 
 impl Dims {
-    pub(super) fn of(q: &FlexTensor, k: &FlexTensor) -> Self {
+    /// The sizes of `q` `[b, tq, h, d]` and `k`, `v` `[b, tk, kv, d]`.
+    ///
+    /// # Panics
+    /// When the shapes do not fit together: the kernels index the buffers
+    /// by these sizes, so this check is what keeps them in bounds.
+    pub(super) fn of(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor) -> Self {
         let [batch, q_len, heads, head_dim] = shape(q).dims();
-        let [_, k_len, kv_heads, _] = shape(k).dims();
+        let [k_batch, k_len, kv_heads, k_dim] = shape(k).dims();
         assert!(
-            k_len >= q_len && heads % kv_heads == 0,
-            "attention: {q_len} queries over {k_len} keys, {heads} heads over {kv_heads} kv heads"
+            shape(v) == shape(k)
+                && k_batch == batch
+                && k_dim == head_dim
+                && q_len > 0
+                && k_len >= q_len
+                && kv_heads > 0
+                && heads % kv_heads == 0,
+            "attention: q {:?}, k {:?} and v {:?} do not fit (q [b, tq, h, d], k and v [b, tk ≥ tq > 0, kv, d] with kv dividing h)",
+            shape(q).as_slice(),
+            shape(k).as_slice(),
+            shape(v).as_slice(),
         );
         Self {
             batch,
@@ -147,16 +161,34 @@ pub(super) fn attention_forward(
     v: &[f32],
     d: Dims,
     mask: &KeyMask,
-) -> (Vec<f32>, Vec<f32>) {
+    keep_probs: bool,
+) -> (Vec<f32>, Option<Vec<f32>>) {
     let (tq, tk, hd) = (d.q_len, d.k_len, d.head_dim);
     let (out_len, probs_len) = (d.batch * tq * d.heads * hd, d.batch * d.heads * tq * tk);
+    let group_len = d.rep() * tq * tk;
     let mut out = Vec::with_capacity(out_len);
-    let mut probs = Vec::with_capacity(probs_len);
-    let out_ptr = Shared(out.as_mut_ptr());
-    probs.spare_capacity_mut()[..probs_len]
-        .par_chunks_mut(d.rep() * tq * tk)
-        .enumerate()
-        .for_each(|(task, group_probs)| {
+    // Probabilities of every head when the backward pass needs them; else
+    // each task works in its thread's scratch (the whole matrix of a long
+    // prompt can run to gigabytes).
+    let mut probs = Vec::with_capacity(if keep_probs { probs_len } else { 0 });
+    let (out_ptr, probs_ptr) = (Shared(out.as_mut_ptr()), Shared(probs.as_mut_ptr()));
+    (0..d.batch * d.kv_heads)
+        .into_par_iter()
+        .for_each_init(Vec::<f32>::new, |scratch, task| {
+            let group_probs: &mut [MaybeUninit<f32>] = if keep_probs {
+                // SAFETY: `probs` has capacity for every group; task `task`
+                // alone uses group `task`.
+                unsafe {
+                    std::slice::from_raw_parts_mut(
+                        probs_ptr.get().add(task * group_len).cast(),
+                        group_len,
+                    )
+                }
+            } else {
+                scratch.clear();
+                scratch.reserve(group_len);
+                &mut scratch.spare_capacity_mut()[..group_len]
+            };
             let (b, g) = (task / d.kv_heads, task % d.kv_heads);
             let valid = mask.row(b, tk);
             for (r, p) in group_probs.chunks_exact_mut(tq * tk).enumerate() {
@@ -204,13 +236,15 @@ pub(super) fn attention_forward(
             }
         });
     // SAFETY: every (batch, head) block of both was written above: the
-    // scores by the first product (then normalised in place), the output
-    // rows by the second.
+    // scores by the first product and the fill (then normalised in place),
+    // the output rows by the second product.
     unsafe {
         out.set_len(out_len);
-        probs.set_len(probs_len);
+        if keep_probs {
+            probs.set_len(probs_len);
+        }
     }
-    (out, probs)
+    (out, keep_probs.then_some(probs))
 }
 
 /// Gradients `dq` `[b, tq, h, d]`, `dk` and `dv` `[b, tk, kv, d]`.

@@ -40,6 +40,16 @@ impl Shared {
     }
 }
 
+/// Panics, naming the kernel and the shapes of `tensors`, unless `fits`.
+/// The kernels index raw buffers by these shapes, so a mismatch has to stop
+/// here rather than read or write out of bounds.
+fn check(kernel: &str, fits: bool, tensors: &[&FlexTensor]) {
+    if !fits {
+        let shapes: Vec<Vec<usize>> = tensors.iter().map(|t| shape(t).to_vec()).collect();
+        panic!("{kernel}: input shapes {shapes:?} do not fit together");
+    }
+}
+
 fn is_f32(tensors: &[&FlexTensor]) -> bool {
     tensors.iter().all(|t| t.dtype() == DType::F32)
 }
@@ -247,6 +257,11 @@ impl Kernels for Flex {
     fn write_positions(mut cache: FlexTensor, start: usize, new: FlexTensor) -> FlexTensor {
         let [b, capacity, kv, hd] = shape(&cache).dims();
         let t = shape(&new).dims::<4>()[1];
+        check(
+            "write_positions",
+            shape(&new).as_slice() == [b, t, kv, hd],
+            &[&cache, &new],
+        );
         let in_place = is_f32(&[&cache, &new])
             && cache.is_contiguous()
             && cache.layout().start_offset() == 0
@@ -279,8 +294,8 @@ impl Kernels for Flex {
         if keys.batch_stride != vals.batch_stride {
             return Self::attention_for_backward(q, k, v, mask).0;
         }
-        let d = Dims::of(&q, &k).with_kv_batch_stride(keys.batch_stride);
-        let (out, _) = attention_forward(values(&q), keys.values(), vals.values(), d, mask);
+        let d = Dims::of(&q, &k, &v).with_kv_batch_stride(keys.batch_stride);
+        let (out, _) = attention_forward(values(&q), keys.values(), vals.values(), d, mask, false);
         tensor(out, shape(&q))
     }
 
@@ -290,6 +305,12 @@ impl Kernels for Flex {
         }
         let (x, weight) = (contiguous(&x), Matrix::new(&weight));
         let [d_in, d_out] = weight.dims();
+        check(
+            "dense",
+            shape(&x).last() == Some(&d_in)
+                && bias.as_ref().is_none_or(|b| shape(b).as_slice() == [d_out]),
+            &[&x, &weight.tensor],
+        );
         let xs = values(&x);
         let rows = xs.len() / d_in;
         let lhs = (xs.as_ptr(), d_in, 1);
@@ -336,6 +357,13 @@ impl Kernels for Flex {
         }
         let (x, w, grad) = (contiguous(&x), Matrix::new(&weight), contiguous(&grad));
         let [d_in, d_out] = w.dims();
+        check(
+            "dense_backward",
+            shape(&x).last() == Some(&d_in)
+                && shape(&grad).as_slice()
+                    == [&shape(&x)[..shape(&x).len() - 1], &[d_out]].concat(),
+            &[&x, &weight, &grad],
+        );
         let (xs, gs) = (values(&x), values(&grad));
         let rows = xs.len() / d_in;
         // SAFETY (both): each product writes its whole output; the operands
@@ -402,8 +430,9 @@ impl Kernels for Flex {
             return composed::attention::<Self>(q, k, v, mask);
         }
         let (q, k, v) = (contiguous(&q), contiguous(&k), contiguous(&v));
-        let d = Dims::of(&q, &k);
-        let (out, probs) = attention_forward(values(&q), values(&k), values(&v), d, mask);
+        let d = Dims::of(&q, &k, &v);
+        let (out, probs) = attention_forward(values(&q), values(&k), values(&v), d, mask, true);
+        let probs = probs.expect("kept when asked");
         (
             tensor(out, shape(&q)),
             tensor(probs, Shape::new([d.batch, d.heads, d.q_len, d.k_len])),
@@ -422,7 +451,13 @@ impl Kernels for Flex {
         }
         let (q, k, v) = (contiguous(&q), contiguous(&k), contiguous(&v));
         let (probs, grad) = (contiguous(&probs), contiguous(&grad));
-        let d = Dims::of(&q, &k);
+        let d = Dims::of(&q, &k, &v);
+        check(
+            "attention_backward",
+            shape(&grad) == shape(&q)
+                && shape(&probs).num_elements() == d.batch * d.heads * d.q_len * d.k_len,
+            &[&q, &probs, &grad],
+        );
         let [dq, dk, dv] = attention_backward(
             values(&q),
             values(&k),
@@ -443,6 +478,14 @@ impl Kernels for Flex {
             return composed::rope::<Self>(x, cos, sin);
         }
         let (x, cos, sin) = (contiguous(&x), contiguous(&cos), contiguous(&sin));
+        check(
+            "rope",
+            shape(&x).len() == 4
+                && shape(&x)[3].is_multiple_of(2)
+                && shape(&cos).as_slice() == [shape(&x)[1], shape(&x)[3] / 2]
+                && shape(&sin) == shape(&cos),
+            &[&x, &cos, &sin],
+        );
         let [_, t, n, hd] = shape(&x).dims();
         let half = hd / 2;
         let (xs, cos_v, sin_v) = (values(&x), values(&cos), values(&sin));
@@ -475,6 +518,11 @@ impl Kernels for Flex {
             return composed::rms_norm::<Self>(x, weight, eps);
         }
         let (x, weight) = (contiguous(&x), contiguous(&weight));
+        check(
+            "rms_norm",
+            shape(&weight).len() == 1 && shape(&x).last() == Some(&shape(&weight)[0]),
+            &[&x, &weight],
+        );
         let (xs, w) = (values(&x), values(&weight));
         let block = ROWS_PER_TASK * w.len();
         // SAFETY: `rms_norm_rows` writes every element of its rows.
@@ -498,6 +546,13 @@ impl Kernels for Flex {
             return composed::rms_norm_backward::<Self>(x, weight, eps, grad);
         }
         let (x, weight, grad) = (contiguous(&x), contiguous(&weight), contiguous(&grad));
+        check(
+            "rms_norm_backward",
+            shape(&weight).len() == 1
+                && shape(&x).last() == Some(&shape(&weight)[0])
+                && shape(&grad) == shape(&x),
+            &[&x, &weight, &grad],
+        );
         let (xs, w, gs) = (values(&x), values(&weight), values(&grad));
         let block = ROWS_PER_TASK * w.len();
         // SAFETY: `rms_norm_backward_rows` writes every element of its rows.
@@ -528,6 +583,7 @@ impl Kernels for Flex {
             return composed::swiglu::<Self>(gate, up);
         }
         let (gate, up) = (contiguous(&gate), contiguous(&up));
+        check("swiglu", shape(&gate) == shape(&up), &[&gate, &up]);
         let (g, u) = (values(&gate), values(&up));
         // SAFETY: `swiglu` writes every element of its chunk.
         let (out, ()) = unsafe {
@@ -546,6 +602,11 @@ impl Kernels for Flex {
             return composed::swiglu_backward::<Self>(gate, up, grad);
         }
         let (gate, up, grad) = (contiguous(&gate), contiguous(&up), contiguous(&grad));
+        check(
+            "swiglu_backward",
+            shape(&gate) == shape(&up) && shape(&grad) == shape(&gate),
+            &[&gate, &up, &grad],
+        );
         let (g, u, dy) = (values(&gate), values(&up), values(&grad));
         // SAFETY: `swiglu_backward` writes every element of both chunks.
         let (dg, du) = unsafe {
