@@ -9,7 +9,6 @@
 //! never say "Correct.", and a critic that never says so talks the student
 //! out of its right answers.
 
-use didact_student::kernels::Kernels;
 use std::collections::BTreeMap;
 
 use didact_data::domain::{CORRECT_MESSAGE, WRONG_MESSAGE};
@@ -17,6 +16,7 @@ use didact_data::leak::normalise;
 use didact_data::{DomainKind, Role, Tokenizer};
 use didact_student::Llama;
 use didact_student::generate::{SamplingParams, continuation_logprob, generate};
+use didact_student::kernels::Kernels;
 use didact_student::parallel;
 use didact_student::rollout::{Reply, Request, Responder};
 

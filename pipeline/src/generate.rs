@@ -1,7 +1,6 @@
 //! `didact generate`: continue a prompt with any checkpoint in Hugging Face
 //! layout (didact's own or one written by transformers).
 
-use didact_student::kernels::Kernels;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -10,6 +9,7 @@ use didact_data::dialogue::special_tokens;
 use didact_data::{Dialogue, HfTokenizer, Role, Tokenizer};
 use didact_student::checkpoint;
 use didact_student::generate::{SamplingParams, generate, last_logits};
+use didact_student::kernels::Kernels;
 
 use crate::device::DeviceSpec;
 

@@ -1,13 +1,13 @@
 //! Single-turn accuracy by greedy generation, scored with the domains'
 //! verifiers: the validation metric of every training stage.
 
-use crate::kernels::Kernels;
 use std::collections::BTreeMap;
 
 use didact_data::{Dialogue, DomainKind, Role, Task, Tokenizer};
 
 use crate::error::Result;
 use crate::generate::{SamplingParams, generate};
+use crate::kernels::Kernels;
 use crate::model::Llama;
 
 /// The model's first attempts at `tasks`, decoded.

@@ -2,10 +2,10 @@
 //! per sequence on stop tokens (role tokens, `<|end|>`) or a token budget;
 //! deterministic under a seed.
 
-use crate::kernels::Kernels;
 use burn::tensor::{Int, Tensor, TensorData};
 use didact_data::rng::{Rng, mix_seed};
 
+use crate::kernels::Kernels;
 use crate::model::{KvCache, Llama};
 
 /// How to pick each next token.

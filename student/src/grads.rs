@@ -4,11 +4,11 @@
 //! gradients together so that their joint L2 norm is at most `max_norm`.
 //! The norm itself is a training metric.
 
-use crate::kernels::TrainBackend;
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{ElementConversion, Tensor};
 
+use crate::kernels::TrainBackend;
 use crate::model::Llama;
 
 struct SquaredNorm<'a> {

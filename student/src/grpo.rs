@@ -7,7 +7,6 @@
 //! model; inner epochs reuse the sampling policy's log-probabilities for the
 //! importance ratio.
 
-use crate::kernels::{Kernels, TrainBackend};
 use std::path::Path;
 use std::time::Instant;
 
@@ -20,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StudentError};
 use crate::grads::clip_global_norm;
+use crate::kernels::{Kernels, TrainBackend};
 use crate::model::Llama;
 use crate::resume;
 use crate::sft::{LogRow, Trained};

@@ -4,7 +4,6 @@
 //! built in a temporary directory and swapped in, so the directory always
 //! holds a complete one.
 
-use crate::kernels::TrainBackend;
 use std::path::{Path, PathBuf};
 
 use burn::module::AutodiffModule;
@@ -15,6 +14,7 @@ use serde::de::DeserializeOwned;
 
 use crate::checkpoint;
 use crate::error::{Result, StudentError};
+use crate::kernels::TrainBackend;
 use crate::model::Llama;
 
 const STATE_FILE: &str = "trainer_state.json";

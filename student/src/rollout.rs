@@ -7,7 +7,6 @@
 //! the student saw and produced it, so the policy gradient is computed on
 //! the very tokens that were sampled.
 
-use crate::kernels::Kernels;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -21,6 +20,7 @@ use didact_data::{Dialogue, FeedbackLevel, Role, Task, Tokenizer, Verdict};
 use crate::error::Result;
 use crate::generate::{Generation, SamplingParams, generate_seeded};
 use crate::grpo::{Environment, Episode, RlConfig, discounted_reward};
+use crate::kernels::Kernels;
 use crate::model::Llama;
 use crate::sft::DataOrder;
 

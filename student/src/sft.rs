@@ -3,7 +3,6 @@
 //! validation, checkpoints with optimizer state for exact resumption, and a
 //! clear stop on a non-finite loss.
 
-use crate::kernels::{Kernels, TrainBackend};
 use std::path::Path;
 use std::time::Instant;
 
@@ -15,6 +14,7 @@ use didact_data::rng::{Rng, mix_seed};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StudentError};
+use crate::kernels::{Kernels, TrainBackend};
 use crate::model::Llama;
 use crate::resume;
 

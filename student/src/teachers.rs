@@ -5,7 +5,6 @@
 //! vet every draft with the leak check ([`didact_data::teaching`]) and
 //! count what they vetted in a shared [`LeakTally`].
 
-use crate::kernels::Kernels;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StudentError};
 use crate::generate::{SamplingParams, generate_seeded};
+use crate::kernels::Kernels;
 use crate::model::Llama;
 use crate::rollout::{Reply, Request, Responder};
 

@@ -10,11 +10,11 @@
 
 use anyhow::Result;
 use burn::module::AutodiffModule;
-use didact_student::kernels::TrainBackend;
 
 use didact_data::{Task, Tokenizer};
 use didact_student::checkpoint;
 use didact_student::grpo::RlConfig;
+use didact_student::kernels::TrainBackend;
 use didact_student::rollout::{DialogueEnv, run_dialogues};
 use didact_student::sft::{Example, TrainConfig};
 use serde_json::json;

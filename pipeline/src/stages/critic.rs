@@ -5,7 +5,6 @@
 //! on the frozen student trunk; `"shared"` fine-tunes the whole student LM
 //! on the critiques next to its student objective. Writes `critic/`.
 
-use didact_student::kernels::{Kernels, TrainBackend};
 use std::collections::BTreeMap;
 
 use anyhow::Result;
@@ -21,6 +20,7 @@ use didact_data::rng::Rng;
 use didact_data::tables;
 use didact_data::{Dialogue, DomainKind, Task, Tokenizer};
 use didact_student::generate::SamplingParams;
+use didact_student::kernels::{Kernels, TrainBackend};
 use didact_student::rollout::{DialogueParams, Request, Responder, run_dialogues};
 use didact_student::sft::{self, Example, TrainHooks};
 use didact_student::{Llama, checkpoint};

@@ -4,7 +4,6 @@
 //! accuracy by turn with paired 95% confidence intervals for the
 //! comparisons the method is judged by.
 
-use didact_student::kernels::TrainBackend;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -16,6 +15,7 @@ use didact_data::teaching::LeakTally;
 use didact_data::{FeedbackLevel, Split, Task, Tokenizer};
 use didact_student::checkpoint;
 use didact_student::generate::SamplingParams;
+use didact_student::kernels::TrainBackend;
 use didact_student::rollout::{
     DialogueParams, DialogueRun, Responder, Teacher, run_dialogues_with,
 };

@@ -8,7 +8,6 @@
 //! tokenizer and chat template beside them) and reports its validation
 //! accuracy.
 
-use didact_student::kernels::TrainBackend;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -19,6 +18,7 @@ use didact_data::tables::{read_synthetic, read_tasks};
 use didact_data::{Dialogue, Role, Split, Task, TaskRow, Tokenizer};
 use didact_student::Llama;
 use didact_student::eval::accuracy_by_domain;
+use didact_student::kernels::TrainBackend;
 use didact_student::sft::{self, Example, TrainHooks};
 use didact_student::{checkpoint, sft::masked_nll};
 use indicatif::ProgressBar;

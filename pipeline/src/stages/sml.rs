@@ -18,7 +18,6 @@
 //!
 //! Off unless `sml.enabled`; `just sml` runs it on `configs/sml.toml`.
 
-use didact_student::kernels::{Kernels, TrainBackend};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -33,6 +32,7 @@ use didact_data::tables::{self, ColumnType, TableSchema, read_tasks};
 use didact_data::{Dialogue, DomainKind, FeedbackLevel, Role, Split, Task, Tokenizer};
 use didact_student::checkpoint;
 use didact_student::grpo::RlConfig;
+use didact_student::kernels::{Kernels, TrainBackend};
 use didact_student::rollout::{DialogueRun, ShardTeacher, run_dialogues_with};
 use didact_student::sft::{Example, TrainConfig};
 use polars::prelude::*;

@@ -4,7 +4,6 @@
 //! turn to `rollouts.parquet`, and per-iteration metrics to the train log.
 //! The runner here is shared with the single-turn RL baseline.
 
-use didact_student::kernels::TrainBackend;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -16,6 +15,7 @@ use didact_data::teaching::LeakTally;
 use didact_data::{DomainKind, Split, Task, Tokenizer};
 use didact_student::generate::SamplingParams;
 use didact_student::grpo::{self, RlConfig, RlHooks};
+use didact_student::kernels::TrainBackend;
 use didact_student::rollout::{
     DialogueEnv, DialogueParams, DialogueRun, Responder, ShardTeacher, Teacher, run_dialogues_with,
 };

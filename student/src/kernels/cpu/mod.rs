@@ -54,11 +54,6 @@ fn is_f32(tensors: &[&FlexTensor]) -> bool {
     tensors.iter().all(|t| t.dtype() == DType::F32)
 }
 
-/// The tensor's elements in row-major order (copied only if it is a view).
-fn contiguous(t: &FlexTensor) -> FlexTensor {
-    t.to_contiguous()
-}
-
 fn values(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>()
         .expect("a contiguous f32 tensor (checked by the caller)")
@@ -269,7 +264,7 @@ impl Kernels for Flex {
         if !in_place {
             return composed::write_positions::<Self>(cache, start, new);
         }
-        let new = contiguous(&new);
+        let new = new.to_contiguous();
         let src = values(&new);
         let row = kv * hd;
         match cache.try_storage_mut::<f32>() {
@@ -289,11 +284,16 @@ impl Kernels for Flex {
         if !is_f32(&[&q, &k, &v]) {
             return composed::attention::<Self>(q, k, v, mask).0;
         }
-        let q = contiguous(&q);
-        let (keys, vals) = (KeyValues::new(&k), KeyValues::new(&v));
-        if keys.batch_stride != vals.batch_stride {
-            return Self::attention_for_backward(q, k, v, mask).0;
-        }
+        let q = q.to_contiguous();
+        // Keys and values read in place share one batch stride; otherwise
+        // (never from the model's cache) both are read as contiguous copies.
+        let (keys, vals) = match (KeyValues::new(&k), KeyValues::new(&v)) {
+            (keys, vals) if keys.batch_stride == vals.batch_stride => (keys, vals),
+            _ => (
+                KeyValues::new(&k.to_contiguous()),
+                KeyValues::new(&v.to_contiguous()),
+            ),
+        };
         let d = Dims::of(&q, &k, &v).with_kv_batch_stride(keys.batch_stride);
         let (out, _) = attention_forward(values(&q), keys.values(), vals.values(), d, mask, false);
         tensor(out, shape(&q))
@@ -303,7 +303,7 @@ impl Kernels for Flex {
         if !is_f32(&[&x, &weight]) || bias.as_ref().is_some_and(|b| !is_f32(&[b])) {
             return composed::dense::<Self>(x, weight, bias);
         }
-        let (x, weight) = (contiguous(&x), Matrix::new(&weight));
+        let (x, weight) = (x.to_contiguous(), Matrix::new(&weight));
         let [d_in, d_out] = weight.dims();
         check(
             "dense",
@@ -317,7 +317,7 @@ impl Kernels for Flex {
         let rhs = weight.operand();
         let out = match bias {
             Some(bias) => {
-                let bias = contiguous(&bias);
+                let bias = bias.to_contiguous();
                 let mut out = values(&bias).repeat(rows);
                 // SAFETY: `out` is rows × d_out; x and w match their strides.
                 unsafe {
@@ -355,7 +355,11 @@ impl Kernels for Flex {
         if !is_f32(&[&x, &weight, &grad]) {
             return composed::dense_backward::<Self>(x, weight, grad, with_bias);
         }
-        let (x, w, grad) = (contiguous(&x), Matrix::new(&weight), contiguous(&grad));
+        let (x, w, grad) = (
+            x.to_contiguous(),
+            Matrix::new(&weight),
+            grad.to_contiguous(),
+        );
         let [d_in, d_out] = w.dims();
         check(
             "dense_backward",
@@ -429,7 +433,7 @@ impl Kernels for Flex {
         if !is_f32(&[&q, &k, &v]) {
             return composed::attention::<Self>(q, k, v, mask);
         }
-        let (q, k, v) = (contiguous(&q), contiguous(&k), contiguous(&v));
+        let (q, k, v) = (q.to_contiguous(), k.to_contiguous(), v.to_contiguous());
         let d = Dims::of(&q, &k, &v);
         let (out, probs) = attention_forward(values(&q), values(&k), values(&v), d, mask, true);
         let probs = probs.expect("kept when asked");
@@ -449,8 +453,8 @@ impl Kernels for Flex {
         if !is_f32(&[&q, &k, &v, &probs, &grad]) {
             return composed::attention_backward::<Self>(q, k, v, probs, grad);
         }
-        let (q, k, v) = (contiguous(&q), contiguous(&k), contiguous(&v));
-        let (probs, grad) = (contiguous(&probs), contiguous(&grad));
+        let (q, k, v) = (q.to_contiguous(), k.to_contiguous(), v.to_contiguous());
+        let (probs, grad) = (probs.to_contiguous(), grad.to_contiguous());
         let d = Dims::of(&q, &k, &v);
         check(
             "attention_backward",
@@ -477,7 +481,7 @@ impl Kernels for Flex {
         if !is_f32(&[&x, &cos, &sin]) {
             return composed::rope::<Self>(x, cos, sin);
         }
-        let (x, cos, sin) = (contiguous(&x), contiguous(&cos), contiguous(&sin));
+        let (x, cos, sin) = (x.to_contiguous(), cos.to_contiguous(), sin.to_contiguous());
         check(
             "rope",
             shape(&x).len() == 4
@@ -517,7 +521,7 @@ impl Kernels for Flex {
         if !is_f32(&[&x, &weight]) {
             return composed::rms_norm::<Self>(x, weight, eps);
         }
-        let (x, weight) = (contiguous(&x), contiguous(&weight));
+        let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
         check(
             "rms_norm",
             shape(&weight).len() == 1 && shape(&x).last() == Some(&shape(&weight)[0]),
@@ -545,7 +549,11 @@ impl Kernels for Flex {
         if !is_f32(&[&x, &weight, &grad]) {
             return composed::rms_norm_backward::<Self>(x, weight, eps, grad);
         }
-        let (x, weight, grad) = (contiguous(&x), contiguous(&weight), contiguous(&grad));
+        let (x, weight, grad) = (
+            x.to_contiguous(),
+            weight.to_contiguous(),
+            grad.to_contiguous(),
+        );
         check(
             "rms_norm_backward",
             shape(&weight).len() == 1
@@ -582,7 +590,7 @@ impl Kernels for Flex {
         if !is_f32(&[&gate, &up]) {
             return composed::swiglu::<Self>(gate, up);
         }
-        let (gate, up) = (contiguous(&gate), contiguous(&up));
+        let (gate, up) = (gate.to_contiguous(), up.to_contiguous());
         check("swiglu", shape(&gate) == shape(&up), &[&gate, &up]);
         let (g, u) = (values(&gate), values(&up));
         // SAFETY: `swiglu` writes every element of its chunk.
@@ -601,7 +609,11 @@ impl Kernels for Flex {
         if !is_f32(&[&gate, &up, &grad]) {
             return composed::swiglu_backward::<Self>(gate, up, grad);
         }
-        let (gate, up, grad) = (contiguous(&gate), contiguous(&up), contiguous(&grad));
+        let (gate, up, grad) = (
+            gate.to_contiguous(),
+            up.to_contiguous(),
+            grad.to_contiguous(),
+        );
         check(
             "swiglu_backward",
             shape(&gate) == shape(&up) && shape(&grad) == shape(&gate),
