@@ -10,6 +10,23 @@ use didact_data::tables::{self, read_eval_turns, read_rollouts, read_table, read
 use didact_e2e::{didact, scratch, smoke_config, smoke_stage};
 use polars::prelude::SerReader;
 
+/// `report/contrasts.parquet`'s columns, as the issue names them.
+fn contrasts_schema() -> tables::TableSchema {
+    tables::TableSchema {
+        name: "contrasts",
+        columns: &[
+            ("contrast", tables::ColumnType::Str),
+            ("domain", tables::ColumnType::Str),
+            ("turn", tables::ColumnType::U32),
+            ("estimate", tables::ColumnType::F64),
+            ("ci_low", tables::ColumnType::F64),
+            ("ci_high", tables::ColumnType::F64),
+            ("n_tasks", tables::ColumnType::U32),
+            ("n_seeds", tables::ColumnType::U32),
+        ],
+    }
+}
+
 #[test]
 fn rl_stages_write_checkpoints_rollouts_logs_and_the_eval_grid() {
     let dir = scratch();
@@ -83,6 +100,13 @@ fn rl_stages_write_checkpoints_rollouts_logs_and_the_eval_grid() {
             assert_eq!(r.feedback, "Try again.");
             assert_eq!(r.feedback_source, "retry");
         }
+        if r.condition == "verdict" && !r.feedback.is_empty() {
+            assert_eq!(r.feedback_source, "verdict");
+        }
+        if r.condition == "shuffled" && !r.feedback.is_empty() {
+            assert_eq!(r.feedback_source, "shuffled");
+            assert_ne!(r.feedback, "Try again.");
+        }
         if r.condition == "critic" {
             // Without an oracle the critic judges every attempt.
             assert!(r.judged == "correct" || r.judged == "wrong", "{r:?}");
@@ -92,7 +116,7 @@ fn rl_stages_write_checkpoints_rollouts_logs_and_the_eval_grid() {
             .entry((r.model.clone(), r.condition.clone()))
             .or_default() += (r.turn == 1) as usize;
     }
-    assert_eq!(cells.len(), 4 * 5, "{cells:?}");
+    assert_eq!(cells.len(), 4 * 7, "{cells:?}");
     assert!(cells.values().all(|n| *n == 24), "6 test tasks × 4 domains");
 
     let manifest: serde_json::Value =
@@ -100,6 +124,26 @@ fn rl_stages_write_checkpoints_rollouts_logs_and_the_eval_grid() {
     let m = &manifest["stages"]["eval"]["metrics"];
     assert!(m["cumulative_accuracy"]["rl2f/teacher"].is_array());
     assert!(m["paired_differences"]["rl2f-base@3"]["ci_high"].is_number());
+    assert!(m["shuffled"]["answered"].as_u64().unwrap() > 0);
+
+    // The evaluated test tasks are a stratified draw: every difficulty of
+    // each domain's test split is represented.
+    let tasks = tables::read_tasks(&run.join("tasks.parquet")).unwrap();
+    let mut in_split: BTreeMap<String, std::collections::BTreeSet<u32>> = BTreeMap::new();
+    for t in tasks.iter().filter(|t| t.split == didact_data::Split::Test) {
+        in_split
+            .entry(t.task.domain.name().to_string())
+            .or_default()
+            .insert(t.task.difficulty);
+    }
+    let mut evaluated: BTreeMap<String, std::collections::BTreeSet<u32>> = BTreeMap::new();
+    for r in &grid {
+        evaluated
+            .entry(r.domain.name().to_string())
+            .or_default()
+            .insert(r.difficulty);
+    }
+    assert_eq!(evaluated, in_split);
 
     // `show eval` prints the evaluation dialogues it is asked for.
     let config = smoke_config();
@@ -160,16 +204,58 @@ fn rl_stages_write_checkpoints_rollouts_logs_and_the_eval_grid() {
     ] {
         assert!(summary.column(c).is_ok(), "summary lacks {c}");
     }
-    // 4 models × (single: 1 turn + 4 conditions × 3 turns) × 5 domains.
-    assert_eq!(summary.height(), 4 * 13 * 5);
+    assert!(summary.column("n_seeds").is_ok());
+    // 4 models × (single: 1 turn + 6 conditions × 3 turns) × 5 domains.
+    assert_eq!(summary.height(), 4 * 19 * 5);
     let gains =
         polars::prelude::ParquetReader::new(fs::File::open(report.join("gains.parquet")).unwrap())
             .finish()
             .unwrap();
-    assert_eq!(gains.height(), 4 * 4 * 5);
+    assert_eq!(gains.height(), 4 * 6 * 5);
+    // Paired contrasts: every required name at turn K, pooled.
+    let contrasts = read_table(&report.join("contrasts.parquet"), &contrasts_schema()).unwrap();
+    let names: std::collections::BTreeSet<String> = tables::strs(&contrasts, "contrast")
+        .unwrap()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    for model in ["base", "single_turn_rl", "offline_sft", "rl2f"] {
+        for pair in [
+            "teacher-retry",
+            "teacher-shuffled",
+            "teacher-verdict",
+            "verdict-retry",
+            "critic_oracle_stop-retry",
+            "critic-single",
+        ] {
+            assert!(names.contains(&format!("{model}:{pair}")), "{model}:{pair}");
+        }
+    }
+    for c in [
+        "rl2f-base:teacher",
+        "rl2f-single_turn_rl:teacher",
+        "rl2f-offline_sft:teacher",
+        "rl2f-base:teacher:gain",
+        "rl2f-base:retry:gain",
+    ] {
+        assert!(names.contains(c), "{c}");
+    }
+    let revisions = polars::prelude::ParquetReader::new(
+        fs::File::open(report.join("revisions.parquet")).unwrap(),
+    )
+    .finish()
+    .unwrap();
+    for c in ["fix_rate", "targeted_rate", "n_judged", "n_seeds"] {
+        assert!(revisions.column(c).is_ok(), "revisions lacks {c}");
+    }
     let md = fs::read_to_string(report.join("report.md")).unwrap();
     assert!(
         md.contains("## Headline") && md.contains("| rl2f | critic |"),
+        "{md}"
+    );
+    assert!(md.starts_with("# didact report\n"), "{md}");
+    assert!(
+        md.contains("## Findings: which paired contrasts exclude zero"),
         "{md}"
     );
     // The sml stage is off by default, and the report says how to run it.

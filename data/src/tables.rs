@@ -220,6 +220,7 @@ pub const EVAL_TURNS: TableSchema = TableSchema {
         ("feedback", ColumnType::Str),
         ("feedback_source", ColumnType::Str),
         ("judged", ColumnType::Str),
+        ("leak_blocked", ColumnType::Bool),
     ],
 };
 
@@ -241,6 +242,10 @@ pub struct EvalTurnRow {
     /// The responder's verdict on the attempt (`correct`, `wrong`), or
     /// empty when it was not asked.
     pub judged: String,
+    /// The responder's first message failed the leak check and was
+    /// replaced by the verdict (counted for whichever teacher spoke:
+    /// programmatic, model or HTTP).
+    pub leak_blocked: bool,
 }
 
 pub fn eval_turns_frame(rows: &[EvalTurnRow]) -> Result<DataFrame> {
@@ -266,6 +271,10 @@ pub fn eval_turns_frame(rows: &[EvalTurnRow]) -> Result<DataFrame> {
         Column::new("feedback".into(), s(|r| &r.feedback)),
         Column::new("feedback_source".into(), s(|r| &r.feedback_source)),
         Column::new("judged".into(), s(|r| &r.judged)),
+        Column::new(
+            "leak_blocked".into(),
+            rows.iter().map(|r| r.leak_blocked).collect::<Vec<bool>>(),
+        ),
     ])
 }
 
@@ -289,6 +298,7 @@ pub fn read_eval_turns(path: &Path) -> Result<Vec<EvalTurnRow>> {
     let seeds = u64s(&df, "seed")?;
     let (difficulties, turns) = (u32s(&df, "difficulty")?, u32s(&df, "turn")?);
     let correct = bools(&df, "correct")?;
+    let leak_blocked = bools(&df, "leak_blocked")?;
     (0..df.height())
         .map(|i| {
             Ok(EvalTurnRow {
@@ -307,6 +317,7 @@ pub fn read_eval_turns(path: &Path) -> Result<Vec<EvalTurnRow>> {
                 feedback: feedback[i].to_string(),
                 feedback_source: sources[i].to_string(),
                 judged: judged[i].to_string(),
+                leak_blocked: leak_blocked[i],
             })
         })
         .collect()

@@ -7,11 +7,15 @@
 //! the correctness of the answer standing at t (the last attempt made by
 //! then); with an oracle stop that is "solved at or before t".
 
+use std::collections::BTreeMap;
+
 use didact_data::rng::Rng;
 
 /// One dialogue of the evaluation grid.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trajectory {
+    /// The training seed of the model that spoke (0 in a single-seed run).
+    pub training_seed: u64,
     pub task: usize,
     pub attempts: Vec<String>,
     pub correct: Vec<bool>,
@@ -33,14 +37,6 @@ impl Trajectory {
 pub fn correct_at(attempts: &[bool], t: usize) -> bool {
     let made = attempts.len().min(t);
     made > 0 && attempts[made - 1]
-}
-
-/// Accuracy at each turn `1..=turns`.
-pub fn accuracy_by_turn(trajectories: &[&Trajectory], turns: usize) -> Vec<f64> {
-    let n = trajectories.len().max(1) as f64;
-    (1..=turns)
-        .map(|t| trajectories.iter().filter(|x| x.correct_at(t)).count() as f64 / n)
-        .collect()
 }
 
 /// The SCoRe gains between turn 1 and turn `k`: Δ = acc@k − acc@1, Δi→c
@@ -133,42 +129,109 @@ pub fn recovered_fraction(acc1: f64, critic_k: f64, teacher_k: f64) -> Option<f6
     (teacher_gain.abs() > 1e-12).then(|| (critic_k - acc1) / teacher_gain)
 }
 
-/// A percentile bootstrap 95% interval of `statistic` over resamples of
-/// the tasks (trajectories of the same task, e.g. several seeds, are
-/// resampled together). Deterministic under `seed`.
-pub fn bootstrap_ci(
+/// One value per (training seed, task): the unit every interval of the
+/// report resamples. Trajectories of the same task and training seed
+/// (several sampling seeds) are averaged into one value first.
+pub type SeedTaskValues = BTreeMap<u64, BTreeMap<usize, f64>>;
+
+/// `f` of each trajectory, averaged per (training seed, task).
+pub fn seed_task_values(
     trajectories: &[&Trajectory],
-    resamples: usize,
-    seed: u64,
-    statistic: &dyn Fn(&[&Trajectory]) -> f64,
-) -> (f64, f64) {
-    let mut tasks: Vec<usize> = trajectories.iter().map(|x| x.task).collect();
+    f: &dyn Fn(&Trajectory) -> f64,
+) -> SeedTaskValues {
+    let mut sums: BTreeMap<u64, BTreeMap<usize, (f64, usize)>> = BTreeMap::new();
+    for x in trajectories {
+        let e = sums
+            .entry(x.training_seed)
+            .or_default()
+            .entry(x.task)
+            .or_default();
+        e.0 += f(x);
+        e.1 += 1;
+    }
+    sums.into_iter()
+        .map(|(s, tasks)| {
+            (
+                s,
+                tasks
+                    .into_iter()
+                    .map(|(t, (sum, n))| (t, sum / n as f64))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// `a − b` on the (training seed, task) pairs both have: a paired
+/// difference.
+pub fn paired(a: &SeedTaskValues, b: &SeedTaskValues) -> SeedTaskValues {
+    a.iter()
+        .filter_map(|(s, ta)| {
+            let tb = b.get(s)?;
+            let d: BTreeMap<usize, f64> = ta
+                .iter()
+                .filter_map(|(t, va)| tb.get(t).map(|vb| (*t, va - vb)))
+                .collect();
+            (!d.is_empty()).then_some((*s, d))
+        })
+        .collect()
+}
+
+/// The mean over every (training seed, task) value: with the same tasks
+/// for every seed, the mean of the per-seed means.
+pub fn mean_of(values: &SeedTaskValues) -> f64 {
+    let (sum, n) = values
+        .values()
+        .flat_map(|t| t.values())
+        .fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    if n == 0 { f64::NAN } else { sum / n as f64 }
+}
+
+/// Distinct tasks and training seeds behind `values`.
+pub fn counts(values: &SeedTaskValues) -> (usize, usize) {
+    let mut tasks: Vec<usize> = values.values().flat_map(|t| t.keys().copied()).collect();
     tasks.sort_unstable();
     tasks.dedup();
-    if tasks.is_empty() || resamples == 0 {
+    (tasks.len(), values.len())
+}
+
+/// A two-level percentile bootstrap 95% interval of [`mean_of`]: each
+/// resample draws the training seeds with replacement, then, within each
+/// drawn seed, its tasks with replacement. Both sources of variation are
+/// in the interval: which tasks were evaluated and which training run
+/// produced the models. With one training seed it is the task bootstrap.
+/// Deterministic under `seed`; NaN bounds without values.
+pub fn two_level_ci(values: &SeedTaskValues, resamples: usize, seed: u64) -> (f64, f64) {
+    let seeds: Vec<Vec<f64>> = values
+        .values()
+        .map(|t| t.values().copied().collect::<Vec<f64>>())
+        .filter(|v| !v.is_empty())
+        .collect();
+    if seeds.is_empty() || resamples == 0 {
         return (f64::NAN, f64::NAN);
     }
-    let mut by_task: Vec<Vec<&Trajectory>> = vec![Vec::new(); tasks.len()];
-    for x in trajectories {
-        let i = tasks.binary_search(&x.task).expect("task listed");
-        by_task[i].push(x);
-    }
     let mut rng = Rng::new(seed);
-    let mut stats: Vec<f64> = (0..resamples)
+    let mut means: Vec<f64> = (0..resamples)
         .map(|_| {
-            let sample: Vec<&Trajectory> = (0..tasks.len())
-                .flat_map(|_| {
-                    by_task[rng.below(tasks.len() as u64) as usize]
-                        .iter()
-                        .copied()
-                })
-                .collect();
-            statistic(&sample)
+            let (mut sum, mut n) = (0.0, 0usize);
+            for _ in 0..seeds.len() {
+                let tasks = &seeds[rng.below(seeds.len() as u64) as usize];
+                for _ in 0..tasks.len() {
+                    sum += tasks[rng.below(tasks.len() as u64) as usize];
+                }
+                n += tasks.len();
+            }
+            sum / n as f64
         })
         .collect();
-    stats.sort_by(f64::total_cmp);
-    let at = |q: f64| stats[((q * (resamples - 1) as f64).round() as usize).min(resamples - 1)];
+    means.sort_by(f64::total_cmp);
+    let at = |q: f64| means[((q * (resamples - 1) as f64).round() as usize).min(resamples - 1)];
     (at(0.025), at(0.975))
+}
+
+/// Whether a 95% interval lies entirely on one side of zero.
+pub fn excludes_zero(lo: f64, hi: f64) -> bool {
+    (lo > 0.0 && hi > 0.0) || (lo < 0.0 && hi < 0.0)
 }
 
 /// A percentile bootstrap 95% interval of the mean of `values` (one per
@@ -199,6 +262,7 @@ mod tests {
 
     fn t(task: usize, attempts: &[(&str, bool)]) -> Trajectory {
         Trajectory {
+            training_seed: 0,
             task,
             attempts: attempts.iter().map(|a| a.0.to_string()).collect(),
             correct: attempts.iter().map(|a| a.1).collect(),
@@ -224,7 +288,10 @@ mod tests {
     fn accuracy_and_gains_on_the_worked_example() {
         let w = worked();
         let refs: Vec<&Trajectory> = w.iter().collect();
-        assert_eq!(accuracy_by_turn(&refs, 3), vec![0.4, 0.4, 0.6]);
+        let acc: Vec<f64> = (1..=3)
+            .map(|t| mean_of(&seed_task_values(&refs, &|x| x.correct_at(t) as u8 as f64)))
+            .collect();
+        assert_eq!(acc, vec![0.4, 0.4, 0.6]);
         let g = gains(&refs, 3);
         assert!((g.i_to_c - 0.4).abs() < 1e-12);
         assert!((g.c_to_i - 0.2).abs() < 1e-12);
@@ -256,6 +323,79 @@ mod tests {
     }
 
     #[test]
+    fn seed_task_values_average_sampling_seeds_and_pair_by_seed_and_task() {
+        let mut xs = [
+            t(1, &[("a", true)]),
+            t(1, &[("a", false)]),
+            t(2, &[("b", false)]),
+        ];
+        xs[2].training_seed = 5;
+        let refs: Vec<&Trajectory> = xs.iter().collect();
+        let v = seed_task_values(&refs, &|x| x.correct_at(1) as u8 as f64);
+        assert_eq!(v[&0][&1], 0.5);
+        assert_eq!(v[&5][&2], 0.0);
+        assert_eq!(counts(&v), (2, 2));
+        let ones: SeedTaskValues = BTreeMap::from([
+            (0, BTreeMap::from([(1, 1.0), (9, 1.0)])),
+            (5, BTreeMap::from([(2, 1.0)])),
+        ]);
+        let d = paired(&ones, &v);
+        // Task 9 has no partner; (0,1): 1 - 0.5, (5,2): 1 - 0.
+        assert_eq!(d[&0], BTreeMap::from([(1, 0.5)]));
+        assert_eq!(mean_of(&d), 0.75);
+        assert!(excludes_zero(0.1, 0.2) && excludes_zero(-0.2, -0.1));
+        assert!(!excludes_zero(-0.1, 0.2) && !excludes_zero(0.0, 0.2));
+    }
+
+    #[test]
+    fn the_two_level_bootstrap_widens_with_disagreeing_seeds() {
+        // Two seeds, 200 tasks each. Same within-seed spread; in one case
+        // the seeds agree (means 0.3 and 0.3), in the other they do not
+        // (0.1 and 0.5): the second interval must be much wider, since the
+        // training runs themselves disagree.
+        let seeded = |means: [f64; 2]| -> SeedTaskValues {
+            let mut rng = Rng::new(3);
+            means
+                .iter()
+                .enumerate()
+                .map(|(s, &m)| {
+                    (
+                        s as u64,
+                        (0..200)
+                            .map(|i| (i, (rng.unit() < m) as u8 as f64))
+                            .collect(),
+                    )
+                })
+                .collect()
+        };
+        let agree = seeded([0.3, 0.3]);
+        let disagree = seeded([0.1, 0.5]);
+        let (a_lo, a_hi) = two_level_ci(&agree, 1000, 1);
+        let (d_lo, d_hi) = two_level_ci(&disagree, 1000, 1);
+        assert!(a_lo < mean_of(&agree) && mean_of(&agree) < a_hi);
+        assert!(
+            d_hi - d_lo > 2.0 * (a_hi - a_lo),
+            "{d_lo} {d_hi} vs {a_lo} {a_hi}"
+        );
+        // One seed: the task bootstrap, which covers the true rate about
+        // 95% of the time.
+        let mut rng = Rng::new(11);
+        let mut covered = 0;
+        for rep in 0..200 {
+            let v: SeedTaskValues = BTreeMap::from([(
+                0,
+                (0..200)
+                    .map(|i| (i, (rng.unit() < 0.3) as u8 as f64))
+                    .collect(),
+            )]);
+            let (lo, hi) = two_level_ci(&v, 400, rep);
+            covered += (lo <= 0.3 && 0.3 <= hi) as usize;
+        }
+        assert!((180..=198).contains(&covered), "coverage {covered} of 200");
+        assert!(two_level_ci(&BTreeMap::new(), 10, 1).0.is_nan());
+    }
+
+    #[test]
     fn recovered_fraction_is_the_share_of_the_teacher_gain() {
         let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-12);
         assert!(close(recovered_fraction(0.2, 0.3, 0.4), 0.5));
@@ -281,24 +421,5 @@ mod tests {
         let (lo, hi) = bootstrap_mean_ci(&d, 1000, 7);
         assert!(lo < 0.2 && 0.2 < hi && lo > 0.05 && hi < 0.35, "{lo} {hi}");
         assert!(bootstrap_mean_ci(&[], 10, 1).0.is_nan());
-    }
-
-    #[test]
-    fn bootstrap_intervals_cover_the_true_rate_about_95_percent_of_the_time() {
-        // Synthetic case: 200 tasks, each solved with probability 0.3; the
-        // interval of the accuracy should contain 0.3 in about 95% of 200
-        // independent replications.
-        let mut rng = Rng::new(11);
-        let mut covered = 0;
-        let reps = 200;
-        for rep in 0..reps {
-            let data: Vec<Trajectory> =
-                (0..200).map(|i| t(i, &[("x", rng.unit() < 0.3)])).collect();
-            let refs: Vec<&Trajectory> = data.iter().collect();
-            let (lo, hi) = bootstrap_ci(&refs, 400, rep, &|s| accuracy_by_turn(s, 1)[0]);
-            covered += (lo <= 0.3 && 0.3 <= hi) as usize;
-        }
-        let rate = covered as f64 / reps as f64;
-        assert!((0.90..=0.99).contains(&rate), "coverage {rate}");
     }
 }

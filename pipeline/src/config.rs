@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// The run as a whole: its training seeds.
+    pub run: RunConfig,
     /// The `data` stage: task generation, synthetic dialogues, tokenizer.
     pub data: DataConfig,
     /// Size of the student trained from scratch.
@@ -46,6 +48,32 @@ pub struct Config {
     /// The `sml` stage: social meta-learning on sharded tasks (off by
     /// default; configs/sml.toml turns it on).
     pub sml: SmlConfig,
+}
+
+/// The run as a whole.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Training seeds. Each runs the seed-dependent stages (pretrain
+    /// through sml) into `seed-<s>/` of the run directory, on the shared
+    /// tasks and tokenizer, with `s` added to every training seed of the
+    /// config (`model.seed`, `pretrain.seed`, `student.seed`,
+    /// `critic.train.seed`, `sml.sft.seed`); `analyse` pools them. Empty:
+    /// one training seed, everything in the run directory itself. A claim
+    /// should hold over several (the papers use 3).
+    pub seeds: Vec<u64>,
+}
+
+impl RunConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        let mut sorted = self.seeds.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.len() != self.seeds.len() {
+            return Err(format!("seeds: {:?} names a seed twice", self.seeds));
+        }
+        Ok(())
+    }
 }
 
 /// What the baselines do beyond what they share with `student`.
@@ -76,7 +104,9 @@ pub struct EvalConfig {
     /// Student attempts per dialogue (K).
     pub max_turns: usize,
     /// Conditions, from `single` (one attempt), `retry` ("Try again."
-    /// after a wrong attempt), `teacher` (the teacher's feedback), `critic`
+    /// after a wrong attempt), `teacher` (the teacher's feedback),
+    /// `verdict` ("Incorrect."), `shuffled` (the teacher's critique of a
+    /// different wrong answer to the same task), `critic`
     /// (the critic's feedback and verdict, no oracle) and
     /// `critic_oracle_stop` (the critic's feedback, the verifier stops).
     pub conditions: Vec<Condition>,
@@ -103,6 +133,8 @@ impl Default for EvalConfig {
                 Condition::Single,
                 Condition::Retry,
                 Condition::Teacher,
+                Condition::Verdict,
+                Condition::Shuffled,
                 Condition::Critic,
                 Condition::CriticOracleStop,
             ],
@@ -141,6 +173,13 @@ pub enum Condition {
     Retry,
     /// The teacher's feedback.
     Teacher,
+    /// The teacher says only "Incorrect." (and the verifier stops): a gain
+    /// over `retry` is the verdict's, not the wording's.
+    Verdict,
+    /// The teacher's critique of a *different* wrong answer to the same
+    /// task, in the same form: if `teacher` ≈ `shuffled`, the student
+    /// responds to the form of feedback, not to its content.
+    Shuffled,
     /// The critic's critique, and its verdict decides when to stop: no
     /// oracle at all.
     Critic,
@@ -155,6 +194,8 @@ impl Condition {
             Self::Single => "single",
             Self::Retry => "retry",
             Self::Teacher => "teacher",
+            Self::Verdict => "verdict",
+            Self::Shuffled => "shuffled",
             Self::Critic => "critic",
             Self::CriticOracleStop => "critic_oracle_stop",
         }
@@ -207,6 +248,10 @@ impl Config {
         }
         let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| invalid(describe(&e.path().to_string(), e.inner().message().trim())))?;
+        config
+            .run
+            .validate()
+            .map_err(|e| invalid(format!("run: {e}")))?;
         config.data.resolve().map_err(invalid)?;
         config
             .pretrain
@@ -248,6 +293,18 @@ impl Config {
             ));
         }
         Ok(config)
+    }
+
+    /// The configuration of training seed `seed`: `seed` added to each
+    /// stage's own training seed, everything else unchanged.
+    pub fn for_training_seed(&self, seed: u64) -> Config {
+        let mut c = self.clone();
+        c.model.seed = c.model.seed.wrapping_add(seed);
+        c.pretrain.seed = c.pretrain.seed.wrapping_add(seed);
+        c.student.seed = c.student.seed.wrapping_add(seed);
+        c.critic.train.seed = c.critic.train.seed.wrapping_add(seed);
+        c.sml.sft.seed = c.sml.sft.seed.wrapping_add(seed);
+        c
     }
 
     /// The resolved configuration as TOML, written into the run directory.

@@ -7,6 +7,7 @@ mod config;
 mod device;
 mod generate;
 mod import;
+mod layout;
 mod manifest;
 mod plot;
 mod progress;
@@ -21,7 +22,8 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
-use crate::stages::{STAGES, StageContext, run_stage};
+use crate::layout::RunLayout;
+use crate::stages::{STAGES, run_stages};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,6 +47,12 @@ struct Cli {
     /// `--set data.maze.difficulties=[5,6]`. Repeatable.
     #[arg(long = "set", global = true, value_name = "KEY.PATH=VALUE")]
     overrides: Vec<String>,
+    /// Training seeds, e.g. `--seeds 0,1,2` (the same as `--set
+    /// run.seeds=[0,1,2]`): the stages from pretrain to sml run once per
+    /// seed into seed-<s>/ of the run directory, on shared tasks and
+    /// tokenizer, and `analyse` pools them.
+    #[arg(long, global = true, value_delimiter = ',', value_name = "S,S,...")]
+    seeds: Option<Vec<u64>>,
     /// Rerun stages even if their outputs are up to date.
     #[arg(long, global = true)]
     force: bool,
@@ -154,16 +162,16 @@ fn run(cli: &Cli) -> Result<()> {
         }) => return import::run(args, cli.force),
         _ => {}
     }
-    let config = Config::load(&cli.config, &cli.overrides)?;
+    let mut overrides = cli.overrides.clone();
+    if let Some(seeds) = &cli.seeds {
+        let list: Vec<String> = seeds.iter().map(u64::to_string).collect();
+        overrides.push(format!("run.seeds=[{}]", list.join(",")));
+    }
+    let config = Config::load(&cli.config, &overrides)?;
     std::fs::create_dir_all(&run_dir)
         .with_context(|| format!("{}: cannot create run directory", run_dir.display()))?;
     didact_data::atomic::write(&run_dir.join("config.toml"), config.to_toml().as_bytes())?;
-    let ctx = StageContext {
-        config: &config,
-        run_dir: &run_dir,
-        progress: !cli.quiet,
-        device: cli.device,
-    };
+    let layout = RunLayout::new(&run_dir, &config.run.seeds);
     let selected: Vec<&str> = match cli.command {
         Command::Data(_) => vec!["data"],
         Command::Pretrain => vec!["pretrain"],
@@ -177,11 +185,18 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Pipeline => STAGES.iter().map(|s| s.name).collect(),
         Command::Show(_) | Command::Generate(_) => unreachable!("handled above"),
     };
-    tracing::info!("run directory {}", run_dir.display());
-    for name in selected {
-        let stage = stages::find(name).expect("stage names come from STAGES");
-        run_stage(stage, &ctx, cli.force)?;
-    }
+    tracing::info!(
+        "run directory {}{}",
+        run_dir.display(),
+        if layout.seeds.is_empty() {
+            String::new()
+        } else {
+            format!(", training seeds {:?}", layout.seeds)
+        }
+    );
+    run_stages(
+        &selected, &config, &layout, !cli.quiet, cli.device, cli.force,
+    )?;
     Ok(())
 }
 

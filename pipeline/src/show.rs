@@ -1,6 +1,6 @@
 //! `didact show`: tasks and dialogues from a run's tables, for people.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use std::collections::{BTreeMap, BTreeSet};
@@ -60,8 +60,8 @@ pub struct ShowArgs {
     /// offline_sft, rl2f; rl2f_<domain> in `transfer`).
     #[arg(long)]
     pub model: Option<String>,
-    /// `eval`: only this condition (single, retry, teacher, critic,
-    /// critic_oracle_stop).
+    /// `eval`: only this condition (single, retry, teacher, verdict,
+    /// shuffled, critic, critic_oracle_stop).
     #[arg(long)]
     pub condition: Option<String>,
     /// `eval`, `transfer`: only dialogues whose first attempt was wrong.
@@ -70,6 +70,10 @@ pub struct ShowArgs {
     /// `sml`: only this form of the tasks (sharded, full).
     #[arg(long)]
     pub spec: Option<String>,
+    /// In a run with several training seeds (`run.seeds`), the seed whose
+    /// log, rollouts and dialogues to show (default: the lowest).
+    #[arg(long)]
+    pub seed: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -94,16 +98,53 @@ pub enum ShowTable {
     Sml,
 }
 
-pub fn show(run_dir: &Path, args: &ShowArgs) -> Result<()> {
-    match args.table {
-        ShowTable::Log => return show_log(run_dir, args),
-        ShowTable::Rollouts => return show_rollouts(run_dir, args),
-        ShowTable::Eval => return show_eval(&run_dir.join(TURNS_FILE), run_dir, args),
-        ShowTable::Transfer => {
-            return show_eval(&run_dir.join(TRANSFER_TURNS_FILE), run_dir, args);
+/// The directory of the training seed whose tables to show: `--seed`'s,
+/// else the lowest `seed-<s>/` of a multi-seed run, else the run directory.
+fn seed_dir(run_dir: &Path, args: &ShowArgs) -> Result<PathBuf> {
+    if let Some(s) = args.seed {
+        let dir = run_dir.join(crate::layout::seed_dir_name(s));
+        anyhow::ensure!(
+            dir.is_dir(),
+            "{}: no such training seed directory (is {s} in run.seeds?)",
+            dir.display()
+        );
+        return Ok(dir);
+    }
+    let mut seeds: Vec<u64> = std::fs::read_dir(run_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("seed-")?.parse().ok())
+        .collect();
+    seeds.sort_unstable();
+    Ok(match seeds.first() {
+        Some(s) => {
+            eprintln!("training seed {s} (of {seeds:?}; --seed picks another)");
+            run_dir.join(crate::layout::seed_dir_name(*s))
         }
-        ShowTable::Sml => return show_sml(run_dir, args),
-        _ => {}
+        None => run_dir.to_path_buf(),
+    })
+}
+
+pub fn show(run_dir: &Path, args: &ShowArgs) -> Result<()> {
+    if matches!(
+        args.table,
+        ShowTable::Log
+            | ShowTable::Rollouts
+            | ShowTable::Eval
+            | ShowTable::Transfer
+            | ShowTable::Sml
+    ) {
+        let dir = seed_dir(run_dir, args)?;
+        match args.table {
+            ShowTable::Log => return show_log(&dir, args),
+            ShowTable::Rollouts => return show_rollouts(&dir, args),
+            ShowTable::Eval => return show_eval(&dir.join(TURNS_FILE), run_dir, args),
+            ShowTable::Transfer => {
+                return show_eval(&dir.join(TRANSFER_TURNS_FILE), run_dir, args);
+            }
+            _ => return show_sml(&dir, run_dir, args),
+        }
     }
     let tasks = read_tasks(&run_dir.join(TASKS_FILE))?;
     let keep_id = |id: &str| args.id.as_deref().is_none_or(|p| id.starts_with(p));
@@ -278,8 +319,8 @@ fn show_rollouts(run_dir: &Path, args: &ShowArgs) -> Result<()> {
 }
 
 /// Evaluation dialogues, one block per (model, condition, seed, task).
-fn show_sml(run_dir: &Path, args: &ShowArgs) -> Result<()> {
-    let rows = crate::stages::sml::read_turns(&run_dir.join(SML_TURNS_FILE))?;
+fn show_sml(seed_dir: &Path, run_dir: &Path, args: &ShowArgs) -> Result<()> {
+    let rows = crate::stages::sml::read_turns(&seed_dir.join(SML_TURNS_FILE))?;
     let tasks: std::collections::HashMap<String, didact_data::Task> =
         read_tasks(&run_dir.join(TASKS_FILE))?
             .into_iter()

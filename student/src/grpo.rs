@@ -13,6 +13,7 @@ use std::time::Instant;
 use burn::module::AutodiffModule;
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::activation::log_softmax;
+use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use didact_data::FeedbackLevel;
 use serde::{Deserialize, Serialize};
@@ -42,9 +43,11 @@ pub struct RlConfig {
     pub gamma: f64,
     /// How much the teacher says about a wrong attempt.
     pub feedback_level: FeedbackLevel,
-    /// Sampling temperature of the rollouts.
+    /// Sampling temperature of the rollouts; the loss takes log-probabilities
+    /// at the same temperature, so the update stays on-policy.
     pub temperature: f32,
-    /// Nucleus of the rollouts (1.0 keeps every token).
+    /// Nucleus of the rollouts; must be 1.0 (every token), since the
+    /// policy gradient is taken under the whole tempered distribution.
     pub top_p: f32,
     /// Token budget of one attempt.
     pub max_new_tokens: usize,
@@ -134,9 +137,25 @@ impl RlConfig {
         if self.clip_eps <= 0.0 || self.kl_beta < 0.0 {
             return Err("clip_eps must be positive and kl_beta non-negative".into());
         }
-        let sampling_ok = self.temperature > 0.0 && self.top_p > 0.0 && self.top_p <= 1.0;
-        if !sampling_ok {
-            return Err("temperature must be positive and top_p in (0, 1]".into());
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return Err(format!(
+                "temperature: {} must be positive (the policy gradient is taken at \
+                 the sampling temperature)",
+                self.temperature
+            ));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(format!("top_p: {} is outside (0, 1]", self.top_p));
+        }
+        // The loss scores tokens under the full tempered distribution; a
+        // nucleus would sample from a truncated one the loss never sees.
+        if self.top_p < 1.0 {
+            return Err(format!(
+                "top_p: {} < 1 truncates the sampling distribution, so the policy \
+                 gradient would be off-policy; use top_p = 1 and lower the \
+                 temperature instead",
+                self.top_p
+            ));
         }
         Ok(())
     }
@@ -301,27 +320,50 @@ pub struct PolicyLoss<B: Kernels> {
     /// Log-probabilities of the targets, detached: the "old" policy of
     /// later inner epochs.
     pub logp: Tensor<B, 2>,
-    /// Summed entropy of the policy over trained positions.
+    /// Summed entropy of the (tempered) sampling distribution over trained
+    /// positions.
     pub entropy_sum: f64,
     /// Summed KL estimate to the reference over trained positions.
     pub kl_sum: Option<f64>,
 }
 
-/// The clipped GRPO surrogate from logits. Untrained positions have weight
-/// 0 and advantage 0, so they receive exactly zero gradient. `old_logp` is
-/// the sampling policy's log-probability of each target (`None`: the
-/// current policy, i.e. the first inner epoch, where the ratio is 1).
-/// `ref_logp` enables the k3 KL estimate exp(ref - new) - (ref - new) - 1.
+/// Log-probabilities `[b, t, v]` under the distribution the rollouts were
+/// sampled from, `log_softmax(logits / temperature)`: the sampler divides
+/// the logits by the temperature, so the importance ratio and the gradient
+/// must too, or the update is off-policy. The reference's log-probabilities
+/// for the KL are taken at the same temperature.
+pub fn sampling_log_softmax<B: Backend>(logits: Tensor<B, 3>, temperature: f32) -> Tensor<B, 3> {
+    if temperature == 1.0 {
+        log_softmax(logits, 2)
+    } else {
+        log_softmax(logits.div_scalar(temperature), 2)
+    }
+}
+
+/// The log-probability `[b, t]` of each target token, from `[b, t, v]`.
+fn target_logp<B: Backend>(logp_all: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+    logp_all
+        .gather(2, targets.unsqueeze_dim(2))
+        .squeeze_dim::<2>(2)
+}
+
+/// The clipped GRPO surrogate from logits, taken at the sampling
+/// temperature `cfg.temperature` and clipped at `cfg.clip_eps`. Untrained
+/// positions have weight 0 and advantage 0, so they receive exactly zero
+/// gradient. `old_logp` is the sampling policy's log-probability of each
+/// target (`None`: the current policy, i.e. the first inner epoch, where
+/// the ratio is 1). `ref_logp` (at the same temperature) enables the k3 KL
+/// estimate exp(ref - new) - (ref - new) - 1, weighted by `cfg.kl_beta`.
 pub fn policy_loss<B: Kernels>(
     logits: Tensor<B, 3>,
     batch: &PolicyBatch<B>,
     old_logp: Option<Tensor<B, 2>>,
     ref_logp: Option<Tensor<B, 2>>,
-    clip_eps: f64,
-    kl_beta: f64,
+    cfg: &RlConfig,
     normaliser: f64,
 ) -> PolicyLoss<B> {
-    let logp_all = log_softmax(logits, 2);
+    let (clip_eps, kl_beta) = (cfg.clip_eps, cfg.kl_beta);
+    let logp_all = sampling_log_softmax(logits, cfg.temperature);
     let entropy = logp_all
         .clone()
         .detach()
@@ -331,9 +373,7 @@ pub fn policy_loss<B: Kernels>(
         .squeeze_dim::<2>(2)
         .neg();
     let entropy_sum: f64 = (entropy * batch.mask.clone()).sum().into_scalar().elem();
-    let logp = logp_all
-        .gather(2, batch.targets.clone().unsqueeze_dim(2))
-        .squeeze_dim::<2>(2);
+    let logp = target_logp(logp_all, batch.targets.clone());
     let old = old_logp.unwrap_or_else(|| logp.clone().detach());
     let ratio = (logp.clone() - old).exp();
     let unclipped = ratio.clone() * batch.advantages.clone();
@@ -440,6 +480,12 @@ pub fn train<B: TrainBackend>(
 
         let train_started = Instant::now();
         let mut old_logp: Vec<Option<Tensor<B, 2>>> = vec![None; chunks.len()];
+        // The reference is frozen and each chunk's tokens are the same in
+        // every epoch, so its log-probabilities are too: computed once per
+        // chunk in the first epoch and reused (a [b, t] tensor each) rather
+        // than paying a reference forward per chunk per epoch.
+        let mut ref_logp: Vec<Option<Tensor<B, 2>>> = vec![None; chunks.len()];
+        let mut last_epoch_loss = 0.0;
         let (mut entropy_sum, mut kl_sum, mut trained_tokens) = (0.0, 0.0, 0usize);
         let mut loss_value = 0.0;
         let mut grad_norm = None;
@@ -455,24 +501,21 @@ pub fn train<B: TrainBackend>(
                 let adv: Vec<f64> = chunk.iter().map(|&i| advantages[i]).collect();
                 let batch = policy_batch::<B>(&eps, &adv, cfg.max_seq_len, pad, device);
                 tokens_fed += batch.n_tokens;
-                let ref_logp = match (epoch, reference) {
-                    (0, Some(r)) => {
-                        let logits = r.forward(batch.inputs.clone().inner(), None, None);
-                        let lp = log_softmax(logits, 2)
-                            .gather(2, batch.targets.clone().inner().unsqueeze_dim(2))
-                            .squeeze_dim::<2>(2);
-                        Some(Tensor::<B, 2>::from_inner(lp))
-                    }
-                    _ => None,
-                };
+                if let (None, Some(r)) = (&ref_logp[c], reference) {
+                    let logits = r.forward(batch.inputs.clone().inner(), None, None);
+                    let lp = target_logp(
+                        sampling_log_softmax(logits, cfg.temperature),
+                        batch.targets.clone().inner(),
+                    );
+                    ref_logp[c] = Some(Tensor::<B, 2>::from_inner(lp));
+                }
                 let logits = policy.forward(batch.inputs.clone(), None, None);
                 let parts = policy_loss(
                     logits,
                     &batch,
                     old_logp[c].clone(),
-                    ref_logp,
-                    cfg.clip_eps,
-                    cfg.kl_beta,
+                    ref_logp[c].clone(),
+                    cfg,
                     normaliser as f64,
                 );
                 if epoch == 0 {
@@ -500,6 +543,7 @@ pub fn train<B: TrainBackend>(
             if epoch == 0 {
                 loss_value = epoch_loss;
             }
+            last_epoch_loss = epoch_loss;
         }
         let train_s = train_started.elapsed().as_secs_f64();
         state.iteration += 1;
@@ -543,6 +587,11 @@ pub fn train<B: TrainBackend>(
         }
         if let Some(norm) = grad_norm {
             metrics.push(("grad_norm".into(), norm));
+        }
+        if cfg.inner_epochs > 1 {
+            // The objective as the last inner epoch saw it (KL penalty
+            // included), against `policy_loss` of the first.
+            metrics.push(("policy_loss_last_epoch".into(), last_epoch_loss));
         }
         hooks.on_iteration(state.iteration, &metrics);
         let last = state.iteration == cfg.iterations;
@@ -630,7 +679,14 @@ mod tests {
             .forward(batch.inputs.clone(), None, None)
             .detach()
             .require_grad();
-        let parts = policy_loss(logits.clone(), &batch, None, None, 0.2, 0.0, 10.0);
+        let parts = policy_loss(
+            logits.clone(),
+            &batch,
+            None,
+            None,
+            &RlConfig::default(),
+            10.0,
+        );
         let grads = parts.loss.backward();
         let [_, t, v] = logits.dims();
         let g = logits
@@ -666,6 +722,93 @@ mod tests {
         let adv = group_advantages(&[a.reward, b.reward], &[0, 0]);
         let (g, _, _) = logit_grads(&[&a, &b], &adv);
         assert!(g.iter().all(|x| *x == 0.0));
+    }
+
+    #[test]
+    fn the_loss_scores_tokens_at_the_sampling_temperature() {
+        // One episode, three tokens; positions 0 and 1 predict tokens 2
+        // and 0, both generated. Hand-made logits over a vocabulary of 3.
+        let device = Default::default();
+        let e = episode(vec![1, 2, 0], vec![false, true, true], 0, 1.0);
+        let batch = policy_batch::<A>(&[&e], &[1.5], 64, 0, &device);
+        let z = [[0.5f64, -1.0, 2.0], [1.0, 0.2, -0.3]];
+        let targets = [2usize, 0];
+        let flat: Vec<f32> = z.iter().flatten().map(|x| *x as f32).collect();
+        let run = |temperature: f32| {
+            let logits =
+                Tensor::<A, 3>::from_data(TensorData::new(flat.clone(), [1, 2, 3]), &device)
+                    .require_grad();
+            let cfg = RlConfig {
+                temperature,
+                ..RlConfig::default()
+            };
+            let parts = policy_loss(logits.clone(), &batch, None, None, &cfg, 1.0);
+            let logp = parts.logp.clone().into_data().to_vec::<f32>().unwrap();
+            let grad = logits
+                .grad(&parts.loss.backward())
+                .unwrap()
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap();
+            (logp, grad, parts.entropy_sum)
+        };
+        for t in [1.0f32, 0.5] {
+            let (logp, grad, entropy) = run(t);
+            let mut expected_entropy = 0.0;
+            for (pos, (row, &y)) in z.iter().zip(&targets).enumerate() {
+                // p = softmax(z / T); the sampler draws from exactly this.
+                let scaled: Vec<f64> = row.iter().map(|x| x / t as f64).collect();
+                let log_z = scaled.iter().map(|x| x.exp()).sum::<f64>().ln();
+                let p: Vec<f64> = scaled.iter().map(|x| (x - log_z).exp()).collect();
+                let want = scaled[y] - log_z;
+                assert!(
+                    (logp[pos] as f64 - want).abs() < 1e-5,
+                    "T={t} pos {pos}: {logp:?}"
+                );
+                expected_entropy -= p.iter().map(|q| q * q.ln()).sum::<f64>();
+                // At ratio 1 the loss is -A·w·logp (w = 1/2, two trained
+                // tokens); d logp / dz = (onehot(y) - p) / T.
+                for k in 0..3 {
+                    let onehot = (k == y) as u8 as f64;
+                    let want = -1.5 * 0.5 * (onehot - p[k]) / t as f64;
+                    let got = grad[pos * 3 + k] as f64;
+                    assert!((got - want).abs() < 1e-5, "T={t} pos {pos} k {k}: {grad:?}");
+                }
+            }
+            assert!(
+                (entropy - expected_entropy).abs() < 1e-4,
+                "T={t}: {entropy}"
+            );
+        }
+        // Temperature 0.5 sharpens: the likeliest target (z = 2.0) gains.
+        assert!(run(0.5).0[0] > run(1.0).0[0]);
+    }
+
+    #[test]
+    fn validate_rejects_a_nucleus_because_it_makes_the_update_off_policy() {
+        assert_eq!(RlConfig::default().validate(), Ok(()));
+        let err = RlConfig {
+            top_p: 0.9,
+            ..RlConfig::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(
+            err.starts_with("top_p: 0.9") && err.contains("off-policy"),
+            "{err}"
+        );
+        for top_p in [0.0, 1.5, f32::NAN] {
+            let cfg = RlConfig {
+                top_p,
+                ..RlConfig::default()
+            };
+            assert!(cfg.validate().unwrap_err().starts_with("top_p:"), "{top_p}");
+        }
+        let cold = RlConfig {
+            temperature: 0.0,
+            ..RlConfig::default()
+        };
+        assert!(cold.validate().unwrap_err().starts_with("temperature:"));
     }
 
     /// A toy environment: the prompt is one token, the policy writes up to
@@ -788,6 +931,64 @@ mod tests {
         assert!(last > first + 0.25, "reward should rise: {reward:?}");
         let kl = series(&trained.log, "kl_to_base");
         assert!(kl[0] < 1e-6 && kl[kl.len() - 1] > kl[0], "{kl:?}");
+    }
+
+    /// Every episode of `EvenFirst` earns the same reward: all advantages
+    /// are 0, so the KL penalty is the whole objective.
+    struct SameReward(EvenFirst);
+
+    impl<B: Kernels> Environment<B> for SameReward {
+        fn sample(&mut self, policy: &Llama<B>, iteration: usize) -> Result<Vec<Episode>> {
+            let mut episodes = self.0.sample(policy, iteration)?;
+            for e in &mut episodes {
+                e.reward = 1.0;
+                e.solved_turn = Some(1);
+            }
+            Ok(episodes)
+        }
+    }
+
+    #[test]
+    fn the_kl_penalty_applies_in_every_inner_epoch() {
+        let cfg = RlConfig {
+            iterations: 2,
+            inner_epochs: 3,
+            kl_beta: 0.5,
+            ..toy_config()
+        };
+        let device = Default::default();
+        let config = LlamaConfig::small(24, 32, 2, 4, 2);
+        let policy = init_random::<A>(&config, 7, &device).unwrap();
+        // A reference unlike the policy: the KL is positive from the start.
+        let reference = init_random::<A>(&config, 8, &device).unwrap().valid();
+        let mut env = SameReward(EvenFirst {
+            prompts: 4,
+            group: 4,
+            seed: 3,
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let trained = train(
+            policy,
+            Some(&reference),
+            &mut env,
+            &cfg,
+            0,
+            &dir.path().join("c"),
+            &mut NoHooks,
+            &device,
+        )
+        .unwrap();
+        let kl = series(&trained.log, "kl_to_base");
+        let first = series(&trained.log, "policy_loss");
+        let last = series(&trained.log, "policy_loss_last_epoch");
+        assert_eq!((kl.len(), first.len(), last.len()), (2, 2, 2));
+        for i in 0..2 {
+            assert!(kl[i] > 0.0 && first[i] > 0.0, "{kl:?} {first:?}");
+            // The surrogate is exactly 0 here; without the penalty the last
+            // epoch's loss would be exactly 0 too. With it, the earlier
+            // epochs' steps have pulled the policy towards the reference.
+            assert!(last[i] > 0.0 && last[i] < first[i], "{first:?} {last:?}");
+        }
     }
 
     #[test]

@@ -153,6 +153,95 @@ impl Responder for Teacher {
     }
 }
 
+/// The `shuffled` control: a wrong attempt gets the programmatic teacher's
+/// critique of a *different* wrong answer to the same task (one of the
+/// domain's error model), at the same feedback level, so with the same
+/// form as the real critique and, among up to [`SHUFFLE_CANDIDATES`]
+/// drawn, the one closest to it in length. If the student answers it as
+/// well as the real critique, it responds to the form of feedback, not to
+/// its content. Drawn from `(seed, task, attempt)`, so every model gets the
+/// same critique for the same attempt.
+pub struct ShuffledTeacher {
+    pub level: FeedbackLevel,
+    pub seed: u64,
+    /// Wrong attempts answered.
+    pub answered: usize,
+    /// Of those, answered with the real critique because no error-model
+    /// answer drew a different one (the control is then the teacher).
+    pub same_as_real: usize,
+}
+
+/// Error-model answers drawn per critique by [`ShuffledTeacher`].
+pub const SHUFFLE_CANDIDATES: u64 = 16;
+
+impl ShuffledTeacher {
+    pub fn new(level: FeedbackLevel, seed: u64) -> Self {
+        Self {
+            level,
+            seed,
+            answered: 0,
+            same_as_real: 0,
+        }
+    }
+
+    /// The critique of another wrong answer to `task`, or `None` when none
+    /// of the drawn answers gets a critique different from `real`.
+    fn other_critique(&self, task: &Task, attempt: &str, real: &str) -> Result<Option<String>> {
+        let domain = task.domain.domain();
+        let real_norm = didact_data::leak::normalise(real);
+        let mut best: Option<(usize, String)> = None;
+        for i in 0..SHUFFLE_CANDIDATES {
+            let mut rng = didact_data::rng::Rng::new(mix_seed(&[
+                self.seed,
+                didact_data::rng::fnv1a(task.task_id.as_bytes()),
+                didact_data::rng::fnv1a(attempt.as_bytes()),
+                i,
+            ]));
+            let other = domain.wrong_attempt(task, &mut rng)?;
+            if other == attempt || domain.verify(task, &other)?.is_correct() {
+                continue;
+            }
+            let (message, leaked) = teacher_message(task, &other, self.level)?;
+            if leaked || didact_data::leak::normalise(&message) == real_norm {
+                continue;
+            }
+            let gap = message.chars().count().abs_diff(real.chars().count());
+            if best.as_ref().is_none_or(|(g, _)| gap < *g) {
+                best = Some((gap, message));
+            }
+        }
+        Ok(best.map(|(_, m)| m))
+    }
+}
+
+impl Responder for ShuffledTeacher {
+    fn respond(&mut self, requests: &[Request<'_>]) -> Result<Vec<Reply>> {
+        requests
+            .iter()
+            .map(|r| {
+                let (real, leak_blocked) = teacher_message(r.task, r.attempt, self.level)?;
+                let message = if r.verdict.is_correct() {
+                    real
+                } else {
+                    self.answered += 1;
+                    match self.other_critique(r.task, r.attempt, &real)? {
+                        Some(m) => m,
+                        None => {
+                            self.same_as_real += 1;
+                            real
+                        }
+                    }
+                };
+                Ok(Reply {
+                    message,
+                    leak_blocked,
+                    judged_correct: r.verdict.is_correct(),
+                })
+            })
+            .collect()
+    }
+}
+
 /// The teacher of underspecified tasks (social meta-learning): a question
 /// (see [`didact_data::shard`]) gets a shard revealed, an answer attempt
 /// gets the programmatic teacher's feedback on the full task. Tasks without
@@ -559,6 +648,50 @@ mod tests {
             },
             batch_size: 5,
         }
+    }
+
+    #[test]
+    fn the_shuffled_teacher_critiques_another_wrong_answer_in_the_same_form() {
+        use didact_data::domain::sudoku::Sudoku;
+        let tasks: Vec<Task> = (0..20)
+            .map(|s| Maze.generate(s, 5))
+            .chain((0..20).map(|s| Sudoku.generate(s, 4)))
+            .chain((0..20).map(|s| Arith.generate(s, 2)))
+            .collect();
+        let mut shuffled = ShuffledTeacher::new(FeedbackLevel::Explanation, 3);
+        let (mut differ, mut wrong) = (0, 0);
+        for task in &tasks {
+            let domain = task.domain.domain();
+            let mut rng = didact_data::rng::Rng::new(task.seed);
+            let attempt = domain.wrong_attempt(task, &mut rng).unwrap();
+            let verdict = domain.verify(task, &attempt).unwrap();
+            let request = Request {
+                task,
+                attempt: &attempt,
+                verdict,
+                context: &[],
+                stop: None,
+            };
+            let reply = shuffled.respond(std::slice::from_ref(&request)).unwrap();
+            let again = shuffled.respond(std::slice::from_ref(&request)).unwrap();
+            assert_eq!(reply, again, "drawn from (seed, task, attempt)");
+            let (real, _) = teacher_message(task, &attempt, FeedbackLevel::Explanation).unwrap();
+            if verdict.is_correct() {
+                assert_eq!(reply[0].message, real);
+                continue;
+            }
+            wrong += 1;
+            differ += (reply[0].message != real) as usize;
+            assert!(!reply[0].judged_correct);
+            // The same form: a critique (never the verdict-only message),
+            // and the critique of some wrong answer to this very task.
+            if real != didact_data::domain::WRONG_MESSAGE {
+                assert_ne!(reply[0].message, didact_data::domain::WRONG_MESSAGE);
+            }
+        }
+        assert_eq!(shuffled.answered, 2 * wrong);
+        assert_eq!(shuffled.same_as_real, 2 * (wrong - differ));
+        assert!(differ * 10 >= wrong * 9, "{differ} of {wrong} differ");
     }
 
     #[test]

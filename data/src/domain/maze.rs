@@ -509,6 +509,47 @@ impl Domain for Maze {
     }
 }
 
+/// What the maze teacher's location-level critique of a wrong path points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Critique {
+    /// The move at this index (from 0; the message says "Move {index + 1}")
+    /// hits a wall or leaves the grid.
+    Move(usize),
+    /// Every move is legal but the path stops away from the goal: the
+    /// message names only where it ends.
+    End,
+}
+
+/// An attempt as the verifier reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reading {
+    /// The moves, one upper-case letter each from `UDLR`, whatever case and
+    /// separators the attempt used.
+    pub moves: String,
+    /// What the teacher's critique points at; `None` when the path reaches
+    /// the goal.
+    pub critique: Option<Critique>,
+}
+
+/// Reads `attempt` exactly as [`Maze::verify`] and [`Maze::feedback`] do.
+/// `None` when the verifier calls it malformed or the task is corrupt.
+/// Total on untrusted text.
+pub fn read(task: &Task, attempt: &str) -> Option<Reading> {
+    let layout = Maze.layout(task).ok()?;
+    let moves = parse_moves(attempt, layout.max_moves())?;
+    let critique = match layout.walk(&moves) {
+        Outcome::Reaches => None,
+        Outcome::HitsWall { index, .. } | Outcome::LeavesGrid { index, .. } => {
+            Some(Critique::Move(index))
+        }
+        Outcome::EndsAway { .. } => Some(Critique::End),
+    };
+    Some(Reading {
+        moves: format_moves(&moves),
+        critique,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;

@@ -390,6 +390,30 @@ impl Domain for Sudoku {
     }
 }
 
+/// An attempt as the verifier reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reading {
+    /// The digits 1-4, cells in reading order (row by row).
+    pub cells: [u8; 16],
+    /// The cells (indices into `cells`) the teacher's location-level
+    /// critique points at: the one changed given, or the four cells of the
+    /// row, column or box that breaks a rule. `None` when the grid is correct.
+    pub flagged: Option<Vec<usize>>,
+}
+
+/// Reads `attempt` exactly as [`Sudoku::verify`] and [`Sudoku::feedback`]
+/// do. `None` when the verifier calls it malformed or the task is corrupt.
+/// Total on untrusted text.
+pub fn read(task: &Task, attempt: &str) -> Option<Reading> {
+    let (givens, _) = Sudoku.grids(task).ok()?;
+    let cells = parse_answer(attempt)?;
+    let flagged = first_problem(&givens, &cells).map(|problem| match problem {
+        Problem::ChangedGiven { cell, .. } => vec![cell],
+        Problem::Repeat { unit, .. } => unit.cells().to_vec(),
+    });
+    Some(Reading { cells, flagged })
+}
+
 /// Calls `visit` on every valid grid that keeps the non-blank cells of
 /// `grid` (filled from `from` on), until `visit` returns true. A 4×4 grid
 /// has at most 288 completions, so the search is tiny.

@@ -1,18 +1,25 @@
-//! The `analyse` stage: from `eval/turns.parquet`, accuracy by turn with
-//! bootstrap 95% intervals, the SCoRe gains, revision statistics, the
-//! critic's verdicts against the verifier and its critiques against the
-//! teacher's, the teacher's leak rate, and the recovered fraction; written
-//! as `report/summary.parquet`, `report/gains.parquet`, PNG plots and
-//! `report/report.md`, with the headline table printed at the end.
+//! The `analyse` stage: from every training seed's `eval/turns.parquet`,
+//! accuracy by turn, the SCoRe gains, paired contrasts against the controls
+//! (retry, verdict, shuffled feedback) and between models, fix rates and
+//! revision behaviour, the critic's verdicts and critiques, and the
+//! teacher's leak rate. Every interval is a two-level bootstrap over
+//! training seeds and tasks ([`crate::analysis::two_level_ci`]). Writes
+//! `report/summary.parquet`, `gains.parquet`, `contrasts.parquet`,
+//! `contrasts_by_seed.parquet`, `revisions.parquet`, PNG plots and
+//! `report/report.md`, whose first section says which contrasts exclude
+//! zero.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use didact_critic::respond::says_correct;
 use didact_data::dataset::teacher_message;
 use didact_data::leak::normalise;
-use didact_data::tables::{self, EvalTurnRow, read_eval_turns, read_tasks};
+use didact_data::tables::{
+    self, ColumnType, EvalTurnRow, TableSchema, read_eval_turns, read_tasks,
+};
 use didact_data::{FeedbackLevel, Task};
 use polars::prelude::*;
 use serde_json::json;
@@ -23,8 +30,8 @@ use super::sml::SML_TURNS_FILE;
 use super::transfer::TRANSFER_TURNS_FILE;
 use super::{Stage, StageContext, StageOutput};
 use crate::analysis::{
-    Trajectory, accuracy_by_turn, bootstrap_ci, gains, recovered_fraction, revision_stats,
-    verdict_precision_recall,
+    SeedTaskValues, Trajectory, counts, excludes_zero, gains, mean_of, paired, recovered_fraction,
+    revision_stats, seed_task_values, two_level_ci, verdict_precision_recall,
 };
 use crate::config::Condition;
 use crate::plot;
@@ -34,511 +41,988 @@ const RESAMPLES: usize = 1000;
 
 pub const STAGE: Stage = Stage {
     name: "analyse",
+    per_seed: false,
     inputs: &[TASKS_FILE, TURNS_FILE, TRANSFER_TURNS_FILE, SML_TURNS_FILE],
-    config_section: |_| json!({}),
+    // The training seeds decide which tables are pooled.
+    config_section: |c| json!({"seeds": c.run.seeds}),
     run,
 };
 
 /// `report/summary.parquet`: accuracy by turn per model, condition and
-/// domain (`all` pooled), with a bootstrap 95% interval.
-pub const SUMMARY: tables::TableSchema = tables::TableSchema {
+/// domain (`all` pooled), pooled over training seeds, with a two-level
+/// bootstrap 95% interval.
+pub const SUMMARY: TableSchema = TableSchema {
     name: "summary",
     columns: &[
-        ("model", tables::ColumnType::Str),
-        ("condition", tables::ColumnType::Str),
-        ("domain", tables::ColumnType::Str),
-        ("turn", tables::ColumnType::U32),
-        ("cum_accuracy", tables::ColumnType::F64),
-        ("ci_low", tables::ColumnType::F64),
-        ("ci_high", tables::ColumnType::F64),
-        ("n_tasks", tables::ColumnType::U32),
+        ("model", ColumnType::Str),
+        ("condition", ColumnType::Str),
+        ("domain", ColumnType::Str),
+        ("turn", ColumnType::U32),
+        ("cum_accuracy", ColumnType::F64),
+        ("ci_low", ColumnType::F64),
+        ("ci_high", ColumnType::F64),
+        ("n_tasks", ColumnType::U32),
+        ("n_seeds", ColumnType::U32),
     ],
 };
 
 /// `report/gains.parquet`: Δ = acc@K − acc@1 with its interval, Δi→c,
 /// Δc→i, and on critic rows the recovered fraction of the teacher's gain.
-pub const GAINS: tables::TableSchema = tables::TableSchema {
+pub const GAINS: TableSchema = TableSchema {
     name: "gains",
     columns: &[
-        ("model", tables::ColumnType::Str),
-        ("condition", tables::ColumnType::Str),
-        ("domain", tables::ColumnType::Str),
-        ("delta", tables::ColumnType::F64),
-        ("delta_ci_low", tables::ColumnType::F64),
-        ("delta_ci_high", tables::ColumnType::F64),
-        ("delta_i_to_c", tables::ColumnType::F64),
-        ("delta_c_to_i", tables::ColumnType::F64),
-        ("recovered_fraction", tables::ColumnType::F64),
+        ("model", ColumnType::Str),
+        ("condition", ColumnType::Str),
+        ("domain", ColumnType::Str),
+        ("delta", ColumnType::F64),
+        ("delta_ci_low", ColumnType::F64),
+        ("delta_ci_high", ColumnType::F64),
+        ("delta_i_to_c", ColumnType::F64),
+        ("delta_c_to_i", ColumnType::F64),
+        ("recovered_fraction", ColumnType::F64),
+        ("n_tasks", ColumnType::U32),
+        ("n_seeds", ColumnType::U32),
     ],
 };
 
-/// (model, condition, domain, turn, accuracy, ci_low, ci_high, n_tasks).
-type SummaryRow = (String, String, String, u32, f64, f64, f64, u32);
+/// `report/contrasts.parquet`: one row per (contrast, domain, turn), the
+/// paired difference pooled over training seeds. Contrast names:
+/// `{model}:{a}-{b}` (conditions a and b of one model, cumulative accuracy
+/// at `turn`), `{m1}-{m2}:{condition}` (two models under one condition)
+/// and `{m1}-{m2}:{condition}:gain` (difference in differences of
+/// Δ(turn 1, `turn`)).
+pub const CONTRASTS: TableSchema = TableSchema {
+    name: "contrasts",
+    columns: &[
+        ("contrast", ColumnType::Str),
+        ("domain", ColumnType::Str),
+        ("turn", ColumnType::U32),
+        ("estimate", ColumnType::F64),
+        ("ci_low", ColumnType::F64),
+        ("ci_high", ColumnType::F64),
+        ("n_tasks", ColumnType::U32),
+        ("n_seeds", ColumnType::U32),
+    ],
+};
 
-/// Trajectories keyed by (model, condition, domain), with `all` pooled.
-type Cells = BTreeMap<(String, String, String), Vec<Trajectory>>;
+/// `report/contrasts_by_seed.parquet`: the estimates of
+/// [`CONTRASTS`] for each training seed alone.
+pub const CONTRASTS_BY_SEED: TableSchema = TableSchema {
+    name: "contrasts_by_seed",
+    columns: &[
+        ("contrast", ColumnType::Str),
+        ("domain", ColumnType::Str),
+        ("turn", ColumnType::U32),
+        ("training_seed", ColumnType::U64),
+        ("estimate", ColumnType::F64),
+        ("n_tasks", ColumnType::U32),
+    ],
+};
 
-fn trajectories(rows: &[EvalTurnRow]) -> Cells {
-    let mut by_dialogue: BTreeMap<(String, String, u64, String), Vec<&EvalTurnRow>> =
-        BTreeMap::new();
-    for r in rows {
-        by_dialogue
-            .entry((
-                r.model.clone(),
-                r.condition.clone(),
-                r.seed,
-                r.task_id.clone(),
-            ))
-            .or_default()
-            .push(r);
-    }
-    let mut task_index: HashMap<&str, usize> = HashMap::new();
-    let mut cells = Cells::new();
-    for ((model, condition, _, task_id), mut turns) in by_dialogue {
-        turns.sort_by_key(|r| r.turn);
-        let next = task_index.len();
-        let task = *task_index.entry(&turns[0].task_id).or_insert(next);
-        let _ = task_id;
-        let x = Trajectory {
-            task,
-            attempts: turns.iter().map(|r| r.attempt.clone()).collect(),
-            correct: turns.iter().map(|r| r.correct).collect(),
-            judged: turns
-                .iter()
-                .map(|r| match r.judged.as_str() {
-                    "correct" => Some(true),
-                    "wrong" => Some(false),
-                    _ => None,
-                })
-                .collect(),
-        };
-        let domain = turns[0].domain.name().to_string();
-        for d in [domain, "all".to_string()] {
-            cells
-                .entry((model.clone(), condition.clone(), d))
-                .or_default()
-                .push(x.clone());
-        }
-    }
-    cells
+/// `report/revisions.parquet`: per model, condition, domain and turn t,
+/// the dialogues whose answer standing at t is wrong (`n_wrong`), the fix
+/// rate P(correct at t+1 | wrong at t) with its interval, the revisions
+/// made (an attempt at t+1 after a wrong one at t), how many repeat the
+/// previous answer, and, where the domain can tell
+/// ([`didact_data::revision::targeted_revision`]), the share of revisions
+/// that change only what the feedback pointed at.
+pub const REVISIONS: TableSchema = TableSchema {
+    name: "revisions",
+    columns: &[
+        ("model", ColumnType::Str),
+        ("condition", ColumnType::Str),
+        ("domain", ColumnType::Str),
+        ("turn", ColumnType::U32),
+        ("n_wrong", ColumnType::U32),
+        ("fix_rate", ColumnType::F64),
+        ("fix_ci_low", ColumnType::F64),
+        ("fix_ci_high", ColumnType::F64),
+        ("n_revisions", ColumnType::U32),
+        ("repeat_rate", ColumnType::F64),
+        ("n_judged", ColumnType::U32),
+        ("targeted_rate", ColumnType::F64),
+        ("n_seeds", ColumnType::U32),
+    ],
+};
+
+/// The pairs of conditions compared within each model, `(a, b)` for
+/// `a − b`: does feedback content help beyond resampling (retry), the
+/// verdict, and the form of a critique (shuffled)?
+pub const CONDITION_CONTRASTS: [(Condition, Condition); 8] = [
+    (Condition::Teacher, Condition::Retry),
+    (Condition::Teacher, Condition::Shuffled),
+    (Condition::Teacher, Condition::Verdict),
+    (Condition::Verdict, Condition::Retry),
+    (Condition::Shuffled, Condition::Retry),
+    (Condition::CriticOracleStop, Condition::Retry),
+    (Condition::Critic, Condition::Single),
+    (Condition::Retry, Condition::Single),
+];
+
+/// Models compared under one condition: RL²F against its starting point
+/// and the baselines.
+pub const MODEL_CONTRASTS: [(&str, &str); 3] = [
+    ("rl2f", "base"),
+    ("rl2f", "single_turn_rl"),
+    ("rl2f", "offline_sft"),
+];
+
+/// Conditions under which the models of [`MODEL_CONTRASTS`] are compared.
+const MODEL_CONTRAST_CONDITIONS: [Condition; 3] =
+    [Condition::Teacher, Condition::Retry, Condition::Shuffled];
+
+/// Conditions whose gain Δ(1, t) is compared between RL²F and the base
+/// model (difference in differences).
+const GAIN_CONTRAST_CONDITIONS: [Condition; 3] =
+    [Condition::Teacher, Condition::Retry, Condition::Shuffled];
+
+/// The contrasts the report's first section reads out, at turn K pooled
+/// over domains: `{model}` stands for every model.
+const HEADLINE_CONTRASTS: [&str; 11] = [
+    "{model}:teacher-retry",
+    "{model}:teacher-shuffled",
+    "{model}:teacher-verdict",
+    "{model}:verdict-retry",
+    "{model}:critic_oracle_stop-retry",
+    "{model}:critic-single",
+    "rl2f-base:teacher",
+    "rl2f-single_turn_rl:teacher",
+    "rl2f-offline_sft:teacher",
+    "rl2f-base:teacher:gain",
+    "rl2f-base:retry:gain",
+];
+
+/// Every evaluated dialogue, by (model, condition, domain) with `all`
+/// pooled, over every training seed.
+struct Grid {
+    cells: BTreeMap<(String, String, String), Vec<Trajectory>>,
+    /// Task ids by the index trajectories carry.
+    task_ids: Vec<String>,
+    /// Domains in report order: `all` first.
+    domains: Vec<String>,
+    n_seeds: usize,
 }
 
-fn run(ctx: &StageContext) -> Result<StageOutput> {
-    let cfg = &ctx.config.eval;
-    let k = cfg.max_turns;
-    let rows = read_eval_turns(&ctx.run_dir.join(TURNS_FILE))?;
-    anyhow::ensure!(!rows.is_empty(), "analyse: {TURNS_FILE} has no rows");
-    let tasks: HashMap<String, Task> = read_tasks(&ctx.run_dir.join(TASKS_FILE))?
-        .into_iter()
-        .map(|r| (r.task.task_id.clone(), r.task))
-        .collect();
-    let cells = trajectories(&rows);
-    let out = ctx.run_dir.join(REPORT_DIR);
-    std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
-
-    // Accuracy by turn with intervals.
-    let mut summary: Vec<SummaryRow> = Vec::new();
-    let mut acc: BTreeMap<(String, String, String), Vec<f64>> = BTreeMap::new();
-    for ((model, condition, domain), xs) in &cells {
-        let refs: Vec<&Trajectory> = xs.iter().collect();
-        let turns = xs.iter().map(|x| x.correct.len()).max().unwrap_or(1).max(
-            if condition == Condition::Single.name() {
-                1
-            } else {
-                k
-            },
-        );
-        let a = accuracy_by_turn(&refs, turns);
-        let n_tasks = {
-            let mut t: Vec<usize> = xs.iter().map(|x| x.task).collect();
-            t.sort_unstable();
-            t.dedup();
-            t.len() as u32
-        };
-        for (t, value) in a.iter().enumerate() {
-            let (lo, hi) = bootstrap_ci(&refs, RESAMPLES, t as u64, &|s| {
-                accuracy_by_turn(s, t + 1)[t]
-            });
-            summary.push((
-                model.clone(),
-                condition.clone(),
-                domain.clone(),
-                t as u32 + 1,
-                *value,
-                lo,
-                hi,
-                n_tasks,
-            ));
+impl Grid {
+    fn new(by_seed: &[(u64, Vec<EvalTurnRow>)]) -> Self {
+        type Key = (u64, String, String, u64, String);
+        let mut by_dialogue: BTreeMap<Key, Vec<&EvalTurnRow>> = BTreeMap::new();
+        for (training_seed, rows) in by_seed {
+            for r in rows {
+                by_dialogue
+                    .entry((
+                        *training_seed,
+                        r.model.clone(),
+                        r.condition.clone(),
+                        r.seed,
+                        r.task_id.clone(),
+                    ))
+                    .or_default()
+                    .push(r);
+            }
         }
-        acc.insert((model.clone(), condition.clone(), domain.clone()), a);
+        let mut task_index: HashMap<String, usize> = HashMap::new();
+        let mut task_ids = Vec::new();
+        let mut cells: BTreeMap<(String, String, String), Vec<Trajectory>> = BTreeMap::new();
+        for ((training_seed, model, condition, _, task_id), mut turns) in by_dialogue {
+            turns.sort_by_key(|r| r.turn);
+            let task = *task_index.entry(task_id.clone()).or_insert_with(|| {
+                task_ids.push(task_id.clone());
+                task_ids.len() - 1
+            });
+            let x = Trajectory {
+                training_seed,
+                task,
+                attempts: turns.iter().map(|r| r.attempt.clone()).collect(),
+                correct: turns.iter().map(|r| r.correct).collect(),
+                judged: turns
+                    .iter()
+                    .map(|r| match r.judged.as_str() {
+                        "correct" => Some(true),
+                        "wrong" => Some(false),
+                        _ => None,
+                    })
+                    .collect(),
+            };
+            let domain = turns[0].domain.name().to_string();
+            for d in [domain, "all".to_string()] {
+                cells
+                    .entry((model.clone(), condition.clone(), d))
+                    .or_default()
+                    .push(x.clone());
+            }
+        }
+        let mut domains: Vec<String> = cells.keys().map(|c| c.2.clone()).collect();
+        domains.sort();
+        domains.dedup();
+        domains.retain(|x| x != "all");
+        domains.insert(0, "all".into());
+        Self {
+            cells,
+            task_ids,
+            domains,
+            n_seeds: by_seed.len(),
+        }
     }
-    let mut df = DataFrame::new_infer_height(vec![
-        Column::new(
-            "model".into(),
-            summary.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "condition".into(),
-            summary.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "domain".into(),
-            summary.iter().map(|r| r.2.as_str()).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "turn".into(),
-            summary.iter().map(|r| r.3).collect::<Vec<u32>>(),
-        ),
-        Column::new(
-            "cum_accuracy".into(),
-            summary.iter().map(|r| r.4).collect::<Vec<f64>>(),
-        ),
-        Column::new(
-            "ci_low".into(),
-            summary.iter().map(|r| r.5).collect::<Vec<f64>>(),
-        ),
-        Column::new(
-            "ci_high".into(),
-            summary.iter().map(|r| r.6).collect::<Vec<f64>>(),
-        ),
-        Column::new(
-            "n_tasks".into(),
-            summary.iter().map(|r| r.7).collect::<Vec<u32>>(),
-        ),
-    ])?;
-    tables::write_table(&out.join("summary.parquet"), &SUMMARY, &mut df)?;
 
-    // Gains between turn 1 and K.
-    struct GainRow {
-        model: String,
-        condition: String,
-        domain: String,
-        delta: f64,
-        lo: f64,
-        hi: f64,
-        i_to_c: f64,
-        c_to_i: f64,
-        recovered: Option<f64>,
+    fn cell(&self, model: &str, condition: &str, domain: &str) -> Option<Vec<&Trajectory>> {
+        self.cells
+            .get(&(model.to_string(), condition.to_string(), domain.to_string()))
+            .map(|xs| xs.iter().collect())
     }
-    let mut gain_rows = Vec::new();
-    for ((model, condition, domain), xs) in &cells {
+
+    /// Correct at turn `t`, per (training seed, task).
+    fn correct_at(
+        &self,
+        model: &str,
+        condition: &str,
+        domain: &str,
+        t: usize,
+    ) -> Option<SeedTaskValues> {
+        let xs = self.cell(model, condition, domain)?;
+        Some(seed_task_values(&xs, &|x| x.correct_at(t) as u8 as f64))
+    }
+
+    /// Δ(1, t) per (training seed, task).
+    fn gain_at(
+        &self,
+        model: &str,
+        condition: &str,
+        domain: &str,
+        t: usize,
+    ) -> Option<SeedTaskValues> {
+        let xs = self.cell(model, condition, domain)?;
+        Some(seed_task_values(&xs, &|x| {
+            x.correct_at(t) as u8 as f64 - x.correct_at(1) as u8 as f64
+        }))
+    }
+}
+
+/// An estimate with its interval and what it rests on.
+#[derive(Debug, Clone, Copy)]
+struct Estimate {
+    value: f64,
+    lo: f64,
+    hi: f64,
+    n_tasks: usize,
+    n_seeds: usize,
+}
+
+fn estimate(values: &SeedTaskValues, seed: u64) -> Estimate {
+    let (lo, hi) = two_level_ci(values, RESAMPLES, seed);
+    let (n_tasks, n_seeds) = counts(values);
+    Estimate {
+        value: mean_of(values),
+        lo,
+        hi,
+        n_tasks,
+        n_seeds,
+    }
+}
+
+/// A bootstrap seed for a named statistic, so that every interval is
+/// reproducible and none shares its resamples with another by accident.
+fn stat_seed(parts: &[&str], turn: usize) -> u64 {
+    let mut h = didact_data::rng::fnv1a(parts.join("|").as_bytes());
+    h ^= turn as u64;
+    h
+}
+
+fn turns_of(condition: &str, k: usize) -> usize {
+    if condition == Condition::Single.name() {
+        1
+    } else {
+        k
+    }
+}
+
+struct SummaryRow {
+    model: String,
+    condition: String,
+    domain: String,
+    turn: usize,
+    est: Estimate,
+}
+
+fn summary_rows(grid: &Grid, k: usize) -> Vec<SummaryRow> {
+    let mut out = Vec::new();
+    for (model, condition, domain) in grid.cells.keys() {
+        for t in 1..=turns_of(condition, k) {
+            let v = grid
+                .correct_at(model, condition, domain, t)
+                .expect("cell exists");
+            out.push(SummaryRow {
+                model: model.clone(),
+                condition: condition.clone(),
+                domain: domain.clone(),
+                turn: t,
+                est: estimate(&v, stat_seed(&[model, condition, domain], t)),
+            });
+        }
+    }
+    out
+}
+
+struct GainRow {
+    model: String,
+    condition: String,
+    domain: String,
+    est: Estimate,
+    i_to_c: f64,
+    c_to_i: f64,
+    recovered: Option<f64>,
+}
+
+fn gain_rows(grid: &Grid, summary: &[SummaryRow], k: usize) -> Vec<GainRow> {
+    let acc = |m: &str, c: &str, d: &str, t: usize| {
+        summary
+            .iter()
+            .find(|r| r.model == m && r.condition == c && r.domain == d && r.turn == t)
+            .map(|r| r.est.value)
+    };
+    let mut out = Vec::new();
+    for (model, condition, domain) in grid.cells.keys() {
         if condition == Condition::Single.name() {
             continue;
         }
-        let refs: Vec<&Trajectory> = xs.iter().collect();
-        let g = gains(&refs, k);
-        let (lo, hi) = bootstrap_ci(&refs, RESAMPLES, 7, &|s| gains(s, k).delta);
-        let recovered = (condition == Condition::Critic.name()).then(|| {
-            let teacher = acc.get(&(
-                model.clone(),
-                Condition::Teacher.name().to_string(),
-                domain.clone(),
-            ))?;
-            let critic = &acc[&(model.clone(), condition.clone(), domain.clone())];
-            recovered_fraction(critic[0], critic[k.min(critic.len()) - 1], *teacher.last()?)
-        });
-        gain_rows.push(GainRow {
+        let xs = grid.cell(model, condition, domain).expect("cell exists");
+        let g = gains(&xs, k);
+        let v = grid
+            .gain_at(model, condition, domain, k)
+            .expect("cell exists");
+        let recovered = if condition == Condition::Critic.name() {
+            (|| {
+                recovered_fraction(
+                    acc(model, condition, domain, 1)?,
+                    acc(model, condition, domain, k)?,
+                    acc(model, Condition::Teacher.name(), domain, k)?,
+                )
+            })()
+        } else {
+            None
+        };
+        out.push(GainRow {
             model: model.clone(),
             condition: condition.clone(),
             domain: domain.clone(),
-            delta: g.delta,
-            lo,
-            hi,
+            est: estimate(&v, stat_seed(&["gain", model, condition, domain], k)),
             i_to_c: g.i_to_c,
             c_to_i: g.c_to_i,
-            recovered: recovered.flatten(),
+            recovered,
         });
     }
+    out
+}
+
+struct ContrastRow {
+    contrast: String,
+    domain: String,
+    turn: usize,
+    est: Estimate,
+    /// (training seed, estimate of that seed alone, tasks).
+    by_seed: Vec<(u64, f64, usize)>,
+}
+
+fn contrast_row(name: &str, domain: &str, turn: usize, d: &SeedTaskValues) -> ContrastRow {
+    ContrastRow {
+        contrast: name.to_string(),
+        domain: domain.to_string(),
+        turn,
+        est: estimate(d, stat_seed(&[name, domain], turn)),
+        by_seed: d
+            .iter()
+            .map(|(s, tasks)| {
+                let single = BTreeMap::from([(*s, tasks.clone())]);
+                (*s, mean_of(&single), tasks.len())
+            })
+            .collect(),
+    }
+}
+
+/// Every contrast the grid supports, per domain and turn.
+fn contrast_rows(grid: &Grid, k: usize) -> Vec<ContrastRow> {
+    let mut out = Vec::new();
+    let models: Vec<&str> = MODELS.iter().map(|m| m.0).collect();
+    for domain in &grid.domains {
+        for model in &models {
+            for (a, b) in CONDITION_CONTRASTS {
+                let name = format!("{model}:{}-{}", a.name(), b.name());
+                for t in 1..=k {
+                    let (Some(va), Some(vb)) = (
+                        grid.correct_at(model, a.name(), domain, t),
+                        grid.correct_at(model, b.name(), domain, t),
+                    ) else {
+                        break;
+                    };
+                    out.push(contrast_row(&name, domain, t, &paired(&va, &vb)));
+                }
+            }
+        }
+        for (m1, m2) in MODEL_CONTRASTS {
+            for c in MODEL_CONTRAST_CONDITIONS {
+                let name = format!("{m1}-{m2}:{}", c.name());
+                for t in 1..=k {
+                    let (Some(v1), Some(v2)) = (
+                        grid.correct_at(m1, c.name(), domain, t),
+                        grid.correct_at(m2, c.name(), domain, t),
+                    ) else {
+                        break;
+                    };
+                    out.push(contrast_row(&name, domain, t, &paired(&v1, &v2)));
+                }
+            }
+        }
+        let (m1, m2) = MODEL_CONTRASTS[0];
+        for c in GAIN_CONTRAST_CONDITIONS {
+            let name = format!("{m1}-{m2}:{}:gain", c.name());
+            for t in 2..=k {
+                let (Some(v1), Some(v2)) = (
+                    grid.gain_at(m1, c.name(), domain, t),
+                    grid.gain_at(m2, c.name(), domain, t),
+                ) else {
+                    break;
+                };
+                out.push(contrast_row(&name, domain, t, &paired(&v1, &v2)));
+            }
+        }
+    }
+    out
+}
+
+struct RevisionRow {
+    model: String,
+    condition: String,
+    domain: String,
+    turn: usize,
+    n_wrong: usize,
+    fix: Estimate,
+    n_revisions: usize,
+    repeat_rate: f64,
+    n_judged: usize,
+    targeted_rate: f64,
+}
+
+fn revision_rows(grid: &Grid, tasks: &HashMap<String, Task>, k: usize) -> Vec<RevisionRow> {
+    let mut out = Vec::new();
+    for ((model, condition, domain), xs) in &grid.cells {
+        if condition == Condition::Single.name() {
+            continue;
+        }
+        for t in 1..k {
+            let wrong: Vec<&Trajectory> = xs.iter().filter(|x| !x.correct_at(t)).collect();
+            let fixes = seed_task_values(&wrong, &|x| x.correct_at(t + 1) as u8 as f64);
+            let (mut revisions, mut repeats, mut judged, mut targeted) = (0, 0, 0, 0);
+            for x in &wrong {
+                let (Some(prev), Some(next)) = (x.attempts.get(t - 1), x.attempts.get(t)) else {
+                    continue;
+                };
+                revisions += 1;
+                repeats += (prev == next) as usize;
+                let task = tasks.get(&grid.task_ids[x.task]);
+                if let Some(verdict) =
+                    task.and_then(|task| didact_data::revision::targeted_revision(task, prev, next))
+                {
+                    judged += 1;
+                    targeted += verdict as usize;
+                }
+            }
+            let rate = |a: usize, b: usize| {
+                if b == 0 {
+                    f64::NAN
+                } else {
+                    a as f64 / b as f64
+                }
+            };
+            out.push(RevisionRow {
+                model: model.clone(),
+                condition: condition.clone(),
+                domain: domain.clone(),
+                turn: t,
+                n_wrong: wrong.len(),
+                fix: estimate(&fixes, stat_seed(&["fix", model, condition, domain], t)),
+                n_revisions: revisions,
+                repeat_rate: rate(repeats, revisions),
+                n_judged: judged,
+                targeted_rate: rate(targeted, judged),
+            });
+        }
+    }
+    out
+}
+
+fn strs<'a, T>(rows: &'a [T], f: impl Fn(&'a T) -> &'a str) -> Vec<&'a str> {
+    rows.iter().map(f).collect()
+}
+
+fn write_summary(path: &Path, rows: &[SummaryRow]) -> Result<()> {
     let mut df = DataFrame::new_infer_height(vec![
+        Column::new("model".into(), strs(rows, |r| &r.model)),
+        Column::new("condition".into(), strs(rows, |r| &r.condition)),
+        Column::new("domain".into(), strs(rows, |r| &r.domain)),
         Column::new(
-            "model".into(),
-            gain_rows
-                .iter()
-                .map(|r| r.model.as_str())
-                .collect::<Vec<_>>(),
+            "turn".into(),
+            rows.iter().map(|r| r.turn as u32).collect::<Vec<u32>>(),
         ),
         Column::new(
-            "condition".into(),
-            gain_rows
-                .iter()
-                .map(|r| r.condition.as_str())
+            "cum_accuracy".into(),
+            rows.iter().map(|r| r.est.value).collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "ci_low".into(),
+            rows.iter().map(|r| r.est.lo).collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "ci_high".into(),
+            rows.iter().map(|r| r.est.hi).collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "n_tasks".into(),
+            rows.iter()
+                .map(|r| r.est.n_tasks as u32)
+                .collect::<Vec<u32>>(),
+        ),
+        Column::new(
+            "n_seeds".into(),
+            rows.iter()
+                .map(|r| r.est.n_seeds as u32)
+                .collect::<Vec<u32>>(),
+        ),
+    ])?;
+    Ok(tables::write_table(path, &SUMMARY, &mut df)?)
+}
+
+fn write_gains(path: &Path, rows: &[GainRow]) -> Result<()> {
+    let mut df = DataFrame::new_infer_height(vec![
+        Column::new("model".into(), strs(rows, |r| &r.model)),
+        Column::new("condition".into(), strs(rows, |r| &r.condition)),
+        Column::new("domain".into(), strs(rows, |r| &r.domain)),
+        Column::new(
+            "delta".into(),
+            rows.iter().map(|r| r.est.value).collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "delta_ci_low".into(),
+            rows.iter().map(|r| r.est.lo).collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "delta_ci_high".into(),
+            rows.iter().map(|r| r.est.hi).collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "delta_i_to_c".into(),
+            rows.iter().map(|r| r.i_to_c).collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "delta_c_to_i".into(),
+            rows.iter().map(|r| r.c_to_i).collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "recovered_fraction".into(),
+            rows.iter()
+                .map(|r| r.recovered.unwrap_or(f64::NAN))
+                .collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "n_tasks".into(),
+            rows.iter()
+                .map(|r| r.est.n_tasks as u32)
+                .collect::<Vec<u32>>(),
+        ),
+        Column::new(
+            "n_seeds".into(),
+            rows.iter()
+                .map(|r| r.est.n_seeds as u32)
+                .collect::<Vec<u32>>(),
+        ),
+    ])?;
+    Ok(tables::write_table(path, &GAINS, &mut df)?)
+}
+
+fn write_contrasts(dir: &Path, rows: &[ContrastRow]) -> Result<()> {
+    let mut df = DataFrame::new_infer_height(vec![
+        Column::new("contrast".into(), strs(rows, |r| &r.contrast)),
+        Column::new("domain".into(), strs(rows, |r| &r.domain)),
+        Column::new(
+            "turn".into(),
+            rows.iter().map(|r| r.turn as u32).collect::<Vec<u32>>(),
+        ),
+        Column::new(
+            "estimate".into(),
+            rows.iter().map(|r| r.est.value).collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "ci_low".into(),
+            rows.iter().map(|r| r.est.lo).collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "ci_high".into(),
+            rows.iter().map(|r| r.est.hi).collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "n_tasks".into(),
+            rows.iter()
+                .map(|r| r.est.n_tasks as u32)
+                .collect::<Vec<u32>>(),
+        ),
+        Column::new(
+            "n_seeds".into(),
+            rows.iter()
+                .map(|r| r.est.n_seeds as u32)
+                .collect::<Vec<u32>>(),
+        ),
+    ])?;
+    tables::write_table(&dir.join("contrasts.parquet"), &CONTRASTS, &mut df)?;
+    let flat: Vec<(&ContrastRow, u64, f64, usize)> = rows
+        .iter()
+        .flat_map(|r| r.by_seed.iter().map(move |&(s, e, n)| (r, s, e, n)))
+        .collect();
+    let mut df = DataFrame::new_infer_height(vec![
+        Column::new(
+            "contrast".into(),
+            flat.iter()
+                .map(|f| f.0.contrast.as_str())
                 .collect::<Vec<_>>(),
         ),
         Column::new(
             "domain".into(),
-            gain_rows
-                .iter()
-                .map(|r| r.domain.as_str())
-                .collect::<Vec<_>>(),
+            flat.iter().map(|f| f.0.domain.as_str()).collect::<Vec<_>>(),
         ),
         Column::new(
-            "delta".into(),
-            gain_rows.iter().map(|r| r.delta).collect::<Vec<_>>(),
+            "turn".into(),
+            flat.iter().map(|f| f.0.turn as u32).collect::<Vec<u32>>(),
         ),
         Column::new(
-            "delta_ci_low".into(),
-            gain_rows.iter().map(|r| r.lo).collect::<Vec<_>>(),
+            "training_seed".into(),
+            flat.iter().map(|f| f.1).collect::<Vec<u64>>(),
         ),
         Column::new(
-            "delta_ci_high".into(),
-            gain_rows.iter().map(|r| r.hi).collect::<Vec<_>>(),
+            "estimate".into(),
+            flat.iter().map(|f| f.2).collect::<Vec<f64>>(),
         ),
         Column::new(
-            "delta_i_to_c".into(),
-            gain_rows.iter().map(|r| r.i_to_c).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "delta_c_to_i".into(),
-            gain_rows.iter().map(|r| r.c_to_i).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "recovered_fraction".into(),
-            gain_rows
-                .iter()
-                .map(|r| r.recovered.unwrap_or(f64::NAN))
-                .collect::<Vec<_>>(),
+            "n_tasks".into(),
+            flat.iter().map(|f| f.3 as u32).collect::<Vec<u32>>(),
         ),
     ])?;
-    tables::write_table(&out.join("gains.parquet"), &GAINS, &mut df)?;
+    Ok(tables::write_table(
+        &dir.join("contrasts_by_seed.parquet"),
+        &CONTRASTS_BY_SEED,
+        &mut df,
+    )?)
+}
 
-    // The critic against the verifier and against the teacher; the
-    // teacher's leak rate.
-    let mut critic_lines = Vec::new();
-    for (model, _) in MODELS {
-        let key = (
-            model.to_string(),
-            Condition::Critic.name().to_string(),
-            "all".to_string(),
-        );
-        if let Some(xs) = cells.get(&key) {
-            let refs: Vec<&Trajectory> = xs.iter().collect();
-            let (p, r) = verdict_precision_recall(&refs);
-            critic_lines.push((model, p, r));
-        }
+fn write_revisions(path: &Path, rows: &[RevisionRow]) -> Result<()> {
+    let mut df = DataFrame::new_infer_height(vec![
+        Column::new("model".into(), strs(rows, |r| &r.model)),
+        Column::new("condition".into(), strs(rows, |r| &r.condition)),
+        Column::new("domain".into(), strs(rows, |r| &r.domain)),
+        Column::new(
+            "turn".into(),
+            rows.iter().map(|r| r.turn as u32).collect::<Vec<u32>>(),
+        ),
+        Column::new(
+            "n_wrong".into(),
+            rows.iter().map(|r| r.n_wrong as u32).collect::<Vec<u32>>(),
+        ),
+        Column::new(
+            "fix_rate".into(),
+            rows.iter().map(|r| r.fix.value).collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "fix_ci_low".into(),
+            rows.iter().map(|r| r.fix.lo).collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "fix_ci_high".into(),
+            rows.iter().map(|r| r.fix.hi).collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "n_revisions".into(),
+            rows.iter()
+                .map(|r| r.n_revisions as u32)
+                .collect::<Vec<u32>>(),
+        ),
+        Column::new(
+            "repeat_rate".into(),
+            rows.iter().map(|r| r.repeat_rate).collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "n_judged".into(),
+            rows.iter().map(|r| r.n_judged as u32).collect::<Vec<u32>>(),
+        ),
+        Column::new(
+            "targeted_rate".into(),
+            rows.iter().map(|r| r.targeted_rate).collect::<Vec<f64>>(),
+        ),
+        Column::new(
+            "n_seeds".into(),
+            rows.iter()
+                .map(|r| r.fix.n_seeds as u32)
+                .collect::<Vec<u32>>(),
+        ),
+    ])?;
+    Ok(tables::write_table(path, &REVISIONS, &mut df)?)
+}
+
+fn pct(x: f64) -> String {
+    if x.is_finite() {
+        format!("{:.1}", 100.0 * x)
+    } else {
+        "–".into()
     }
-    let (mut compared, mut same_text, mut same_verdict) = (0usize, 0usize, 0usize);
-    let (mut teacher_messages, mut leaks) = (0usize, 0usize);
-    for r in &rows {
-        let Some(task) = tasks.get(&r.task_id) else {
+}
+
+fn points(e: &Estimate) -> String {
+    if e.value.is_finite() {
+        format!(
+            "{:+.1} [{:+.1}, {:+.1}]",
+            100.0 * e.value,
+            100.0 * e.lo,
+            100.0 * e.hi
+        )
+    } else {
+        "–".into()
+    }
+}
+
+/// The contrast names of [`HEADLINE_CONTRASTS`], `{model}` expanded.
+fn headline_names() -> Vec<String> {
+    HEADLINE_CONTRASTS
+        .iter()
+        .flat_map(|c| {
+            if c.contains("{model}") {
+                MODELS
+                    .iter()
+                    .map(|(m, _)| c.replace("{model}", m))
+                    .collect::<Vec<_>>()
+            } else {
+                vec![c.to_string()]
+            }
+        })
+        .collect()
+}
+
+/// The report's first section: one line per headline contrast at turn K,
+/// all domains pooled, saying whether its interval excludes zero.
+fn findings_section(contrasts: &[ContrastRow], k: usize, n_seeds: usize) -> Result<String> {
+    let mut md = String::new();
+    writeln!(
+        md,
+        "## Findings: which paired contrasts exclude zero (turn {k}, all domains, {n_seeds} training seed(s))\n"
+    )?;
+    writeln!(
+        md,
+        "Each line: the paired difference in cumulative accuracy (points) with its two-level \
+         bootstrap 95% interval (training seeds, then tasks within each).\n"
+    )?;
+    let (mut excluded, mut total) = (0, 0);
+    for name in headline_names() {
+        let Some(r) = contrasts
+            .iter()
+            .find(|r| r.contrast == name && r.domain == "all" && r.turn == k)
+        else {
             continue;
         };
-        if r.condition == Condition::Critic.name() && r.feedback_source == "critic" {
-            let (teacher, _) = teacher_message(task, &r.attempt, cfg.feedback_level)?;
-            compared += 1;
-            same_text += (normalise(&teacher) == normalise(&r.feedback)) as usize;
-            same_verdict += (says_correct(&teacher) == says_correct(&r.feedback)) as usize;
-        }
-        if r.condition == Condition::Teacher.name() && r.feedback_source == "teacher" {
-            let (_, leaked) = teacher_message(task, &r.attempt, cfg.feedback_level)?;
-            teacher_messages += 1;
-            leaks += leaked as usize;
-        }
-    }
-    let ratio = |a: usize, b: usize| {
-        if b == 0 {
-            f64::NAN
+        total += 1;
+        let verdict = if excludes_zero(r.est.lo, r.est.hi) {
+            excluded += 1;
+            if r.est.value > 0.0 {
+                "**excludes zero (positive)**"
+            } else {
+                "**excludes zero (negative)**"
+            }
         } else {
-            a as f64 / b as f64
-        }
-    };
+            "includes zero"
+        };
+        writeln!(md, "- `{name}`: {} — {verdict}", points(&r.est))?;
+    }
+    writeln!(md, "\n{excluded} of {total} exclude zero.\n")?;
+    Ok(md)
+}
 
-    // Plots.
-    let mut plots = Vec::new();
-    let domains: Vec<String> = {
-        let mut d: Vec<String> = cells.keys().map(|c| c.2.clone()).collect();
-        d.sort();
-        d.dedup();
-        d.retain(|x| x != "all");
-        d.insert(0, "all".into());
-        d
-    };
-    for model in ["rl2f", "base"] {
-        for domain in &domains {
-            let series: Vec<plot::Series> = cfg
-                .conditions
+/// The table of every contrast at turn K, pooled and per training seed.
+fn contrasts_section(
+    contrasts: &[ContrastRow],
+    domains: &[String],
+    k: usize,
+    seeds: &[u64],
+) -> Result<String> {
+    let mut md = String::new();
+    writeln!(md, "## Paired contrasts at turn {k}\n")?;
+    writeln!(
+        md,
+        "`{{model}}:{{a}}-{{b}}`: conditions a and b of one model; `{{m1}}-{{m2}}:{{condition}}`: two \
+         models under one condition; `…:gain`: difference of their Δ(turn 1, turn {k}). Pooled over \
+         training seeds with a two-level bootstrap 95% interval; then each seed's own estimate. \
+         `report/contrasts.parquet` has every turn.\n"
+    )?;
+    let seed_cols: String = seeds.iter().map(|s| format!(" seed {s} |")).collect();
+    let seed_rule: String = seeds.iter().map(|_| "---:|").collect();
+    for domain in domains {
+        writeln!(md, "### {domain}\n")?;
+        writeln!(md, "| contrast | pooled [95% CI] | n tasks |{seed_cols}")?;
+        writeln!(md, "|---|---|---:|{seed_rule}")?;
+        for r in contrasts
+            .iter()
+            .filter(|r| &r.domain == domain && r.turn == k)
+        {
+            let per_seed: String = seeds
                 .iter()
-                .filter_map(|c| {
-                    let key = (model.to_string(), c.name().to_string(), domain.clone());
-                    let a = acc.get(&key)?;
-                    let band: Vec<(f64, f64)> = summary
+                .map(|s| {
+                    r.by_seed
                         .iter()
-                        .filter(|r| r.0 == key.0 && r.1 == key.1 && r.2 == key.2)
-                        .map(|r| (r.5, r.6))
-                        .collect();
-                    Some(plot::Series {
-                        name: c.name().to_string(),
-                        values: a.clone(),
-                        band,
-                    })
+                        .find(|b| b.0 == *s)
+                        .map_or(" – |".to_string(), |b| format!(" {:+.1} |", 100.0 * b.1))
                 })
                 .collect();
-            let file = format!("accuracy_{model}_{domain}.png");
-            plot::accuracy_by_turn(
-                &out.join(&file),
-                &format!("{model} · {domain}: accuracy by turn"),
-                &series,
-                k,
-            )?;
-            plots.push(file);
-        }
-    }
-    let bars: Vec<plot::Bar> = gain_rows
-        .iter()
-        .filter(|r| r.domain == "all")
-        .map(|r| plot::Bar {
-            label: format!("{} {}", r.model, short(&r.condition)),
-            value: r.delta,
-            low: r.lo,
-            high: r.hi,
-        })
-        .collect();
-    plot::gain_bars(
-        &out.join("gains.png"),
-        &format!("Δ accuracy, turn {k} − turn 1 (95% bootstrap CI)"),
-        &bars,
-    )?;
-    plots.push("gains.png".into());
-
-    // The report.
-    let pct = |x: f64| {
-        if x.is_finite() {
-            format!("{:.1}", 100.0 * x)
-        } else {
-            "–".into()
-        }
-    };
-    let gain_of = |m: &str, c: &str, d: &str| {
-        gain_rows
-            .iter()
-            .find(|r| r.model == m && r.condition == c && r.domain == d)
-    };
-    let mut headline = String::new();
-    writeln!(
-        headline,
-        "| model | condition | acc@1 | acc@{k} | Δ [95% CI] | Δi→c | Δc→i | recovered |"
-    )?;
-    writeln!(headline, "|---|---|---:|---:|---|---:|---:|---:|")?;
-    for (model, _) in MODELS {
-        for c in &cfg.conditions {
-            let Some(a) = acc.get(&(model.to_string(), c.name().to_string(), "all".into())) else {
-                continue;
-            };
-            let last = *a.last().unwrap_or(&f64::NAN);
-            let (delta, ic, ci, rec) = match gain_of(model, c.name(), "all") {
-                Some(g) => (
-                    format!(
-                        "{:+.1} [{:+.1}, {:+.1}]",
-                        100.0 * g.delta,
-                        100.0 * g.lo,
-                        100.0 * g.hi
-                    ),
-                    pct(g.i_to_c),
-                    pct(g.c_to_i),
-                    g.recovered.map_or("".into(), |r| format!("{r:.2}")),
-                ),
-                None => ("".into(), "".into(), "".into(), "".into()),
-            };
             writeln!(
-                headline,
-                "| {model} | {} | {} | {} | {delta} | {ic} | {ci} | {rec} |",
-                c.name(),
-                pct(a[0]),
-                pct(last)
+                md,
+                "| `{}` | {} | {} |{per_seed}",
+                r.contrast,
+                points(&r.est),
+                r.est.n_tasks
             )?;
         }
+        writeln!(md)?;
     }
+    Ok(md)
+}
+
+/// Fix rates and revision behaviour, pooled over domains, and the share
+/// of targeted revisions where a domain can tell.
+fn revisions_section(revisions: &[RevisionRow], conditions: &[Condition]) -> Result<String> {
     let mut md = String::new();
-    writeln!(md, "# didact report\n")?;
+    writeln!(md, "## Fix rate and revision behaviour\n")?;
     writeln!(
         md,
-        "Run `{}`: {} models × {} conditions on the held-out test tasks, up to K = {k} attempts, \
-         {} seed(s), decoding temperature {}. Accuracy at turn t is the correctness of the answer \
-         standing at t (the last attempt made by then): with an oracle stop (teacher, retry, \
-         critic_oracle_stop) that is \"solved at or before t\"; in the `critic` condition nothing \
-         but the critic decides when to stop. Percentages; intervals are percentile bootstrap 95% \
-         over tasks ({RESAMPLES} resamples).\n",
-        ctx.run_dir.display(),
-        MODELS.len(),
-        cfg.conditions.len(),
-        cfg.seeds,
-        cfg.temperature
+        "Fix rate: P(correct at t+1 | wrong at t), all domains pooled, with its two-level bootstrap \
+         95% interval. Targeted: the share of revisions after a wrong answer that change only what \
+         the feedback pointed at, where a domain can tell (maze: every move before the failing one \
+         kept; sudoku: every cell outside the flagged unit kept), over `n judged` revisions; \
+         under `retry`, `verdict` and `shuffled` the student was not told where its error is, so \
+         there the share is the baseline a revision reaches by chance. \
+         `report/revisions.parquet` has every domain.\n"
     )?;
-    writeln!(md, "## Headline (all domains pooled)\n\n{headline}")?;
     writeln!(
         md,
-        "`recovered` = (acc_critic@K − acc@1) / (acc_teacher@K − acc@1): the share of the \
-         teacher's gain the critic recovers without any oracle.\n"
+        "| model | condition | turn | n wrong | fix rate [95% CI] | repeat rate | targeted (n judged) |"
     )?;
-    writeln!(md, "## By domain\n")?;
-    writeln!(
-        md,
-        "Checking an answer is as hard as producing it in `arith` (a critic of the student's size \
-         is not expected to help there); it is local in `maze` and `sudoku`, where a critic \
-         should pay.\n"
-    )?;
-    for domain in domains.iter().filter(|d| *d != "all") {
-        writeln!(md, "### {domain}\n")?;
-        writeln!(
-            md,
-            "| model | condition | acc@1 | acc@{k} | Δ [95% CI] | Δi→c | Δc→i | recovered |"
-        )?;
-        writeln!(md, "|---|---|---:|---:|---|---:|---:|---:|")?;
-        for (model, _) in MODELS {
-            for c in &cfg.conditions {
-                let Some(a) = acc.get(&(model.to_string(), c.name().to_string(), domain.clone()))
-                else {
-                    continue;
-                };
-                let g = gain_of(model, c.name(), domain);
+    writeln!(md, "|---|---|---:|---:|---|---:|---|")?;
+    for (model, _) in MODELS {
+        for c in conditions {
+            for r in revisions
+                .iter()
+                .filter(|r| r.model == model && r.condition == c.name() && r.domain == "all")
+            {
                 writeln!(
                     md,
-                    "| {model} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {model} | {} | {} | {} | {} [{}, {}] | {} | {} ({}) |",
                     c.name(),
-                    pct(a[0]),
-                    pct(*a.last().unwrap_or(&f64::NAN)),
-                    g.map_or("".into(), |g| format!(
-                        "{:+.1} [{:+.1}, {:+.1}]",
-                        100.0 * g.delta,
-                        100.0 * g.lo,
-                        100.0 * g.hi
-                    )),
-                    g.map_or("".into(), |g| pct(g.i_to_c)),
-                    g.map_or("".into(), |g| pct(g.c_to_i)),
+                    r.turn,
+                    r.n_wrong,
+                    pct(r.fix.value),
+                    pct(r.fix.lo),
+                    pct(r.fix.hi),
+                    pct(r.repeat_rate),
+                    pct(r.targeted_rate),
+                    r.n_judged
+                )?;
+            }
+        }
+    }
+    writeln!(md)?;
+    Ok(md)
+}
+
+/// Accuracy at turns 1 and K, Δ, Δi→c, Δc→i and the recovered fraction,
+/// one table per domain (`all` first).
+fn accuracy_section(
+    grid: &Grid,
+    summary: &[SummaryRow],
+    gain_rows: &[GainRow],
+    conditions: &[Condition],
+    k: usize,
+) -> Result<String> {
+    let mut md = String::new();
+    for domain in &grid.domains {
+        if domain == "all" {
+            writeln!(md, "## Headline (all domains pooled)\n")?;
+        } else {
+            writeln!(md, "### {domain}\n")?;
+        }
+        writeln!(
+            md,
+            "| model | condition | acc@1 | acc@{k} [95% CI] | Δ [95% CI] | Δi→c | Δc→i | recovered |"
+        )?;
+        writeln!(md, "|---|---|---:|---|---|---:|---:|---:|")?;
+        for (model, _) in MODELS {
+            for c in conditions {
+                let acc_at = |t: usize| {
+                    summary.iter().find(|r| {
+                        r.model == model
+                            && r.condition == c.name()
+                            && &r.domain == domain
+                            && r.turn == t
+                    })
+                };
+                let (Some(first), Some(last)) = (acc_at(1), acc_at(turns_of(c.name(), k))) else {
+                    continue;
+                };
+                let g = gain_rows
+                    .iter()
+                    .find(|r| r.model == model && r.condition == c.name() && &r.domain == domain);
+                writeln!(
+                    md,
+                    "| {model} | {} | {} | {} [{}, {}] | {} | {} | {} | {} |",
+                    c.name(),
+                    pct(first.est.value),
+                    pct(last.est.value),
+                    pct(last.est.lo),
+                    pct(last.est.hi),
+                    g.map_or(String::new(), |g| points(&g.est)),
+                    g.map_or(String::new(), |g| pct(g.i_to_c)),
+                    g.map_or(String::new(), |g| pct(g.c_to_i)),
                     g.and_then(|g| g.recovered)
-                        .map_or("".into(), |r| format!("{r:.2}")),
+                        .map_or(String::new(), |r| format!("{r:.2}")),
                 )?;
             }
         }
         writeln!(md)?;
-    }
-    writeln!(md, "## Does the student change its answer?\n")?;
-    writeln!(
-        md,
-        "Mean normalised edit distance between consecutive attempts (0 = the same answer again) \
-         and the rate of repeating the previous answer exactly.\n"
-    )?;
-    writeln!(
-        md,
-        "| model | condition | edit-distance ratio | repeat rate |"
-    )?;
-    writeln!(md, "|---|---|---:|---:|")?;
-    for (model, _) in MODELS {
-        for c in &cfg.conditions {
-            if let Some(xs) = cells.get(&(model.to_string(), c.name().to_string(), "all".into()))
-                && let Some((ratio, repeat)) = revision_stats(&xs.iter().collect::<Vec<_>>())
-            {
-                writeln!(
-                    md,
-                    "| {model} | {} | {ratio:.3} | {} |",
-                    c.name(),
-                    pct(repeat)
-                )?;
-            }
+        if domain == "all" {
+            writeln!(
+                md,
+                "acc@{k} under `teacher` is the paper's headline metric (cumulative accuracy at turn K \
+                 with the teacher). `recovered` = (acc_critic@K − acc@1) / (acc_teacher@K − acc@1): the \
+                 share of the teacher's gain the critic recovers without any oracle.\n"
+            )?;
+            writeln!(md, "## By domain\n")?;
+            writeln!(
+                md,
+                "Checking an answer is as hard as producing it in `arith` (a critic of the student's \
+                 size is not expected to help there); it is local in `maze` and `sudoku`, where a \
+                 critic should pay.\n"
+            )?;
         }
     }
-    writeln!(md, "\n## The critic\n")?;
-    let verdict_dir = ctx.run_dir.join(super::critic::CRITIC_DIR);
-    if verdict_dir.join(super::critic::VERDICT_FILE).exists() {
+    Ok(md)
+}
+
+/// The critic's calibration (per training seed), its verdicts against the
+/// verifier and its critiques against the teacher's; the teacher's leak
+/// rate as counted where it spoke.
+fn critic_section(
+    ctx: &StageContext,
+    grid: &Grid,
+    rows: &[(u64, Vec<EvalTurnRow>)],
+    tasks: &HashMap<String, Task>,
+) -> Result<(String, serde_json::Value)> {
+    let cfg = &ctx.config.eval;
+    let mut md = String::from("## The critic\n\n");
+    for (seed, dir) in ctx.layout.seed_dirs() {
+        let verdict_dir = dir.join(super::critic::CRITIC_DIR);
+        if !verdict_dir.join(super::critic::VERDICT_FILE).exists() {
+            continue;
+        }
         let v = super::critic::read_verdict(&verdict_dir)?;
         let per_domain = |m: &BTreeMap<String, f64>, f: &dyn Fn(f64) -> String| {
             m.iter()
@@ -548,10 +1032,10 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
         };
         writeln!(
             md,
-            "Verdict: P(\"Correct.\") against a per-domain threshold ({} rule; {}). After the \
-             teacher's feedback the student fixed a wrong attempt at its next attempt at these \
-             rates in the critic's training dialogues: {}. On held-out attempts the critic called \
-             {}% of the correct ones correct and {}% of the wrong ones wrong.\n",
+            "Training seed {seed}. Verdict: P(\"Correct.\") against a per-domain threshold ({} rule; \
+             {}). After the teacher's feedback the student fixed a wrong attempt at its next attempt \
+             at these rates in the critic's training dialogues: {}. On held-out attempts the critic \
+             called {}% of the correct ones correct and {}% of the wrong ones wrong.\n",
             match v.rule {
                 didact_critic::config::VerdictRule::Utility => "`utility`",
                 didact_critic::config::VerdictRule::Recall => "`recall`",
@@ -572,19 +1056,46 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
     }
     writeln!(
         md,
-        "Its verdicts against the verifier in the `critic` condition (precision = P(correct | \
-         judged correct), recall = P(judged correct | correct)):\n"
+        "Its verdicts against the verifier in the `critic` condition, all training seeds \
+         (precision = P(correct | judged correct), recall = P(judged correct | correct)):\n"
     )?;
     writeln!(md, "| student | precision | recall |")?;
     writeln!(md, "|---|---:|---:|")?;
-    for (model, p, r) in &critic_lines {
-        writeln!(
-            md,
-            "| {model} | {} | {} |",
-            p.map_or("–".into(), pct),
-            r.map_or("–".into(), pct)
-        )?;
+    for (model, _) in MODELS {
+        if let Some(xs) = grid.cell(model, Condition::Critic.name(), "all") {
+            let (p, r) = verdict_precision_recall(&xs);
+            writeln!(
+                md,
+                "| {model} | {} | {} |",
+                p.map_or("–".into(), pct),
+                r.map_or("–".into(), pct)
+            )?;
+        }
     }
+    let (mut compared, mut same_text, mut same_verdict) = (0usize, 0usize, 0usize);
+    let (mut teacher_messages, mut leaks) = (0usize, 0usize);
+    for r in rows.iter().flat_map(|(_, rows)| rows) {
+        if r.condition == Condition::Critic.name() && r.feedback_source == "critic" {
+            let Some(task) = tasks.get(&r.task_id) else {
+                continue;
+            };
+            let (teacher, _) = teacher_message(task, &r.attempt, cfg.feedback_level)?;
+            compared += 1;
+            same_text += (normalise(&teacher) == normalise(&r.feedback)) as usize;
+            same_verdict += (says_correct(&teacher) == says_correct(&r.feedback)) as usize;
+        }
+        if r.condition == Condition::Teacher.name() && r.feedback_source == "teacher" {
+            teacher_messages += 1;
+            leaks += r.leak_blocked as usize;
+        }
+    }
+    let ratio = |a: usize, b: usize| {
+        if b == 0 {
+            f64::NAN
+        } else {
+            a as f64 / b as f64
+        }
+    };
     writeln!(
         md,
         "\nOn the {compared} attempts the critic answered, its critique equals the teacher's \
@@ -594,16 +1105,238 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
     )?;
     writeln!(
         md,
-        "Teacher leak rate in the `teacher` condition: {leaks} of {teacher_messages} messages \
-         ({}%) failed the leak check and were replaced by the verdict.\n",
+        "Teacher leak rate in the `teacher` condition ({} teacher, counted where it spoke): \
+         {leaks} of {teacher_messages} messages ({}%) failed the leak check and were replaced by \
+         the verdict.\n",
+        serde_json::to_value(ctx.config.teacher.kind)?
+            .as_str()
+            .unwrap_or("configured"),
         pct(ratio(leaks, teacher_messages))
     )?;
+    Ok((
+        md,
+        json!({
+            "teacher_leak_rate": ratio(leaks, teacher_messages),
+            "critic_teacher_agreement": ratio(same_text, compared),
+        }),
+    ))
+}
+
+/// Accuracy-by-turn and fix-rate plots for RL²F and the base model, and
+/// the gains bar chart; returns the file names.
+fn plots(
+    out: &Path,
+    grid: &Grid,
+    summary: &[SummaryRow],
+    gain_rows: &[GainRow],
+    revisions: &[RevisionRow],
+    conditions: &[Condition],
+    k: usize,
+) -> Result<Vec<String>> {
+    let mut files = Vec::new();
+    for model in ["rl2f", "base"] {
+        for domain in &grid.domains {
+            let series: Vec<plot::Series> = conditions
+                .iter()
+                .filter_map(|c| {
+                    let rows: Vec<&SummaryRow> = summary
+                        .iter()
+                        .filter(|r| {
+                            r.model == model && r.condition == c.name() && &r.domain == domain
+                        })
+                        .collect();
+                    (!rows.is_empty()).then(|| plot::Series {
+                        name: c.name().to_string(),
+                        values: rows.iter().map(|r| r.est.value).collect(),
+                        band: rows.iter().map(|r| (r.est.lo, r.est.hi)).collect(),
+                    })
+                })
+                .collect();
+            let file = format!("accuracy_{model}_{domain}.png");
+            plot::accuracy_by_turn(
+                &out.join(&file),
+                &format!("{model} · {domain}: accuracy by turn"),
+                &series,
+                k,
+            )?;
+            files.push(file);
+        }
+        if k > 1 {
+            let series: Vec<plot::Series> = conditions
+                .iter()
+                .filter_map(|c| {
+                    let rows: Vec<&RevisionRow> = revisions
+                        .iter()
+                        .filter(|r| {
+                            r.model == model && r.condition == c.name() && r.domain == "all"
+                        })
+                        .collect();
+                    (!rows.is_empty()).then(|| plot::Series {
+                        name: c.name().to_string(),
+                        values: rows.iter().map(|r| r.fix.value).collect(),
+                        band: rows.iter().map(|r| (r.fix.lo, r.fix.hi)).collect(),
+                    })
+                })
+                .collect();
+            let file = format!("fix_rate_{model}.png");
+            plot::accuracy_by_turn(
+                &out.join(&file),
+                &format!("{model} · all: P(correct at t+1 | wrong at t) by turn t"),
+                &series,
+                k - 1,
+            )?;
+            files.push(file);
+        }
+    }
+    let bars: Vec<plot::Bar> = gain_rows
+        .iter()
+        .filter(|r| r.domain == "all")
+        .map(|r| plot::Bar {
+            label: format!("{} {}", r.model, short(&r.condition)),
+            value: r.est.value,
+            low: r.est.lo,
+            high: r.est.hi,
+        })
+        .collect();
+    plot::gain_bars(
+        &out.join("gains.png"),
+        &format!("Δ accuracy, turn {k} − turn 1 (95% bootstrap CI)"),
+        &bars,
+    )?;
+    files.push("gains.png".into());
+    Ok(files)
+}
+
+fn run(ctx: &StageContext) -> Result<StageOutput> {
+    let cfg = &ctx.config.eval;
+    let k = cfg.max_turns;
+    let mut by_seed = Vec::new();
+    for (seed, dir) in ctx.layout.seed_dirs() {
+        let path = dir.join(TURNS_FILE);
+        let rows = read_eval_turns(&path)?;
+        anyhow::ensure!(!rows.is_empty(), "analyse: {} has no rows", path.display());
+        by_seed.push((seed, rows));
+    }
+    let seeds: Vec<u64> = by_seed.iter().map(|s| s.0).collect();
+    let tasks: HashMap<String, Task> = read_tasks(&ctx.shared(TASKS_FILE))?
+        .into_iter()
+        .map(|r| (r.task.task_id.clone(), r.task))
+        .collect();
+    let grid = Grid::new(&by_seed);
+    let n_seeds = grid.n_seeds;
+    let out = ctx.run_dir.join(REPORT_DIR);
+    std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
+
+    let summary = summary_rows(&grid, k);
+    write_summary(&out.join("summary.parquet"), &summary)?;
+    let gains = gain_rows(&grid, &summary, k);
+    write_gains(&out.join("gains.parquet"), &gains)?;
+    let contrasts = contrast_rows(&grid, k);
+    write_contrasts(&out, &contrasts)?;
+    let revisions = revision_rows(&grid, &tasks, k);
+    write_revisions(&out.join("revisions.parquet"), &revisions)?;
+    let plot_files = plots(
+        &out,
+        &grid,
+        &summary,
+        &gains,
+        &revisions,
+        &cfg.conditions,
+        k,
+    )?;
+    let (critic_md, critic_metrics) = critic_section(ctx, &grid, &by_seed, &tasks)?;
+
+    let n_tasks = counts(
+        &grid
+            .correct_at("base", cfg.conditions[0].name(), "all", 1)
+            .unwrap_or_default(),
+    )
+    .0;
+    let mut md = String::new();
+    writeln!(md, "# didact report\n")?;
+    writeln!(
+        md,
+        "Run `{}`: {} models × {} conditions on {n_tasks} held-out test tasks, up to K = {k} \
+         attempts, training seeds {seeds:?}, {} sampling seed(s) each, decoding temperature {}. \
+         Accuracy at turn t is the correctness of the answer standing at t (the last attempt made \
+         by then): with an oracle stop (teacher, verdict, shuffled, retry, critic_oracle_stop) that \
+         is \"solved at or before t\"; in the `critic` condition nothing but the critic decides \
+         when to stop. Percentages; intervals are two-level percentile bootstrap 95% \
+         ({RESAMPLES} resamples: training seeds, then tasks within each seed).\n",
+        ctx.run_dir.display(),
+        MODELS.len(),
+        cfg.conditions.len(),
+        cfg.seeds,
+        cfg.temperature
+    )?;
+    md.push_str(&findings_section(&contrasts, k, n_seeds)?);
+    md.push_str(&accuracy_section(
+        &grid,
+        &summary,
+        &gains,
+        &cfg.conditions,
+        k,
+    )?);
+    md.push_str(&contrasts_section(&contrasts, &grid.domains, k, &seeds)?);
+    md.push_str(&revisions_section(&revisions, &cfg.conditions)?);
+    writeln!(md, "## Does the student change its answer?\n")?;
+    writeln!(
+        md,
+        "Mean normalised edit distance between consecutive attempts (0 = the same answer again) \
+         and the rate of repeating the previous answer exactly.\n"
+    )?;
+    writeln!(
+        md,
+        "| model | condition | edit-distance ratio | repeat rate |"
+    )?;
+    writeln!(md, "|---|---|---:|---:|")?;
+    for (model, _) in MODELS {
+        for c in &cfg.conditions {
+            if let Some(xs) = grid.cell(model, c.name(), "all")
+                && let Some((ratio, repeat)) = revision_stats(&xs)
+            {
+                writeln!(
+                    md,
+                    "| {model} | {} | {ratio:.3} | {} |",
+                    c.name(),
+                    pct(repeat)
+                )?;
+            }
+        }
+    }
+    writeln!(md)?;
+    md.push_str(&critic_md);
     writeln!(md, "## Plots\n")?;
-    for p in &plots {
+    for p in &plot_files {
         writeln!(md, "![{p}]({p})\n")?;
     }
-    md.push_str(&super::transfer::report_section(ctx.run_dir, &out, k)?);
-    md.push_str(&super::sml::report_section(ctx.run_dir)?);
+    let mut outputs = vec![
+        format!("{REPORT_DIR}/report.md"),
+        format!("{REPORT_DIR}/summary.parquet"),
+        format!("{REPORT_DIR}/gains.parquet"),
+        format!("{REPORT_DIR}/contrasts.parquet"),
+        format!("{REPORT_DIR}/contrasts_by_seed.parquet"),
+        format!("{REPORT_DIR}/revisions.parquet"),
+    ];
+    outputs.extend(plot_files.iter().map(|p| format!("{REPORT_DIR}/{p}")));
+    for (seed, dir) in ctx.layout.seed_dirs() {
+        let (sub, label) = if ctx.layout.seeds.is_empty() {
+            (String::new(), String::new())
+        } else {
+            (
+                format!("{}/", crate::layout::seed_dir_name(seed)),
+                format!(" (training seed {seed})"),
+            )
+        };
+        let seed_out = out.join(&sub);
+        std::fs::create_dir_all(&seed_out)?;
+        let section = super::transfer::report_section(&dir, &seed_out, k)?;
+        md.push_str(&section.replacen(")\n", &format!("){label}\n"), 1));
+        if seed_out.join("transfer.parquet").exists() {
+            outputs.push(format!("{REPORT_DIR}/{sub}transfer.parquet"));
+        }
+        md.push_str(&super::sml::report_section(&dir)?);
+    }
     if cfg.feedback_level != FeedbackLevel::Explanation {
         writeln!(
             md,
@@ -613,30 +1346,55 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
     }
     didact_data::atomic::write(&out.join("report.md"), md.as_bytes())?;
 
-    let mut lines = vec![format!("analyse · headline (all domains pooled, K = {k})")];
-    lines.extend(headline.lines().map(str::to_string));
-    lines.push(format!("report: {}", out.join("report.md").display()));
-    let mut outputs = vec![
-        format!("{REPORT_DIR}/report.md"),
-        format!("{REPORT_DIR}/summary.parquet"),
-        format!("{REPORT_DIR}/gains.parquet"),
-    ];
-    outputs.extend(plots.iter().map(|p| format!("{REPORT_DIR}/{p}")));
-    if out.join("transfer.parquet").exists() {
-        outputs.push(format!("{REPORT_DIR}/transfer.parquet"));
+    let mut lines = vec![format!(
+        "analyse · paired contrasts at turn {k}, all domains, {n_seeds} training seed(s)"
+    )];
+    for name in headline_names() {
+        if let Some(r) = contrasts
+            .iter()
+            .find(|r| r.contrast == name && r.domain == "all" && r.turn == k)
+        {
+            lines.push(format!(
+                "  {name:<40} {}{}",
+                points(&r.est),
+                if excludes_zero(r.est.lo, r.est.hi) {
+                    "  *"
+                } else {
+                    ""
+                }
+            ));
+        }
     }
-    let rec: BTreeMap<String, Option<f64>> = gain_rows
+    lines.push("  (* the 95% interval excludes zero)".into());
+    lines.push(format!("report: {}", out.join("report.md").display()));
+    let rec: BTreeMap<String, Option<f64>> = gains
         .iter()
         .filter(|r| r.domain == "all" && r.condition == Condition::Critic.name())
         .map(|r| (r.model.clone(), r.recovered))
         .collect();
+    let headline: BTreeMap<String, serde_json::Value> = headline_names()
+        .into_iter()
+        .filter_map(|name| {
+            let r = contrasts
+                .iter()
+                .find(|r| r.contrast == name && r.domain == "all" && r.turn == k)?;
+            Some((
+                name,
+                json!({"estimate": r.est.value, "ci_low": r.est.lo, "ci_high": r.est.hi}),
+            ))
+        })
+        .collect();
+    let mut metrics = json!({
+        "recovered_fraction": rec,
+        "n_seeds": n_seeds,
+        "contrasts": headline,
+    });
+    if let (Some(m), Some(c)) = (metrics.as_object_mut(), critic_metrics.as_object()) {
+        m.extend(c.clone());
+    }
     Ok(StageOutput {
         outputs,
-        metrics: json!({
-            "recovered_fraction": rec,
-            "teacher_leak_rate": ratio(leaks, teacher_messages),
-            "critic_teacher_agreement": ratio(same_text, compared),
-        }),
+        metrics,
         summary: lines,
     })
 }
@@ -645,5 +1403,133 @@ fn short(condition: &str) -> &str {
     match condition {
         "critic_oracle_stop" => "critic+stop",
         c => c,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use didact_data::DomainKind;
+
+    fn row(
+        seed: u64,
+        model: &str,
+        condition: &str,
+        task: &str,
+        turn: u32,
+        correct: bool,
+    ) -> EvalTurnRow {
+        EvalTurnRow {
+            model: model.into(),
+            condition: condition.into(),
+            seed: 0,
+            task_id: task.into(),
+            domain: if task.starts_with('m') {
+                DomainKind::Maze
+            } else {
+                DomainKind::Arith
+            },
+            difficulty: 1,
+            turn,
+            attempt: format!("{seed}{turn}"),
+            verdict: if correct { "correct" } else { "wrong" }.into(),
+            correct,
+            feedback: String::new(),
+            feedback_source: String::new(),
+            judged: String::new(),
+            leak_blocked: false,
+        }
+    }
+
+    /// A dialogue solved at `solved` (1-based) or never, up to 3 turns.
+    fn dialogue(
+        seed: u64,
+        model: &str,
+        condition: &str,
+        task: &str,
+        solved: Option<u32>,
+    ) -> Vec<EvalTurnRow> {
+        let last = solved.unwrap_or(3);
+        (1..=last)
+            .map(|t| row(seed, model, condition, task, t, Some(t) == solved))
+            .collect()
+    }
+
+    #[test]
+    fn contrasts_are_paired_per_seed_and_task_on_a_hand_made_grid() {
+        // Two training seeds, four tasks (two maze, two arith). rl2f with
+        // the teacher solves every task at turn 2; with retry only m1 (at
+        // turn 3). base solves nothing with either.
+        let mut by_seed = Vec::new();
+        for seed in [0u64, 1] {
+            let mut rows = Vec::new();
+            for task in ["m1", "m2", "a1", "a2"] {
+                rows.extend(dialogue(seed, "rl2f", "teacher", task, Some(2)));
+                rows.extend(dialogue(
+                    seed,
+                    "rl2f",
+                    "retry",
+                    task,
+                    (task == "m1").then_some(3),
+                ));
+                rows.extend(dialogue(seed, "base", "teacher", task, None));
+                rows.extend(dialogue(seed, "base", "retry", task, None));
+            }
+            by_seed.push((seed, rows));
+        }
+        let grid = Grid::new(&by_seed);
+        assert_eq!(grid.domains, vec!["all", "arith", "maze"]);
+        let rows = contrast_rows(&grid, 3);
+        let find = |name: &str, domain: &str, turn: usize| {
+            rows.iter()
+                .find(|r| r.contrast == name && r.domain == domain && r.turn == turn)
+                .unwrap_or_else(|| panic!("{name} {domain} {turn}"))
+        };
+        let r = find("rl2f:teacher-retry", "all", 3);
+        assert!((r.est.value - 0.75).abs() < 1e-12, "{}", r.est.value);
+        assert_eq!((r.est.n_tasks, r.est.n_seeds), (4, 2));
+        assert_eq!(r.by_seed.len(), 2);
+        assert!(excludes_zero(r.est.lo, r.est.hi));
+        assert_eq!(find("rl2f:teacher-retry", "all", 1).est.value, 0.0);
+        assert!((find("rl2f:teacher-retry", "maze", 3).est.value - 0.5).abs() < 1e-12);
+        // Between models: rl2f − base under the teacher at turn 3 is +1
+        // everywhere; the difference in gains too (base gains nothing).
+        assert_eq!(find("rl2f-base:teacher", "all", 3).est.value, 1.0);
+        assert_eq!(find("rl2f-base:teacher:gain", "all", 3).est.value, 1.0);
+        assert_eq!(find("rl2f-base:retry:gain", "arith", 3).est.value, 0.0);
+        // Contrasts with a condition that was not evaluated are absent.
+        assert!(!rows.iter().any(|r| r.contrast == "rl2f:teacher-shuffled"));
+        let md = findings_section(&rows, 3, 2).unwrap();
+        assert!(md.contains("`rl2f:teacher-retry`: +75.0"), "{md}");
+        assert!(
+            md.contains("`base:teacher-retry`: +0.0 [+0.0, +0.0] — includes zero"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn fix_rates_count_wrong_answers_fixed_at_the_next_turn() {
+        // Task m1 solved at turn 2, m2 at turn 3, a1 never: at turn 1 all
+        // three are wrong and one is fixed; at turn 2 two are wrong and
+        // one is fixed.
+        let mut rows = dialogue(0, "rl2f", "teacher", "m1", Some(2));
+        rows.extend(dialogue(0, "rl2f", "teacher", "m2", Some(3)));
+        rows.extend(dialogue(0, "rl2f", "teacher", "a1", None));
+        let grid = Grid::new(&[(0, rows)]);
+        let revisions = revision_rows(&grid, &HashMap::new(), 3);
+        let at = |t: usize| {
+            revisions
+                .iter()
+                .find(|r| r.domain == "all" && r.turn == t)
+                .unwrap()
+        };
+        assert_eq!(at(1).n_wrong, 3);
+        assert!((at(1).fix.value - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(at(2).n_wrong, 2);
+        assert!((at(2).fix.value - 0.5).abs() < 1e-12);
+        assert_eq!(at(1).n_revisions, 3);
+        // No task table: nothing is judged.
+        assert_eq!(at(1).n_judged, 0);
+        assert!(at(1).targeted_rate.is_nan());
     }
 }

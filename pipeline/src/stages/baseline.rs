@@ -30,6 +30,7 @@ pub const OFFLINE_DIR: &str = "baseline/offline_sft";
 
 pub const STAGE: Stage = Stage {
     name: "baseline",
+    per_seed: true,
     inputs: &[TASKS_FILE, TOKENIZER_FILE, "base/model.safetensors"],
     config_section: |c| json!({"student": c.student, "baseline": c.baseline}),
     run,
@@ -157,7 +158,7 @@ fn offline_sft<B: TrainBackend>(
             device,
         )?
     };
-    save_final(&model.valid(), &out, &ctx.run_dir.join(TOKENIZER_FILE))?;
+    save_final(&model.valid(), &out, &ctx.shared(TOKENIZER_FILE))?;
     let wall = started.elapsed().as_secs_f64();
     Ok((
         vec![

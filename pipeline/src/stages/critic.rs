@@ -72,6 +72,7 @@ pub fn read_verdict(dir: &std::path::Path) -> Result<VerdictCalibration> {
 
 pub const STAGE: Stage = Stage {
     name: "critic",
+    per_seed: true,
     inputs: &[TASKS_FILE, TOKENIZER_FILE, "student/model.safetensors"],
     // The verdict is calibrated on attempts decoded as `eval` decodes them.
     config_section: |c| json!({"critic": c.critic, "eval_temperature": c.eval.temperature}),
@@ -262,7 +263,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
     } else {
         cfg.dialogues_per_task
     };
-    let val_tasks = per_domain(&val, cfg.train.eval_tasks.max(1));
+    let val_tasks = per_domain(ctx.config, &val, cfg.train.eval_tasks.max(1));
     let (val_dialogues, val_rows) = critique_data(
         &student,
         &tokenizer,
@@ -337,7 +338,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
     save_final(
         &trained.model.valid(),
         &ctx.run_dir.join(CRITIC_DIR),
-        &ctx.run_dir.join(TOKENIZER_FILE),
+        &ctx.shared(TOKENIZER_FILE),
     )?;
     // The verdict threshold, calibrated on the held-out attempts.
     let critic_model = trained.model.valid();

@@ -26,6 +26,7 @@ pub const GENERATION_CONFIG_FILE: &str = "generation_config.json";
 
 pub const STAGE: Stage = Stage {
     name: "data",
+    per_seed: false,
     inputs: &[],
     config_section: |c| match c.model.source.pretrained_dir() {
         None => serde_json::to_value(&c.data).expect("serialisable"),

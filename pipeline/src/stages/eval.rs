@@ -17,7 +17,7 @@ use didact_student::checkpoint;
 use didact_student::generate::SamplingParams;
 use didact_student::kernels::TrainBackend;
 use didact_student::rollout::{
-    DialogueParams, DialogueRun, Responder, Teacher, run_dialogues_with,
+    DialogueParams, DialogueRun, Responder, ShuffledTeacher, Teacher, run_dialogues_with,
 };
 use didact_student::teachers::{HttpTeacher, ModelTeacher, TeacherKind};
 use serde_json::json;
@@ -28,11 +28,14 @@ use super::data::{TASKS_FILE, TOKENIZER_FILE};
 use super::pretrain::BASE_DIR;
 use super::student::{STUDENT_DIR, per_domain};
 use super::{Stage, StageContext, StageOutput};
-use crate::analysis::correct_at;
+use crate::analysis::{SeedTaskValues, correct_at, mean_of, paired, two_level_ci};
 use crate::config::{Condition, EvalConfig};
 use crate::progress;
 
 pub const TURNS_FILE: &str = "eval/turns.parquet";
+
+/// Bootstrap resamples of the paired intervals printed by the stage.
+const RESAMPLES: usize = 1000;
 
 /// The models of the grid: (name in the tables, checkpoint directory).
 pub const MODELS: [(&str, &str); 4] = [
@@ -44,6 +47,7 @@ pub const MODELS: [(&str, &str); 4] = [
 
 pub const STAGE: Stage = Stage {
     name: "eval",
+    per_seed: true,
     inputs: &[
         TASKS_FILE,
         TOKENIZER_FILE,
@@ -70,14 +74,14 @@ pub type Outcomes = BTreeMap<(usize, usize), Vec<bool>>;
 
 fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<StageOutput> {
     let cfg = &ctx.config.eval;
-    let tokenizer = Tokenizer::load(&ctx.run_dir.join(TOKENIZER_FILE))?;
-    let rows = read_tasks(&ctx.run_dir.join(TASKS_FILE))?;
+    let tokenizer = Tokenizer::load(&ctx.shared(TOKENIZER_FILE))?;
+    let rows = read_tasks(&ctx.shared(TASKS_FILE))?;
     let test: Vec<Task> = rows
         .iter()
         .filter(|r| r.split == Split::Test)
         .map(|r| r.task.clone())
         .collect();
-    let tasks = per_domain(&test, cfg.tasks_per_domain);
+    let tasks = per_domain(ctx.config, &test, cfg.tasks_per_domain);
     anyhow::ensure!(!tasks.is_empty(), "eval: no test tasks in {TASKS_FILE}");
     let jobs = MODELS.len() * cfg.conditions.len() * cfg.seeds;
     tracing::info!(
@@ -120,6 +124,10 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
         None
     };
     let tally = Arc::new(Mutex::new(LeakTally::default()));
+    // Wrong attempts the shuffled control answered, and how many of them
+    // got the real critique because no other wrong answer drew a
+    // different one.
+    let mut shuffled_counts = (0usize, 0usize);
     for (name, dir) in MODELS {
         let model = checkpoint::load::<B::InnerBackend>(&ctx.run_dir.join(dir), device)?;
         for &condition in &cfg.conditions {
@@ -127,11 +135,14 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
                 Condition::Single => (1, FeedbackLevel::Retry, ""),
                 Condition::Retry => (cfg.max_turns, FeedbackLevel::Retry, "retry"),
                 Condition::Teacher => (cfg.max_turns, cfg.feedback_level, "teacher"),
+                Condition::Verdict => (cfg.max_turns, FeedbackLevel::Verdict, "verdict"),
+                Condition::Shuffled => (cfg.max_turns, cfg.feedback_level, "shuffled"),
                 Condition::Critic | Condition::CriticOracleStop => {
                     (cfg.max_turns, cfg.feedback_level, "critic")
                 }
             };
             let mut teacher = Teacher(level);
+            let mut shuffled = ShuffledTeacher::new(level, dialogue_seed(0));
             let mut configured: Option<Box<dyn Responder + '_>> =
                 match (condition, teacher_cfg.kind, &teacher_model) {
                     (Condition::Teacher, TeacherKind::Model, Some(m)) => {
@@ -164,6 +175,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
                 bar.set_message(format!("{name} · {}", condition.name()));
                 let responder: &mut dyn Responder = match (condition, &mut critic_responder) {
                     (Condition::Critic | Condition::CriticOracleStop, Some(c)) => c,
+                    (Condition::Shuffled, _) => &mut shuffled,
                     _ => match configured.as_deref_mut() {
                         Some(r) => r,
                         None => &mut teacher,
@@ -189,9 +201,19 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
                 }
                 bar.inc(1);
             }
+            if condition == Condition::Shuffled {
+                shuffled_counts.0 += shuffled.answered;
+                shuffled_counts.1 += shuffled.same_as_real;
+            }
         }
     }
     bar.finish_and_clear();
+    let teacher_leaks = out_rows
+        .iter()
+        .filter(|r| r.condition == Condition::Teacher.name() && r.feedback_source == "teacher")
+        .fold((0usize, 0usize), |(n, l), r| {
+            (n + 1, l + r.leak_blocked as usize)
+        });
     let path = ctx.run_dir.join(TURNS_FILE);
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
@@ -238,20 +260,21 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
             ("rl2f", "offline_sft", k),
             ("rl2f", "base", 1),
         ] {
-            let (mean, half) = paired_difference(
-                &t[&(a, Condition::Teacher)],
-                &t[&(b, Condition::Teacher)],
-                turn,
+            let d = paired(
+                &outcome_values(&t[&(a, Condition::Teacher)], turn),
+                &outcome_values(&t[&(b, Condition::Teacher)], turn),
             );
+            let mean = mean_of(&d);
+            let (lo, hi) = two_level_ci(&d, RESAMPLES, 7);
             summary.push(format!(
-                "eval · teacher · {a} − {b} at turn {turn}: {:+.1} points (95% CI {:+.1} to {:+.1})",
+                "eval · teacher · {a} − {b} at turn {turn}: {:+.1} points (95% CI {:+.1} to {:+.1}, paired bootstrap over tasks)",
                 100.0 * mean,
-                100.0 * (mean - half),
-                100.0 * (mean + half)
+                100.0 * lo,
+                100.0 * hi
             ));
             comparisons.insert(
                 format!("{a}-{b}@{turn}"),
-                json!({"difference": mean, "ci_low": mean - half, "ci_high": mean + half}),
+                json!({"difference": mean, "ci_low": lo, "ci_high": hi}),
             );
         }
     }
@@ -265,6 +288,12 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
             "teacher": {
                 "kind": teacher_cfg.kind,
                 "leak_tally": *tally.lock().expect("tally"),
+                "messages": teacher_leaks.0,
+                "leak_blocked": teacher_leaks.1,
+            },
+            "shuffled": {
+                "answered": shuffled_counts.0,
+                "same_as_real": shuffled_counts.1,
             },
         }),
         summary,
@@ -326,6 +355,7 @@ pub fn turn_rows(
                 Some(false) => "wrong".into(),
                 None => String::new(),
             },
+            leak_blocked: t.feedback.is_some() && t.leak_blocked,
         })
         .collect()
 }
@@ -338,21 +368,21 @@ pub fn cumulative(outcomes: &Outcomes, turns: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Mean of the paired differences (correct at `turn` under `a` minus under
-/// `b`, same seed and task) and the half-width of its 95% normal interval.
-pub fn paired_difference(a: &Outcomes, b: &Outcomes, turn: usize) -> (f64, f64) {
-    let solved = |s: &Vec<bool>| correct_at(s, turn) as u8 as f64;
-    let d: Vec<f64> = a
-        .iter()
-        .filter_map(|(k, sa)| b.get(k).map(|sb| solved(sa) - solved(sb)))
-        .collect();
-    let n = d.len() as f64;
-    if n < 2.0 {
-        return (d.first().copied().unwrap_or(0.0), f64::INFINITY);
+/// Correct at `turn` per task, averaged over sampling seeds, as the
+/// report's statistics take it (one training seed, labelled 0).
+pub fn outcome_values(outcomes: &Outcomes, turn: usize) -> SeedTaskValues {
+    let mut sums: BTreeMap<usize, (f64, usize)> = BTreeMap::new();
+    for ((_, task), attempts) in outcomes {
+        let e = sums.entry(*task).or_default();
+        e.0 += correct_at(attempts, turn) as u8 as f64;
+        e.1 += 1;
     }
-    let mean = d.iter().sum::<f64>() / n;
-    let var = d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    (mean, 1.96 * (var / n).sqrt())
+    BTreeMap::from([(
+        0,
+        sums.into_iter()
+            .map(|(t, (s, n))| (t, s / n as f64))
+            .collect(),
+    )])
 }
 
 #[cfg(test)]
@@ -362,33 +392,51 @@ mod tests {
     #[test]
     fn paired_differences_on_a_hand_made_grid() {
         // Four tasks: a solves 0 and 1 (turns 1 and 3), b solves 0 at turn 2.
-        let a: Outcomes = [
+        let grid = |rows: [Vec<bool>; 4]| -> Outcomes {
+            rows.into_iter()
+                .enumerate()
+                .map(|(i, s)| ((0, i), s))
+                .collect()
+        };
+        let a = grid([
             vec![true],
             vec![false, false, true],
             vec![false; 4],
             vec![false; 4],
-        ]
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| ((0, i), s))
-        .collect();
-        let b: Outcomes = [
+        ]);
+        let b = grid([
             vec![false, true],
             vec![false; 4],
             vec![false; 4],
             vec![false; 4],
-        ]
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| ((0, i), s))
-        .collect();
+        ]);
         assert_eq!(cumulative(&a, 3), vec![0.25, 0.25, 0.5]);
-        let (m1, _) = paired_difference(&a, &b, 1);
-        assert!((m1 - 0.25).abs() < 1e-12);
-        let (m3, h3) = paired_difference(&a, &b, 3);
-        assert!((m3 - 0.25).abs() < 1e-12);
-        // d = [0, 1, 0, 0]: sample variance 0.25, half-width 1.96 * 0.25.
-        assert!((h3 - 1.96 * 0.25).abs() < 1e-12, "{h3}");
+        let d1 = paired(&outcome_values(&a, 1), &outcome_values(&b, 1));
+        assert!((mean_of(&d1) - 0.25).abs() < 1e-12);
+        let d3 = paired(&outcome_values(&a, 3), &outcome_values(&b, 3));
+        assert!((mean_of(&d3) - 0.25).abs() < 1e-12);
+        // d = [0, 1, 0, 0]: a task resample has 0 to 4 ones; the interval
+        // stays within [0, 1] and brackets the mean.
+        let (lo, hi) = two_level_ci(&d3, 1000, 7);
+        assert!(
+            (0.0..0.25).contains(&lo) && hi > 0.25 && hi <= 1.0,
+            "{lo} {hi}"
+        );
+    }
+
+    #[test]
+    fn sampling_seeds_of_one_task_are_one_unit_not_independent_pairs() {
+        // Two sampling seeds of the same four tasks give the same interval
+        // as one: a repeated task adds no information about other tasks.
+        let one: Outcomes = (0..4).map(|i| ((0, i), vec![i % 2 == 0])).collect();
+        let two: Outcomes = (0..2)
+            .flat_map(|s| (0..4).map(move |i| ((s, i), vec![i % 2 == 0])))
+            .collect();
+        let none: Outcomes = (0..4).map(|i| ((0, i), vec![false])).collect();
+        let d1 = paired(&outcome_values(&one, 1), &outcome_values(&none, 1));
+        let d2 = paired(&outcome_values(&two, 1), &outcome_values(&none, 1));
+        assert_eq!(d1, d2);
+        assert_eq!(two_level_ci(&d1, 500, 3), two_level_ci(&d2, 500, 3));
     }
 
     #[test]

@@ -37,6 +37,7 @@ const CHECKPOINT_DIR: &str = "checkpoints/pretrain";
 
 pub const STAGE: Stage = Stage {
     name: "pretrain",
+    per_seed: true,
     inputs: &[TASKS_FILE, SYNTHETIC_FILE, TOKENIZER_FILE],
     config_section: |c| json!({"model": c.model, "pretrain": c.pretrain}),
     run,
@@ -157,16 +158,17 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
         return import_pretrained::<B::InnerBackend>(ctx, dir, device);
     }
     let cfg = &ctx.config.pretrain;
-    let tokenizer = Tokenizer::load(&ctx.run_dir.join(TOKENIZER_FILE))?;
-    let tasks = read_tasks(&ctx.run_dir.join(TASKS_FILE))?;
-    let synthetic = read_synthetic(&ctx.run_dir.join(SYNTHETIC_FILE))?;
+    let tokenizer = Tokenizer::load(&ctx.shared(TOKENIZER_FILE))?;
+    let tasks = read_tasks(&ctx.shared(TASKS_FILE))?;
+    let synthetic = read_synthetic(&ctx.shared(SYNTHETIC_FILE))?;
     let train: Vec<&Task> = tasks
         .iter()
         .filter(|r| r.split == Split::Train)
         .map(|r| &r.task)
         .collect();
     let examples = pretrain_examples(&tokenizer, &train, &synthetic)?;
-    let val_tasks = val_tasks(&tasks, cfg.eval_tasks);
+    let val_tasks = val_tasks(ctx.config, &tasks, cfg.eval_tasks);
+    let val_tasks: Vec<&Task> = val_tasks.iter().collect();
     let val_examples = pretrain_examples(&tokenizer, &val_tasks, &[])?;
 
     let llama = ctx.config.model.to_llama(tokenizer.vocab_size());
@@ -209,7 +211,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
     save_final(
         &trained.model.valid(),
         &ctx.run_dir.join(BASE_DIR),
-        &ctx.run_dir.join(TOKENIZER_FILE),
+        &ctx.shared(TOKENIZER_FILE),
     )?;
     super::finish_training(
         ctx.run_dir,
@@ -271,15 +273,17 @@ fn accuracy_line(accuracy: &BTreeMap<String, f64>) -> String {
     )
 }
 
-/// Validation tasks, the first `per_domain` of each domain.
-fn val_tasks(tasks: &[TaskRow], per_domain: usize) -> Vec<&Task> {
-    let mut by_domain: BTreeMap<_, Vec<&Task>> = BTreeMap::new();
-    for r in tasks.iter().filter(|r| r.split == Split::Val) {
-        by_domain.entry(r.task.domain).or_default().push(&r.task);
-    }
-    by_domain
-        .values()
-        .flat_map(|v| v.iter().take(per_domain).copied())
+/// Up to `n` validation tasks per domain, drawn as every subset is
+/// ([`super::student::per_domain`]).
+fn val_tasks(config: &crate::config::Config, tasks: &[TaskRow], n: usize) -> Vec<Task> {
+    let val: Vec<Task> = tasks
+        .iter()
+        .filter(|r| r.split == Split::Val)
+        .map(|r| r.task.clone())
+        .collect();
+    super::student::per_domain(config, &val, n)
+        .into_iter()
+        .cloned()
         .collect()
 }
 
@@ -294,8 +298,8 @@ fn import_pretrained<B: didact_student::kernels::Kernels>(
 ) -> Result<StageOutput> {
     let cfg = &ctx.config.pretrain;
     let started = std::time::Instant::now();
-    let tokenizer = Tokenizer::load(&ctx.run_dir.join(TOKENIZER_FILE))?;
-    let tasks = read_tasks(&ctx.run_dir.join(TASKS_FILE))?;
+    let tokenizer = Tokenizer::load(&ctx.shared(TOKENIZER_FILE))?;
+    let tasks = read_tasks(&ctx.shared(TASKS_FILE))?;
     let model = checkpoint::load::<B>(dir, device)
         .with_context(|| format!("model.source: cannot import {}", dir.display()))?;
     let config = model.config.clone();
@@ -312,7 +316,8 @@ fn import_pretrained<B: didact_student::kernels::Kernels>(
         config.model_type,
         config.num_params()
     );
-    let val = val_tasks(&tasks, cfg.eval_tasks);
+    let val = val_tasks(ctx.config, &tasks, cfg.eval_tasks);
+    let val: Vec<&Task> = val.iter().collect();
     let acc = accuracy_by_domain(&model, &tokenizer, &val, cfg.max_new_tokens, 64, device)?;
     let mut accuracy: BTreeMap<String, f64> = acc
         .iter()
@@ -323,7 +328,7 @@ fn import_pretrained<B: didact_student::kernels::Kernels>(
     save_final(
         &model,
         &ctx.run_dir.join(BASE_DIR),
-        &ctx.run_dir.join(TOKENIZER_FILE),
+        &ctx.shared(TOKENIZER_FILE),
     )?;
     let summary = vec![
         format!(

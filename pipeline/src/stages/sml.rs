@@ -29,7 +29,7 @@ use didact_data::shard::{
     Shard, ShardedTask, classify_turns, full_task_id, parse_move, qprimed_dialogue,
 };
 use didact_data::tables::{self, ColumnType, TableSchema, read_tasks};
-use didact_data::{Dialogue, DomainKind, FeedbackLevel, Role, Split, Task, Tokenizer};
+use didact_data::{Dialogue, FeedbackLevel, Role, Split, Task, Tokenizer};
 use didact_student::checkpoint;
 use didact_student::grpo::RlConfig;
 use didact_student::kernels::{Kernels, TrainBackend};
@@ -135,6 +135,7 @@ impl SmlConfig {
 
 pub const STAGE: Stage = Stage {
     name: "sml",
+    per_seed: true,
     inputs: &[
         TASKS_FILE,
         TOKENIZER_FILE,
@@ -278,8 +279,8 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
             summary: vec!["sml: off (set sml.enabled = true, or run `just sml`)".into()],
         });
     }
-    let tokenizer = Tokenizer::load(&ctx.run_dir.join(TOKENIZER_FILE))?;
-    let rows = read_tasks(&ctx.run_dir.join(TASKS_FILE))?;
+    let tokenizer = Tokenizer::load(&ctx.shared(TOKENIZER_FILE))?;
+    let rows = read_tasks(&ctx.shared(TASKS_FILE))?;
     let split = |s: Split| -> Vec<Task> {
         rows.iter()
             .filter(|r| r.split == s)
@@ -325,7 +326,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
     save_final(
         &qprimed.valid(),
         &ctx.run_dir.join(QPRIMED_DIR),
-        &ctx.run_dir.join(TOKENIZER_FILE),
+        &ctx.shared(TOKENIZER_FILE),
     )?;
     let sft_wall = started.elapsed().as_secs_f64();
     summary.push(format!(
@@ -347,7 +348,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
             .chain(sharded.iter().map(|s| s.task.clone()))
             .collect()
     };
-    let val_full: Vec<Task> = per_domain(&val, rl.eval_tasks)
+    let val_full: Vec<Task> = per_domain(ctx.config, &val, rl.eval_tasks)
         .into_iter()
         .cloned()
         .collect();
@@ -380,7 +381,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
     ]);
 
     // 3. Evaluation, sharded and fully specified, on the same test tasks.
-    let (full_test, sharded_test) = test_tasks(&test, cfg.tasks_per_domain)?;
+    let (full_test, sharded_test) = test_tasks(ctx.config, &test, cfg.tasks_per_domain)?;
     for s in &sharded_test {
         shards.insert(s.task.task_id.clone(), s.shards.clone());
     }
@@ -430,21 +431,26 @@ fn by_domain(sharded: &[ShardedTask]) -> std::collections::BTreeMap<String, usiz
     counts
 }
 
-/// The first `per_domain` test tasks of each domain that shard (all of
-/// them for 0), fully specified and sharded, in the same order.
-fn test_tasks(test: &[Task], per_domain: usize) -> Result<(Vec<Task>, Vec<ShardedTask>)> {
-    let mut taken: HashMap<DomainKind, usize> = HashMap::new();
-    let (mut full, mut sharded) = (Vec::new(), Vec::new());
+/// Up to `n` test tasks of each domain that shard (all of them for 0),
+/// drawn as every subset is ([`per_domain`]), fully specified and sharded,
+/// in the same order.
+fn test_tasks(
+    config: &crate::config::Config,
+    test: &[Task],
+    n: usize,
+) -> Result<(Vec<Task>, Vec<ShardedTask>)> {
+    let mut shardable = Vec::new();
+    let mut sharded_by_id = HashMap::new();
     for t in test {
-        let n = taken.entry(t.domain).or_default();
-        if per_domain > 0 && *n >= per_domain {
-            continue;
-        }
         if let Some(s) = ShardedTask::new(t)? {
-            *n += 1;
-            full.push(t.clone());
-            sharded.push(s);
+            shardable.push(t.clone());
+            sharded_by_id.insert(t.task_id.clone(), s);
         }
+    }
+    let (mut full, mut sharded) = (Vec::new(), Vec::new());
+    for t in per_domain(config, &shardable, n) {
+        full.push(t.clone());
+        sharded.push(sharded_by_id.remove(&t.task_id).expect("shardable"));
     }
     Ok((full, sharded))
 }

@@ -4,7 +4,7 @@
 //! turn to `rollouts.parquet`, and per-iteration metrics to the train log.
 //! The runner here is shared with the single-turn RL baseline.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
@@ -34,6 +34,7 @@ pub const ROLLOUTS_FILE: &str = "rollouts.parquet";
 
 pub const STAGE: Stage = Stage {
     name: "student",
+    per_seed: true,
     inputs: &[TASKS_FILE, TOKENIZER_FILE, "base/model.safetensors"],
     config_section: |c| match c.teacher.kind {
         TeacherKind::Programmatic => json!({"student": c.student}),
@@ -69,8 +70,8 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
 
 /// Train tasks and the first `per_domain` validation tasks of each domain.
 pub fn load_tasks(ctx: &StageContext) -> Result<(Tokenizer, Vec<Task>, Vec<Task>)> {
-    let tokenizer = Tokenizer::load(&ctx.run_dir.join(TOKENIZER_FILE))?;
-    let rows = read_tasks(&ctx.run_dir.join(TASKS_FILE))?;
+    let tokenizer = Tokenizer::load(&ctx.shared(TOKENIZER_FILE))?;
+    let rows = read_tasks(&ctx.shared(TASKS_FILE))?;
     let train = rows
         .iter()
         .filter(|r| r.split == Split::Train)
@@ -84,20 +85,26 @@ pub fn load_tasks(ctx: &StageContext) -> Result<(Tokenizer, Vec<Task>, Vec<Task>
     Ok((tokenizer, train, val))
 }
 
-/// The first `n` tasks of each domain (all of them for `n` = 0).
-pub fn per_domain(tasks: &[Task], n: usize) -> Vec<&Task> {
-    let mut by_domain: BTreeMap<DomainKind, Vec<&Task>> = BTreeMap::new();
-    for t in tasks {
-        by_domain.entry(t.domain).or_default().push(t);
-    }
-    by_domain
-        .into_values()
-        .flat_map(|v| {
-            let k = if n == 0 { v.len() } else { n.min(v.len()) };
-            v.into_iter().take(k)
-        })
-        .collect()
+/// Up to `n` tasks of each domain (all of them for `n` = 0), drawn by the
+/// run's seeded shuffle stratified by difficulty
+/// ([`didact_data::subset::stratified`]): every evaluated or validation
+/// subset of every stage comes from here, so that all of them cover each
+/// difficulty in proportion and the same tasks are drawn for every model
+/// and training seed.
+pub fn per_domain<'a>(
+    config: &crate::config::Config,
+    tasks: &'a [Task],
+    n: usize,
+) -> Vec<&'a Task> {
+    didact_data::subset::stratified(
+        tasks,
+        n,
+        didact_data::rng::mix_seed(&[config.data.seed, SUBSET_SEED_TAG]),
+    )
 }
+
+/// Mixed into `data.seed` for [`per_domain`].
+const SUBSET_SEED_TAG: u64 = 0x5AB5E7;
 
 /// Fraction of dialogues solved at or before each turn `1..=max_turns`.
 pub fn cumulative_accuracy(runs: &[&DialogueRun], max_turns: usize) -> Vec<f64> {
@@ -217,7 +224,7 @@ pub fn run_rl<B: TrainBackend>(
         train.retain(|t| t.domain == domain);
         val.retain(|t| t.domain == domain);
     }
-    let val = per_domain(&val, cfg.eval_tasks)
+    let val = per_domain(ctx.config, &val, cfg.eval_tasks)
         .into_iter()
         .cloned()
         .collect();
@@ -340,7 +347,7 @@ pub fn run_rl_with<B: TrainBackend>(
     save_final(
         &trained.model.valid(),
         &ctx.run_dir.join(out_dir),
-        &ctx.run_dir.join(TOKENIZER_FILE),
+        &ctx.shared(TOKENIZER_FILE),
     )?;
     super::finish_training(ctx.run_dir, name, &trained.log, &ckpt)?;
 

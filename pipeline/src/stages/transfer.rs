@@ -71,6 +71,7 @@ impl TransferConfig {
 
 pub const STAGE: Stage = Stage {
     name: "transfer",
+    per_seed: true,
     inputs: &[
         TASKS_FILE,
         TOKENIZER_FILE,
@@ -133,13 +134,13 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
     outputs.dedup();
 
     let eval = &ctx.config.eval;
-    let tokenizer = Tokenizer::load(&ctx.run_dir.join(TOKENIZER_FILE))?;
-    let test: Vec<Task> = read_tasks(&ctx.run_dir.join(TASKS_FILE))?
+    let tokenizer = Tokenizer::load(&ctx.shared(TOKENIZER_FILE))?;
+    let test: Vec<Task> = read_tasks(&ctx.shared(TASKS_FILE))?
         .into_iter()
         .filter(|r| r.split == Split::Test)
         .map(|r| r.task)
         .collect();
-    let tasks = per_domain(&test, cfg.tasks_per_domain);
+    let tasks = per_domain(ctx.config, &test, cfg.tasks_per_domain);
     anyhow::ensure!(!tasks.is_empty(), "transfer: no test tasks in {TASKS_FILE}");
     let params = dialogue_params(eval, eval.max_turns, eval.feedback_level);
     let bar = progress::bar(ctx.progress, models.len() as u64, "transfer eval");
@@ -461,6 +462,7 @@ mod tests {
             feedback: String::new(),
             feedback_source: String::new(),
             judged: String::new(),
+            leak_blocked: false,
         }
     }
 
