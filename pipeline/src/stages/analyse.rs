@@ -550,218 +550,125 @@ fn revision_rows(grid: &Grid, tasks: &HashMap<String, Task>, k: usize) -> Vec<Re
     out
 }
 
-fn strs<'a, T>(rows: &'a [T], f: impl Fn(&'a T) -> &'a str) -> Vec<&'a str> {
-    rows.iter().map(f).collect()
+/// A text column of `rows`.
+fn text<'a, T>(name: &str, rows: &'a [T], f: impl Fn(&'a T) -> &'a str) -> Column {
+    Column::new(name.into(), rows.iter().map(f).collect::<Vec<&str>>())
+}
+
+/// A float column of `rows`.
+fn float<T>(name: &str, rows: &[T], f: impl Fn(&T) -> f64) -> Column {
+    Column::new(name.into(), rows.iter().map(f).collect::<Vec<f64>>())
+}
+
+/// A count column of `rows`.
+fn count<T>(name: &str, rows: &[T], f: impl Fn(&T) -> usize) -> Column {
+    Column::new(
+        name.into(),
+        rows.iter().map(|r| f(r) as u32).collect::<Vec<u32>>(),
+    )
+}
+
+fn write(path: &Path, schema: &TableSchema, columns: Vec<Column>) -> Result<()> {
+    let mut df = DataFrame::new_infer_height(columns)?;
+    Ok(tables::write_table(path, schema, &mut df)?)
 }
 
 fn write_summary(path: &Path, rows: &[SummaryRow]) -> Result<()> {
-    let mut df = DataFrame::new_infer_height(vec![
-        Column::new("model".into(), strs(rows, |r| &r.model)),
-        Column::new("condition".into(), strs(rows, |r| &r.condition)),
-        Column::new("domain".into(), strs(rows, |r| &r.domain)),
-        Column::new(
-            "turn".into(),
-            rows.iter().map(|r| r.turn as u32).collect::<Vec<u32>>(),
-        ),
-        Column::new(
-            "cum_accuracy".into(),
-            rows.iter().map(|r| r.est.value).collect::<Vec<f64>>(),
-        ),
-        Column::new(
-            "ci_low".into(),
-            rows.iter().map(|r| r.est.lo).collect::<Vec<f64>>(),
-        ),
-        Column::new(
-            "ci_high".into(),
-            rows.iter().map(|r| r.est.hi).collect::<Vec<f64>>(),
-        ),
-        Column::new(
-            "n_tasks".into(),
-            rows.iter()
-                .map(|r| r.est.n_tasks as u32)
-                .collect::<Vec<u32>>(),
-        ),
-        Column::new(
-            "n_seeds".into(),
-            rows.iter()
-                .map(|r| r.est.n_seeds as u32)
-                .collect::<Vec<u32>>(),
-        ),
-    ])?;
-    Ok(tables::write_table(path, &SUMMARY, &mut df)?)
+    write(
+        path,
+        &SUMMARY,
+        vec![
+            text("model", rows, |r| &r.model),
+            text("condition", rows, |r| &r.condition),
+            text("domain", rows, |r| &r.domain),
+            count("turn", rows, |r| r.turn),
+            float("cum_accuracy", rows, |r| r.est.value),
+            float("ci_low", rows, |r| r.est.lo),
+            float("ci_high", rows, |r| r.est.hi),
+            count("n_tasks", rows, |r| r.est.n_tasks),
+            count("n_seeds", rows, |r| r.est.n_seeds),
+        ],
+    )
 }
 
 fn write_gains(path: &Path, rows: &[GainRow]) -> Result<()> {
-    let mut df = DataFrame::new_infer_height(vec![
-        Column::new("model".into(), strs(rows, |r| &r.model)),
-        Column::new("condition".into(), strs(rows, |r| &r.condition)),
-        Column::new("domain".into(), strs(rows, |r| &r.domain)),
-        Column::new(
-            "delta".into(),
-            rows.iter().map(|r| r.est.value).collect::<Vec<f64>>(),
-        ),
-        Column::new(
-            "delta_ci_low".into(),
-            rows.iter().map(|r| r.est.lo).collect::<Vec<f64>>(),
-        ),
-        Column::new(
-            "delta_ci_high".into(),
-            rows.iter().map(|r| r.est.hi).collect::<Vec<f64>>(),
-        ),
-        Column::new(
-            "delta_i_to_c".into(),
-            rows.iter().map(|r| r.i_to_c).collect::<Vec<f64>>(),
-        ),
-        Column::new(
-            "delta_c_to_i".into(),
-            rows.iter().map(|r| r.c_to_i).collect::<Vec<f64>>(),
-        ),
-        Column::new(
-            "recovered_fraction".into(),
-            rows.iter()
-                .map(|r| r.recovered.unwrap_or(f64::NAN))
-                .collect::<Vec<f64>>(),
-        ),
-        Column::new(
-            "n_tasks".into(),
-            rows.iter()
-                .map(|r| r.est.n_tasks as u32)
-                .collect::<Vec<u32>>(),
-        ),
-        Column::new(
-            "n_seeds".into(),
-            rows.iter()
-                .map(|r| r.est.n_seeds as u32)
-                .collect::<Vec<u32>>(),
-        ),
-    ])?;
-    Ok(tables::write_table(path, &GAINS, &mut df)?)
+    write(
+        path,
+        &GAINS,
+        vec![
+            text("model", rows, |r| &r.model),
+            text("condition", rows, |r| &r.condition),
+            text("domain", rows, |r| &r.domain),
+            float("delta", rows, |r| r.est.value),
+            float("delta_ci_low", rows, |r| r.est.lo),
+            float("delta_ci_high", rows, |r| r.est.hi),
+            float("delta_i_to_c", rows, |r| r.i_to_c),
+            float("delta_c_to_i", rows, |r| r.c_to_i),
+            float("recovered_fraction", rows, |r| {
+                r.recovered.unwrap_or(f64::NAN)
+            }),
+            count("n_tasks", rows, |r| r.est.n_tasks),
+            count("n_seeds", rows, |r| r.est.n_seeds),
+        ],
+    )
 }
 
 fn write_contrasts(dir: &Path, rows: &[ContrastRow]) -> Result<()> {
-    let mut df = DataFrame::new_infer_height(vec![
-        Column::new("contrast".into(), strs(rows, |r| &r.contrast)),
-        Column::new("domain".into(), strs(rows, |r| &r.domain)),
-        Column::new(
-            "turn".into(),
-            rows.iter().map(|r| r.turn as u32).collect::<Vec<u32>>(),
-        ),
-        Column::new(
-            "estimate".into(),
-            rows.iter().map(|r| r.est.value).collect::<Vec<f64>>(),
-        ),
-        Column::new(
-            "ci_low".into(),
-            rows.iter().map(|r| r.est.lo).collect::<Vec<f64>>(),
-        ),
-        Column::new(
-            "ci_high".into(),
-            rows.iter().map(|r| r.est.hi).collect::<Vec<f64>>(),
-        ),
-        Column::new(
-            "n_tasks".into(),
-            rows.iter()
-                .map(|r| r.est.n_tasks as u32)
-                .collect::<Vec<u32>>(),
-        ),
-        Column::new(
-            "n_seeds".into(),
-            rows.iter()
-                .map(|r| r.est.n_seeds as u32)
-                .collect::<Vec<u32>>(),
-        ),
-    ])?;
-    tables::write_table(&dir.join("contrasts.parquet"), &CONTRASTS, &mut df)?;
+    write(
+        &dir.join("contrasts.parquet"),
+        &CONTRASTS,
+        vec![
+            text("contrast", rows, |r| &r.contrast),
+            text("domain", rows, |r| &r.domain),
+            count("turn", rows, |r| r.turn),
+            float("estimate", rows, |r| r.est.value),
+            float("ci_low", rows, |r| r.est.lo),
+            float("ci_high", rows, |r| r.est.hi),
+            count("n_tasks", rows, |r| r.est.n_tasks),
+            count("n_seeds", rows, |r| r.est.n_seeds),
+        ],
+    )?;
     let flat: Vec<(&ContrastRow, u64, f64, usize)> = rows
         .iter()
         .flat_map(|r| r.by_seed.iter().map(move |&(s, e, n)| (r, s, e, n)))
         .collect();
-    let mut df = DataFrame::new_infer_height(vec![
-        Column::new(
-            "contrast".into(),
-            flat.iter()
-                .map(|f| f.0.contrast.as_str())
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "domain".into(),
-            flat.iter().map(|f| f.0.domain.as_str()).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "turn".into(),
-            flat.iter().map(|f| f.0.turn as u32).collect::<Vec<u32>>(),
-        ),
-        Column::new(
-            "training_seed".into(),
-            flat.iter().map(|f| f.1).collect::<Vec<u64>>(),
-        ),
-        Column::new(
-            "estimate".into(),
-            flat.iter().map(|f| f.2).collect::<Vec<f64>>(),
-        ),
-        Column::new(
-            "n_tasks".into(),
-            flat.iter().map(|f| f.3 as u32).collect::<Vec<u32>>(),
-        ),
-    ])?;
-    Ok(tables::write_table(
+    write(
         &dir.join("contrasts_by_seed.parquet"),
         &CONTRASTS_BY_SEED,
-        &mut df,
-    )?)
+        vec![
+            text("contrast", &flat, |f| &f.0.contrast),
+            text("domain", &flat, |f| &f.0.domain),
+            count("turn", &flat, |f| f.0.turn),
+            Column::new(
+                "training_seed".into(),
+                flat.iter().map(|f| f.1).collect::<Vec<u64>>(),
+            ),
+            float("estimate", &flat, |f| f.2),
+            count("n_tasks", &flat, |f| f.3),
+        ],
+    )
 }
 
 fn write_revisions(path: &Path, rows: &[RevisionRow]) -> Result<()> {
-    let mut df = DataFrame::new_infer_height(vec![
-        Column::new("model".into(), strs(rows, |r| &r.model)),
-        Column::new("condition".into(), strs(rows, |r| &r.condition)),
-        Column::new("domain".into(), strs(rows, |r| &r.domain)),
-        Column::new(
-            "turn".into(),
-            rows.iter().map(|r| r.turn as u32).collect::<Vec<u32>>(),
-        ),
-        Column::new(
-            "n_wrong".into(),
-            rows.iter().map(|r| r.n_wrong as u32).collect::<Vec<u32>>(),
-        ),
-        Column::new(
-            "fix_rate".into(),
-            rows.iter().map(|r| r.fix.value).collect::<Vec<f64>>(),
-        ),
-        Column::new(
-            "fix_ci_low".into(),
-            rows.iter().map(|r| r.fix.lo).collect::<Vec<f64>>(),
-        ),
-        Column::new(
-            "fix_ci_high".into(),
-            rows.iter().map(|r| r.fix.hi).collect::<Vec<f64>>(),
-        ),
-        Column::new(
-            "n_revisions".into(),
-            rows.iter()
-                .map(|r| r.n_revisions as u32)
-                .collect::<Vec<u32>>(),
-        ),
-        Column::new(
-            "repeat_rate".into(),
-            rows.iter().map(|r| r.repeat_rate).collect::<Vec<f64>>(),
-        ),
-        Column::new(
-            "n_judged".into(),
-            rows.iter().map(|r| r.n_judged as u32).collect::<Vec<u32>>(),
-        ),
-        Column::new(
-            "targeted_rate".into(),
-            rows.iter().map(|r| r.targeted_rate).collect::<Vec<f64>>(),
-        ),
-        Column::new(
-            "n_seeds".into(),
-            rows.iter()
-                .map(|r| r.fix.n_seeds as u32)
-                .collect::<Vec<u32>>(),
-        ),
-    ])?;
-    Ok(tables::write_table(path, &REVISIONS, &mut df)?)
+    write(
+        path,
+        &REVISIONS,
+        vec![
+            text("model", rows, |r| &r.model),
+            text("condition", rows, |r| &r.condition),
+            text("domain", rows, |r| &r.domain),
+            count("turn", rows, |r| r.turn),
+            count("n_wrong", rows, |r| r.n_wrong),
+            float("fix_rate", rows, |r| r.fix.value),
+            float("fix_ci_low", rows, |r| r.fix.lo),
+            float("fix_ci_high", rows, |r| r.fix.hi),
+            count("n_revisions", rows, |r| r.n_revisions),
+            float("repeat_rate", rows, |r| r.repeat_rate),
+            count("n_judged", rows, |r| r.n_judged),
+            float("targeted_rate", rows, |r| r.targeted_rate),
+            count("n_seeds", rows, |r| r.fix.n_seeds),
+        ],
+    )
 }
 
 fn pct(x: f64) -> String {
@@ -1319,6 +1226,9 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
         format!("{REPORT_DIR}/revisions.parquet"),
     ];
     outputs.extend(plot_files.iter().map(|p| format!("{REPORT_DIR}/{p}")));
+    // Transfer and SML sections: one per training seed that ran them, or
+    // the one "not run" note.
+    let mut extra: Vec<String> = Vec::new();
     for (seed, dir) in ctx.layout.seed_dirs() {
         let (sub, label) = if ctx.layout.seeds.is_empty() {
             (String::new(), String::new())
@@ -1330,13 +1240,26 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
         };
         let seed_out = out.join(&sub);
         std::fs::create_dir_all(&seed_out)?;
-        let section = super::transfer::report_section(&dir, &seed_out, k)?;
-        md.push_str(&section.replacen(")\n", &format!("){label}\n"), 1));
+        let mut section = super::transfer::report_section(&dir, &seed_out, k)?;
         if seed_out.join("transfer.parquet").exists() {
             outputs.push(format!("{REPORT_DIR}/{sub}transfer.parquet"));
+            section = section.replacen(")\n", &format!("){label}\n"), 1);
         }
-        md.push_str(&super::sml::report_section(&dir)?);
+        let mut sml = super::sml::report_section(&dir)?;
+        if !sml.contains("Not run:") {
+            sml = sml.replacen(
+                "## Social meta-learning",
+                &format!("## Social meta-learning{label}"),
+                1,
+            );
+        }
+        for s in [section, sml] {
+            if !extra.contains(&s) {
+                extra.push(s);
+            }
+        }
     }
+    extra.iter().for_each(|s| md.push_str(s));
     if cfg.feedback_level != FeedbackLevel::Explanation {
         writeln!(
             md,
