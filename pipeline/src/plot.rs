@@ -38,8 +38,15 @@ fn err<E: std::fmt::Display>(path: &Path) -> impl FnOnce(E) -> anyhow::Error + '
     move |e| anyhow!("{}: cannot draw plot: {e}", path.display())
 }
 
-/// Accuracy (%) by turn, one line per series, with error bars.
-pub fn accuracy_by_turn(path: &Path, title: &str, series: &[Series], turns: usize) -> Result<()> {
+/// A rate (%) by turn (accuracy, fix rate; `y_desc` names it), one line
+/// per series, with error bars.
+pub fn rate_by_turn(
+    path: &Path,
+    title: &str,
+    y_desc: &str,
+    series: &[Series],
+    turns: usize,
+) -> Result<()> {
     fonts();
     let root = BitMapBackend::new(path, (720, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(err(path))?;
@@ -58,7 +65,7 @@ pub fn accuracy_by_turn(path: &Path, title: &str, series: &[Series], turns: usiz
     chart
         .configure_mesh()
         .x_desc("turn")
-        .y_desc("accuracy (%)")
+        .y_desc(y_desc)
         .x_labels(turns)
         .x_label_formatter(&|x| format!("{x:.0}"))
         .draw()

@@ -1060,9 +1060,10 @@ fn plots(
                 })
                 .collect();
             let file = format!("accuracy_{model}_{domain}.png");
-            plot::accuracy_by_turn(
+            plot::rate_by_turn(
                 &out.join(&file),
                 &format!("{model} · {domain}: accuracy by turn"),
+                "accuracy (%)",
                 &series,
                 k,
             )?;
@@ -1086,9 +1087,10 @@ fn plots(
                 })
                 .collect();
             let file = format!("fix_rate_{model}.png");
-            plot::accuracy_by_turn(
+            plot::rate_by_turn(
                 &out.join(&file),
                 &format!("{model} · all: P(correct at t+1 | wrong at t) by turn t"),
+                "fix rate (%)",
                 &series,
                 k - 1,
             )?;
