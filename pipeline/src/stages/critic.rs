@@ -29,7 +29,7 @@ use serde_json::json;
 
 use super::data::{TASKS_FILE, TOKENIZER_FILE};
 use super::pretrain::{TRAIN_LOG_FILE, pretrain_examples, save_final};
-use super::student::{STUDENT_DIR, load_tasks, per_domain};
+use super::student::{STUDENT_DIR, load_tasks};
 use super::{Stage, StageContext, StageOutput};
 use crate::progress;
 
@@ -263,7 +263,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
     } else {
         cfg.dialogues_per_task
     };
-    let val_tasks = per_domain(ctx.config, &val, cfg.train.eval_tasks.max(1));
+    let val_tasks = super::subset(ctx.config, &val, cfg.train.eval_tasks.max(1));
     let (val_dialogues, val_rows) = critique_data(
         &student,
         &tokenizer,

@@ -26,9 +26,11 @@ use super::baseline::{OFFLINE_DIR, SINGLE_TURN_DIR};
 use super::critic::{CRITIC_DIR, read_verdict};
 use super::data::{TASKS_FILE, TOKENIZER_FILE};
 use super::pretrain::BASE_DIR;
-use super::student::{STUDENT_DIR, per_domain};
+use super::student::STUDENT_DIR;
 use super::{Stage, StageContext, StageOutput};
-use crate::analysis::{SeedTaskValues, correct_at, mean_of, paired, two_level_ci};
+use crate::analysis::{
+    SeedTaskValues, Trajectory, correct_at, mean_of, paired, seed_task_values, two_level_ci,
+};
 use crate::config::{Condition, EvalConfig};
 use crate::progress;
 
@@ -81,7 +83,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
         .filter(|r| r.split == Split::Test)
         .map(|r| r.task.clone())
         .collect();
-    let tasks = per_domain(ctx.config, &test, cfg.tasks_per_domain);
+    let tasks = super::subset(ctx.config, &test, cfg.tasks_per_domain);
     anyhow::ensure!(!tasks.is_empty(), "eval: no test tasks in {TASKS_FILE}");
     let jobs = MODELS.len() * cfg.conditions.len() * cfg.seeds;
     tracing::info!(
@@ -371,18 +373,18 @@ pub fn cumulative(outcomes: &Outcomes, turns: usize) -> Vec<f64> {
 /// Correct at `turn` per task, averaged over sampling seeds, as the
 /// report's statistics take it (one training seed, labelled 0).
 pub fn outcome_values(outcomes: &Outcomes, turn: usize) -> SeedTaskValues {
-    let mut sums: BTreeMap<usize, (f64, usize)> = BTreeMap::new();
-    for ((_, task), attempts) in outcomes {
-        let e = sums.entry(*task).or_default();
-        e.0 += correct_at(attempts, turn) as u8 as f64;
-        e.1 += 1;
-    }
-    BTreeMap::from([(
-        0,
-        sums.into_iter()
-            .map(|(t, (s, n))| (t, s / n as f64))
-            .collect(),
-    )])
+    let trajectories: Vec<Trajectory> = outcomes
+        .iter()
+        .map(|(&(_, task), correct)| Trajectory {
+            training_seed: 0,
+            task,
+            attempts: Vec::new(),
+            correct: correct.clone(),
+            judged: Vec::new(),
+        })
+        .collect();
+    let refs: Vec<&Trajectory> = trajectories.iter().collect();
+    seed_task_values(&refs, &|x| x.correct_at(turn) as u8 as f64)
 }
 
 #[cfg(test)]

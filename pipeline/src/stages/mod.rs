@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
+use didact_data::Task;
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
@@ -132,6 +133,23 @@ pub fn run_sft<B: didact_student::kernels::TrainBackend>(
     finish_training(ctx.run_dir, name, &trained.log, &ckpt)?;
     Ok(trained.model)
 }
+
+/// Up to `n` tasks of each domain (all of them for `n` = 0), drawn by the
+/// run's seeded shuffle stratified by difficulty
+/// ([`didact_data::subset::stratified`]): every evaluated or validation
+/// subset of every stage comes from here, so that all of them cover each
+/// difficulty in proportion and the same tasks are drawn for every model
+/// and training seed.
+pub fn subset<'a>(config: &Config, tasks: &'a [Task], n: usize) -> Vec<&'a Task> {
+    didact_data::subset::stratified(
+        tasks,
+        n,
+        didact_data::rng::mix_seed(&[config.data.seed, SUBSET_SEED_TAG]),
+    )
+}
+
+/// Mixed into `data.seed` for [`subset`].
+const SUBSET_SEED_TAG: u64 = 0x5AB5E7;
 
 /// Every stage, in pipeline order.
 pub const STAGES: &[Stage] = &[

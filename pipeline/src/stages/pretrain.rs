@@ -274,14 +274,14 @@ fn accuracy_line(accuracy: &BTreeMap<String, f64>) -> String {
 }
 
 /// Up to `n` validation tasks per domain, drawn as every subset is
-/// ([`super::student::per_domain`]).
+/// ([`super::subset`]).
 fn val_tasks(config: &crate::config::Config, tasks: &[TaskRow], n: usize) -> Vec<Task> {
     let val: Vec<Task> = tasks
         .iter()
         .filter(|r| r.split == Split::Val)
         .map(|r| r.task.clone())
         .collect();
-    super::student::per_domain(config, &val, n)
+    super::subset(config, &val, n)
         .into_iter()
         .cloned()
         .collect()

@@ -42,7 +42,7 @@ use serde_json::json;
 use super::data::{TASKS_FILE, TOKENIZER_FILE};
 use super::eval::{dialogue_params, dialogue_seed};
 use super::pretrain::{BASE_DIR, save_final};
-use super::student::{RlSetup, STUDENT_DIR, per_domain, run_rl_with};
+use super::student::{RlSetup, STUDENT_DIR, run_rl_with};
 use super::{Stage, StageContext, StageOutput};
 use crate::analysis::bootstrap_mean_ci;
 use crate::progress;
@@ -348,7 +348,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
             .chain(sharded.iter().map(|s| s.task.clone()))
             .collect()
     };
-    let val_full: Vec<Task> = per_domain(ctx.config, &val, rl.eval_tasks)
+    let val_full: Vec<Task> = super::subset(ctx.config, &val, rl.eval_tasks)
         .into_iter()
         .cloned()
         .collect();
@@ -432,7 +432,7 @@ fn by_domain(sharded: &[ShardedTask]) -> std::collections::BTreeMap<String, usiz
 }
 
 /// Up to `n` test tasks of each domain that shard (all of them for 0),
-/// drawn as every subset is ([`per_domain`]), fully specified and sharded,
+/// drawn as every subset is ([`super::subset`]), fully specified and sharded,
 /// in the same order.
 fn test_tasks(
     config: &crate::config::Config,
@@ -448,7 +448,7 @@ fn test_tasks(
         }
     }
     let (mut full, mut sharded) = (Vec::new(), Vec::new());
-    for t in per_domain(config, &shardable, n) {
+    for t in super::subset(config, &shardable, n) {
         full.push(t.clone());
         sharded.push(sharded_by_id.remove(&t.task_id).expect("shardable"));
     }

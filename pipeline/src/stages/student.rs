@@ -68,7 +68,7 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
     })
 }
 
-/// Train tasks and the first `per_domain` validation tasks of each domain.
+/// The tokenizer, the train tasks and the validation tasks.
 pub fn load_tasks(ctx: &StageContext) -> Result<(Tokenizer, Vec<Task>, Vec<Task>)> {
     let tokenizer = Tokenizer::load(&ctx.shared(TOKENIZER_FILE))?;
     let rows = read_tasks(&ctx.shared(TASKS_FILE))?;
@@ -84,27 +84,6 @@ pub fn load_tasks(ctx: &StageContext) -> Result<(Tokenizer, Vec<Task>, Vec<Task>
         .collect();
     Ok((tokenizer, train, val))
 }
-
-/// Up to `n` tasks of each domain (all of them for `n` = 0), drawn by the
-/// run's seeded shuffle stratified by difficulty
-/// ([`didact_data::subset::stratified`]): every evaluated or validation
-/// subset of every stage comes from here, so that all of them cover each
-/// difficulty in proportion and the same tasks are drawn for every model
-/// and training seed.
-pub fn per_domain<'a>(
-    config: &crate::config::Config,
-    tasks: &'a [Task],
-    n: usize,
-) -> Vec<&'a Task> {
-    didact_data::subset::stratified(
-        tasks,
-        n,
-        didact_data::rng::mix_seed(&[config.data.seed, SUBSET_SEED_TAG]),
-    )
-}
-
-/// Mixed into `data.seed` for [`per_domain`].
-const SUBSET_SEED_TAG: u64 = 0x5AB5E7;
 
 /// Fraction of dialogues solved at or before each turn `1..=max_turns`.
 pub fn cumulative_accuracy(runs: &[&DialogueRun], max_turns: usize) -> Vec<f64> {
@@ -224,7 +203,7 @@ pub fn run_rl<B: TrainBackend>(
         train.retain(|t| t.domain == domain);
         val.retain(|t| t.domain == domain);
     }
-    let val = per_domain(ctx.config, &val, cfg.eval_tasks)
+    let val = super::subset(ctx.config, &val, cfg.eval_tasks)
         .into_iter()
         .cloned()
         .collect();

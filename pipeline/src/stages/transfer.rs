@@ -23,7 +23,7 @@ use serde_json::json;
 use super::data::{TASKS_FILE, TOKENIZER_FILE};
 use super::eval::{dialogue_params, dialogue_seed, turn_rows};
 use super::pretrain::BASE_DIR;
-use super::student::{STUDENT_DIR, per_domain, run_rl};
+use super::student::{STUDENT_DIR, run_rl};
 use super::{Stage, StageContext, StageOutput};
 use crate::config::Condition;
 use crate::progress;
@@ -140,7 +140,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
         .filter(|r| r.split == Split::Test)
         .map(|r| r.task)
         .collect();
-    let tasks = per_domain(ctx.config, &test, cfg.tasks_per_domain);
+    let tasks = super::subset(ctx.config, &test, cfg.tasks_per_domain);
     anyhow::ensure!(!tasks.is_empty(), "transfer: no test tasks in {TASKS_FILE}");
     let params = dialogue_params(eval, eval.max_turns, eval.feedback_level);
     let bar = progress::bar(ctx.progress, models.len() as u64, "transfer eval");
