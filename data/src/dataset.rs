@@ -96,6 +96,10 @@ pub struct SyntheticConfig {
     /// configs/default.toml, 3 made pretraining 50% slower and the
     /// teacher's gain smaller (see the README), so 1 is the default.
     pub max_wrong_attempts: usize,
+    /// The answer after a located critique is the domain's repair of the
+    /// attempt (keep what was not flagged, change what was) rather than
+    /// the stored solution, where the domain has a repair (maze, sudoku).
+    pub repair: bool,
 }
 
 impl Default for SyntheticConfig {
@@ -104,6 +108,7 @@ impl Default for SyntheticConfig {
             per_task: 1,
             feedback_levels: vec![FeedbackLevel::Location, FeedbackLevel::Explanation],
             max_wrong_attempts: 1,
+            repair: true,
         }
     }
 }
@@ -303,7 +308,11 @@ impl LeakStats {
 /// Builds the synthetic dialogues for the train tasks: one to
 /// `max_wrong_attempts` wrong attempts from the error model, each followed
 /// by the teacher's feedback (replaced by the verdict-only message if it
-/// fails the leak check), then the correct answer.
+/// fails the leak check), then the correct answer. With `repair` on, the
+/// answer after a located critique (location or explanation) is the
+/// domain's repair of the attempt ([`crate::Domain::repair`]) where it has
+/// one: the student keeps what the critique did not flag; a repair that is
+/// still wrong gets its own critique and repair, up to [`MAX_REPAIRS`].
 pub fn synthetic_dialogues(
     cfg: &DataConfig,
     tasks: &[TaskRow],
@@ -319,10 +328,8 @@ pub fn synthetic_dialogues(
             let mut rng = Rng::new(mix_seed(&[cfg.seed, hash, j as u64]));
             let level = levels[(hash as usize).wrapping_add(j) % levels.len()];
             let wrong = 1 + rng.below(cfg.synthetic.max_wrong_attempts.max(1) as u64) as usize;
-            let mut dialogue = Dialogue::from_task(&task.prompt);
-            let mut first: Option<(String, String, String, bool)> = None;
-            let mut previous: Vec<String> = Vec::new();
-            for _ in 0..wrong {
+            let first_attempt = domain.wrong_attempt(task, &mut rng)?;
+            let mut fresh = |previous: &[String]| -> Result<String> {
                 // A fresh mistake each turn where the error model has one.
                 let mut attempt = domain.wrong_attempt(task, &mut rng)?;
                 for _ in 0..4 {
@@ -331,45 +338,117 @@ pub fn synthetic_dialogues(
                     }
                     attempt = domain.wrong_attempt(task, &mut rng)?;
                 }
-                let verdict = domain.verify(task, &attempt)?;
-                let (feedback, leak_blocked) = teacher_message(task, &attempt, level)?;
-                let entry = stats.entry(task.domain).or_default();
-                entry.messages += 1;
-                entry.leaks += leak_blocked as usize;
-                dialogue
-                    .push(Role::Student, &attempt)
-                    .push(Role::Teacher, &feedback);
-                first.get_or_insert_with(|| {
-                    (
-                        attempt.clone(),
-                        verdict.name().to_string(),
-                        feedback.clone(),
-                        leak_blocked,
-                    )
-                });
-                previous.push(attempt);
-            }
-            dialogue.push(Role::Student, &task.solution);
-            let (attempt, attempt_verdict, feedback, leak_blocked) =
-                first.expect("at least one wrong attempt");
+                Ok(attempt)
+            };
+            let revision = revision_dialogue(
+                task,
+                &first_attempt,
+                level,
+                cfg.synthetic.repair,
+                wrong,
+                &mut fresh,
+            )?;
+            let entry = stats.entry(task.domain).or_default();
+            entry.messages += revision.critiques;
+            entry.leaks += revision.leaks;
+            let dialogue = revision.dialogue;
+            let answer = dialogue.texts(Role::Student).last().map(|a| a.to_string());
             rows.push(SyntheticDialogue {
                 dialogue_id: format!("{}-s{j}", task.task_id),
                 task_id: task.task_id.clone(),
                 domain: task.domain,
                 difficulty: task.difficulty,
-                attempt,
-                attempt_verdict,
+                attempt_verdict: domain.verify(task, &first_attempt)?.name().to_string(),
+                feedback: dialogue.turns[2].text.clone(),
+                attempt: first_attempt,
                 feedback_level: level.name().to_string(),
-                feedback,
-                leak_blocked,
-                wrong_attempts: wrong as u32,
-                answer: task.solution.clone(),
+                leak_blocked: revision.first_leak_blocked,
+                wrong_attempts: revision.untrained as u32,
+                answer: answer.unwrap_or_else(|| task.solution.clone()),
                 text: dialogue.render(),
             });
         }
     }
     Ok((rows, stats))
 }
+
+/// A dialogue in which a student revises a wrong attempt after feedback.
+pub struct Revision {
+    pub dialogue: Dialogue,
+    /// Leading student turns that are mistakes to learn from, not to learn:
+    /// the first attempt and any fresh mistakes after it. The student
+    /// turns after them (repairs, the answer) are the ones trained.
+    pub untrained: usize,
+    /// Teacher messages written, and how many failed the leak check.
+    pub critiques: usize,
+    pub leaks: usize,
+    pub first_leak_blocked: bool,
+}
+
+/// task → `attempt` (wrong) → the teacher's message at `level` → the
+/// student's next answer, until the answer is right. The next answer is the
+/// domain's repair of the attempt when `repair` holds and the critique is
+/// located (location or explanation) and the domain has one; a repair that
+/// is still wrong gets its own critique and repair, up to [`MAX_REPAIRS`].
+/// Otherwise, while fewer than `mistakes` wrong attempts have been made,
+/// `fresh` supplies another mistake; then the stored solution answers.
+pub fn revision_dialogue(
+    task: &Task,
+    attempt: &str,
+    level: FeedbackLevel,
+    repair: bool,
+    mistakes: usize,
+    fresh: &mut dyn FnMut(&[String]) -> Result<String>,
+) -> Result<Revision> {
+    let domain = task.domain.domain();
+    let located = matches!(level, FeedbackLevel::Location | FeedbackLevel::Explanation);
+    let mut dialogue = Dialogue::from_task(&task.prompt);
+    let mut previous: Vec<String> = Vec::new();
+    let mut attempt = attempt.to_string();
+    let (mut repairs, mut leaks) = (0usize, 0usize);
+    let mut first_leak_blocked = None;
+    loop {
+        let (feedback, leak_blocked) = teacher_message(task, &attempt, level)?;
+        leaks += leak_blocked as usize;
+        first_leak_blocked.get_or_insert(leak_blocked);
+        dialogue
+            .push(Role::Student, &attempt)
+            .push(Role::Teacher, &feedback);
+        previous.push(attempt.clone());
+        let repaired = if repair && located && !leak_blocked {
+            domain.repair(task, &attempt)?
+        } else {
+            None
+        };
+        match repaired {
+            Some(next) if domain.verify(task, &next)?.is_correct() => {
+                dialogue.push(Role::Student, &next);
+                break;
+            }
+            Some(next) if repairs + 1 < MAX_REPAIRS && !previous.contains(&next) => {
+                repairs += 1;
+                attempt = next;
+            }
+            // Fresh mistakes come only before any repair, so the untrained
+            // turns are the leading ones.
+            None if repairs == 0 && previous.len() < mistakes => attempt = fresh(&previous)?,
+            _ => {
+                dialogue.push(Role::Student, &task.solution);
+                break;
+            }
+        }
+    }
+    Ok(Revision {
+        dialogue,
+        untrained: previous.len() - repairs,
+        critiques: previous.len(),
+        leaks,
+        first_leak_blocked: first_leak_blocked.unwrap_or(false),
+    })
+}
+
+/// Repairs in one synthetic dialogue before the solution is given instead.
+pub const MAX_REPAIRS: usize = 3;
 
 /// The teacher's message after the leak check: `(message, leaked)`. A leaking
 /// message is never shown; the verdict-only message replaces it.
@@ -476,32 +555,74 @@ mod tests {
         let (rows, stats) = synthetic_dialogues(&cfg, &tasks).unwrap();
         assert_eq!(rows.len(), 4 * 40);
         let mut lengths = std::collections::BTreeSet::new();
+        let mut repaired = BTreeMap::<DomainKind, usize>::new();
         for r in &rows {
             assert_ne!(r.attempt_verdict, "correct");
             let d = Dialogue::parse(&r.text).unwrap();
-            // Task, then (wrong attempt, feedback) × wrong_attempts, then the answer.
+            // Task, then (wrong student turn, feedback) pairs, then the answer.
+            assert_eq!(d.turns.len() % 2, 0, "{}", r.text);
+            let answers = d.turns.len() / 2;
             let k = r.wrong_attempts as usize;
             assert!((1..=3).contains(&k));
-            assert_eq!(d.turns.len(), 2 + 2 * k);
+            assert!(k < answers && answers <= k + MAX_REPAIRS, "{}", r.text);
             lengths.insert(k);
             let task = &tasks
                 .iter()
                 .find(|t| t.task.task_id == r.task_id)
                 .unwrap()
                 .task;
-            for i in 0..k {
+            let domain = task.domain.domain();
+            for i in 0..answers - 1 {
                 assert_eq!(d.turns[1 + 2 * i].role, Role::Student);
-                let v = task
-                    .domain
-                    .domain()
-                    .verify(task, &d.turns[1 + 2 * i].text)
-                    .unwrap();
+                let v = domain.verify(task, &d.turns[1 + 2 * i].text).unwrap();
                 assert!(!v.is_correct(), "{}", r.text);
                 assert_eq!(d.turns[2 + 2 * i].role, Role::Teacher);
             }
+            // Every student turn after the error model's is a repair of
+            // the one before it, and the last one is right.
+            for i in k..answers {
+                let before = &d.turns[2 * i - 1].text;
+                let repair = domain.repair(task, before).unwrap();
+                if i + 1 < answers || r.answer != task.solution {
+                    assert_eq!(repair.as_deref(), Some(d.turns[2 * i + 1].text.as_str()));
+                }
+            }
+            assert!(
+                domain.verify(task, &r.answer).unwrap().is_correct(),
+                "{}",
+                r.text
+            );
             assert_eq!(d.turns[1].text, r.attempt);
             assert_eq!(d.turns[2].text, r.feedback);
-            assert_eq!(d.turns[1 + 2 * k].text, r.answer);
+            assert_eq!(d.turns[2 * answers - 1].text, r.answer);
+            if r.answer != task.solution || answers > k + 1 {
+                *repaired.entry(task.domain).or_default() += 1;
+            }
+        }
+        // Maze and sudoku answers after a located critique are repairs.
+        assert!(
+            repaired.get(&DomainKind::Maze).copied().unwrap_or(0) > 5,
+            "{repaired:?}"
+        );
+        assert!(
+            repaired.get(&DomainKind::Sudoku).copied().unwrap_or(0) > 0,
+            "{repaired:?}"
+        );
+        assert!(!repaired.contains_key(&DomainKind::Arith), "{repaired:?}");
+
+        cfg.synthetic.repair = false;
+        let (plain, _) = synthetic_dialogues(&cfg, &tasks).unwrap();
+        for r in &plain {
+            let task = &tasks
+                .iter()
+                .find(|t| t.task.task_id == r.task_id)
+                .unwrap()
+                .task;
+            assert_eq!(r.answer, task.solution);
+            assert_eq!(
+                Dialogue::parse(&r.text).unwrap().turns.len(),
+                2 + 2 * r.wrong_attempts as usize
+            );
         }
         assert_eq!(lengths.len(), 3, "1, 2 and 3 wrong attempts all occur");
         assert!(stats.values().all(|s| s.leaks == 0), "{stats:?}");

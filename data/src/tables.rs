@@ -59,7 +59,9 @@ pub const TASKS: TableSchema = TableSchema {
 
 /// `synthetic_dialogues.parquet`: for train tasks, `wrong_attempts` wrong
 /// attempts from the error model, each answered by the teacher, then the
-/// correct answer; used to warm-start the feedback format. `attempt`,
+/// student's repairs (each answered by the teacher while still wrong) and
+/// the correct answer; used to warm-start the feedback format. Pretraining
+/// trains every student turn after the first `wrong_attempts`. `attempt`,
 /// `attempt_verdict`, `feedback` and `leak_blocked` describe the first
 /// exchange (`text` holds the whole dialogue); `leak_blocked` marks
 /// feedback that failed the leak check and was replaced by the verdict-only
@@ -661,7 +663,9 @@ pub struct SyntheticDialogue {
     pub feedback_level: String,
     pub feedback: String,
     pub leak_blocked: bool,
-    /// Wrong attempts (each with feedback) before the answer.
+    /// Error-model attempts (each with feedback) that open the dialogue;
+    /// the student turns after them (repairs, the answer) are the ones
+    /// trained.
     pub wrong_attempts: u32,
     pub answer: String,
     /// The rendered dialogue (see [`crate::dialogue`]).

@@ -29,6 +29,9 @@ pub struct Config {
     /// The `pretrain` stage: SFT of the base student on single-turn examples
     /// and the synthetic feedback dialogues.
     pub pretrain: TrainConfig,
+    /// The second phase of `pretrain`: the base model's own mistakes on
+    /// train tasks, each with the teacher's critique and the answer after it.
+    pub own_mistakes: OwnMistakesConfig,
     /// The `student` stage: RL²F, GRPO over whole dialogues with the teacher.
     pub student: RlConfig,
     /// Who teaches during RL²F: the programmatic teacher (default), the
@@ -71,6 +74,59 @@ impl RunConfig {
         sorted.dedup();
         if sorted.len() != self.seeds.len() {
             return Err(format!("seeds: {:?} names a seed twice", self.seeds));
+        }
+        Ok(())
+    }
+}
+
+/// The second phase of `pretrain`. Synthetic dialogues show the error
+/// model's mistakes, which are not the student's: after the first phase the
+/// base model answers train tasks, and each of its wrong answers, with the
+/// teacher's critique (at `data.synthetic.feedback_levels`, in turn) and the
+/// answer after it (the domain's repair where `data.synthetic.repair`, else
+/// the solution), is trained beside an equal number of first-phase
+/// examples, so that the mistakes it learns to revise look like the ones it
+/// makes at test time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OwnMistakesConfig {
+    /// Train tasks per domain the base model answers (0: no second phase).
+    pub tasks_per_domain: usize,
+    /// Answers sampled per task; duplicates and right answers are dropped.
+    pub samples: usize,
+    /// Sampling temperature of those answers.
+    pub temperature: f32,
+    /// SFT steps of the second phase (with `pretrain`'s batch size).
+    pub steps: usize,
+    /// Peak learning rate of the second phase.
+    pub lr: f64,
+}
+
+impl Default for OwnMistakesConfig {
+    fn default() -> Self {
+        Self {
+            tasks_per_domain: 0,
+            samples: 2,
+            temperature: 1.0,
+            steps: 150,
+            lr: 1e-3,
+        }
+    }
+}
+
+impl OwnMistakesConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.tasks_per_domain > 0 && (self.samples == 0 || self.steps == 0) {
+            return Err("samples and steps must be at least 1 when tasks_per_domain > 0".into());
+        }
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return Err(format!(
+                "temperature: {} must be positive",
+                self.temperature
+            ));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(format!("lr: {} must be positive", self.lr));
         }
         Ok(())
     }
@@ -257,6 +313,10 @@ impl Config {
             .pretrain
             .validate()
             .map_err(|e| invalid(format!("pretrain: {e}")))?;
+        config
+            .own_mistakes
+            .validate()
+            .map_err(|e| invalid(format!("own_mistakes: {e}")))?;
         config
             .student
             .validate()

@@ -41,6 +41,12 @@ pub struct RlConfig {
     pub max_turns: usize,
     /// Solving at turn t earns gamma^(t-1).
     pub gamma: f64,
+    /// How the dialogue's reward reaches its student turns (see [`Credit`]).
+    pub credit: Credit,
+    /// Divide advantages by the group's standard deviation (GRPO); `false`
+    /// keeps only the mean baseline (Dr. GRPO), so that a group in which
+    /// one episode differs does not hand it an outsized advantage.
+    pub scale_advantages: bool,
     /// How much the teacher says about a wrong attempt.
     pub feedback_level: FeedbackLevel,
     /// Sampling temperature of the rollouts; the loss takes log-probabilities
@@ -86,6 +92,8 @@ impl Default for RlConfig {
             group_size: 8,
             max_turns: 4,
             gamma: 0.7,
+            credit: Credit::Dialogue,
+            scale_advantages: true,
             feedback_level: FeedbackLevel::Explanation,
             temperature: 1.0,
             top_p: 1.0,
@@ -175,10 +183,31 @@ pub fn discounted_reward(solved_turn: Option<usize>, gamma: f64) -> f64 {
     solved_turn.map_or(0.0, |t| gamma.powi(t.saturating_sub(1) as i32))
 }
 
+/// How a dialogue's reward is credited to the student's turns in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Credit {
+    /// Every student token gets the dialogue's advantage (the papers'
+    /// conversation-level reward): a wrong first attempt and the fix after
+    /// it share one sign.
+    Dialogue,
+    /// Student turn t of a dialogue solved at turn s earns gamma^(s-t)
+    /// (0 if unsolved), compared with the same turn of the group's other
+    /// episodes that reached it: a fix is judged among the attempts that
+    /// needed one, and a wrong attempt gets less than a right one.
+    Turn,
+}
+
 /// Group-normalised advantages (r - mean) / (std + eps), with the
 /// population standard deviation of the group. A group whose rewards are all
 /// equal gets advantage exactly 0 (no learning signal, no gradient).
 pub fn group_advantages(rewards: &[f64], groups: &[usize]) -> Vec<f64> {
+    centred_advantages(rewards, groups, true)
+}
+
+/// Advantages r - mean within each group, divided by (std + eps) when
+/// `scale` holds; a group whose rewards are all equal gets exactly 0.
+pub fn centred_advantages(rewards: &[f64], groups: &[usize], scale: bool) -> Vec<f64> {
     const EPS: f64 = 1e-4;
     let mut out = vec![0.0; rewards.len()];
     let mut ids: Vec<usize> = groups.to_vec();
@@ -197,11 +226,68 @@ pub fn group_advantages(rewards: &[f64], groups: &[usize]) -> Vec<f64> {
             .map(|&i| (rewards[i] - mean).powi(2))
             .sum::<f64>()
             / n;
+        let scale = if scale { var.sqrt() + EPS } else { 1.0 };
         for &i in &members {
-            out[i] = (rewards[i] - mean) / (var.sqrt() + EPS);
+            out[i] = (rewards[i] - mean) / scale;
         }
     }
     out
+}
+
+/// Each episode's advantage per student turn (index 0 is the first
+/// attempt), under `cfg.credit`.
+pub fn turn_advantages(episodes: &[Episode], cfg: &RlConfig) -> Vec<Vec<f64>> {
+    let groups: Vec<usize> = episodes.iter().map(|e| e.group).collect();
+    match cfg.credit {
+        Credit::Dialogue => {
+            let rewards: Vec<f64> = episodes.iter().map(|e| e.reward).collect();
+            centred_advantages(&rewards, &groups, cfg.scale_advantages)
+                .into_iter()
+                .zip(episodes)
+                .map(|(a, e)| vec![a; e.turns.max(1)])
+                .collect()
+        }
+        Credit::Turn => {
+            let mut out: Vec<Vec<f64>> =
+                episodes.iter().map(|e| vec![0.0; e.turns.max(1)]).collect();
+            let max_turns = episodes.iter().map(|e| e.turns).max().unwrap_or(0);
+            for t in 0..max_turns {
+                let reached: Vec<usize> = (0..episodes.len())
+                    .filter(|&i| episodes[i].turns > t)
+                    .collect();
+                let returns: Vec<f64> = reached
+                    .iter()
+                    .map(|&i| match episodes[i].solved_turn {
+                        Some(s) if s > t => cfg.gamma.powi((s - 1 - t) as i32),
+                        _ => 0.0,
+                    })
+                    .collect();
+                let g: Vec<usize> = reached.iter().map(|&i| groups[i]).collect();
+                let a = centred_advantages(&returns, &g, cfg.scale_advantages);
+                for (k, &i) in reached.iter().enumerate() {
+                    out[i][t] = a[k];
+                }
+            }
+            out
+        }
+    }
+}
+
+/// The 0-based student turn of each token: each maximal run of generated
+/// tokens (`mask`) is one turn; tokens before the first run count as turn 0.
+pub fn token_turns(mask: &[bool]) -> Vec<usize> {
+    let mut turn = 0usize;
+    let mut seen_any = false;
+    mask.iter()
+        .enumerate()
+        .map(|(i, &m)| {
+            if m && i > 0 && !mask[i - 1] && seen_any {
+                turn += 1;
+            }
+            seen_any |= m;
+            turn
+        })
+        .collect()
 }
 
 /// One sampled episode, as the policy saw and produced it.
@@ -256,7 +342,7 @@ pub struct PolicyBatch<B: Kernels> {
     pub targets: Tensor<B, 2, Int>,
     /// 1 where the target token was generated by the policy.
     pub mask: Tensor<B, 2>,
-    /// The episode's advantage at trained positions, 0 elsewhere.
+    /// The advantage of the token's turn at trained positions, 0 elsewhere.
     pub advantages: Tensor<B, 2>,
     /// 1 / (trained tokens of the episode) at trained positions, 0
     /// elsewhere: each episode weighs the same whatever its length.
@@ -267,7 +353,7 @@ pub struct PolicyBatch<B: Kernels> {
 
 pub fn policy_batch<B: Kernels>(
     episodes: &[&Episode],
-    advantages: &[f64],
+    advantages: &[Vec<f64>],
     max_len: usize,
     pad: u32,
     device: &B::Device,
@@ -289,12 +375,14 @@ pub fn policy_batch<B: Kernels>(
         let l = e.ids.len().min(max_len);
         n_tokens += l.saturating_sub(1);
         let own = e.mask[1..l.max(1)].iter().filter(|m| **m).count().max(1);
+        let turns = token_turns(&e.mask);
         for i in 0..l.saturating_sub(1) {
             inputs[r * t + i] = e.ids[i] as i64;
             targets[r * t + i] = e.ids[i + 1] as i64;
             if e.mask[i + 1] {
                 mask[r * t + i] = 1.0;
-                adv[r * t + i] = *a as f32;
+                let turn = turns[i + 1].min(a.len().saturating_sub(1));
+                adv[r * t + i] = a.get(turn).copied().unwrap_or(0.0) as f32;
                 weights[r * t + i] = 1.0 / own as f32;
                 n_trained += 1;
             }
@@ -464,13 +552,12 @@ pub fn train<B: TrainBackend>(
             )));
         }
         let rewards: Vec<f64> = episodes.iter().map(|e| e.reward).collect();
-        let groups: Vec<usize> = episodes.iter().map(|e| e.group).collect();
-        let advantages = group_advantages(&rewards, &groups);
+        let advantages = turn_advantages(&episodes, cfg);
         let normaliser = episodes.len();
         // Episodes with zero advantage contribute nothing unless the KL
         // penalty is on; skipping them saves their forward and backward.
         let mut trained: Vec<usize> = (0..episodes.len())
-            .filter(|&i| advantages[i] != 0.0 || cfg.kl_beta > 0.0)
+            .filter(|&i| advantages[i].iter().any(|a| *a != 0.0) || cfg.kl_beta > 0.0)
             .collect();
         trained.sort_by_key(|&i| (episodes[i].ids.len(), i));
         let chunks: Vec<Vec<usize>> = trained
@@ -498,7 +585,7 @@ pub fn train<B: TrainBackend>(
             let mut epoch_loss = 0.0;
             for (c, chunk) in chunks.iter().enumerate() {
                 let eps: Vec<&Episode> = chunk.iter().map(|&i| &episodes[i]).collect();
-                let adv: Vec<f64> = chunk.iter().map(|&i| advantages[i]).collect();
+                let adv: Vec<Vec<f64>> = chunk.iter().map(|&i| advantages[i].clone()).collect();
                 let batch = policy_batch::<B>(&eps, &adv, cfg.max_seq_len, pad, device);
                 tokens_fed += batch.n_tokens;
                 if let (None, Some(r)) = (&ref_logp[c], reference) {
@@ -557,7 +644,11 @@ pub fn train<B: TrainBackend>(
             ),
             (
                 "informative_fraction".into(),
-                advantages.iter().filter(|a| **a != 0.0).count() as f64 / n,
+                advantages
+                    .iter()
+                    .filter(|a| a.iter().any(|x| *x != 0.0))
+                    .count() as f64
+                    / n,
             ),
             ("policy_loss".into(), loss_value),
             ("lr".into(), cfg.lr_at(it)),
@@ -674,7 +765,8 @@ mod tests {
     fn logit_grads(episodes: &[&Episode], advantages: &[f64]) -> (Vec<f32>, usize, usize) {
         let device = Default::default();
         let model = init_random::<A>(&LlamaConfig::small(24, 16, 1, 2, 2), 3, &device).unwrap();
-        let batch = policy_batch::<A>(episodes, advantages, 64, 0, &device);
+        let per_turn: Vec<Vec<f64>> = advantages.iter().map(|a| vec![*a]).collect();
+        let batch = policy_batch::<A>(episodes, &per_turn, 64, 0, &device);
         let logits = model
             .forward(batch.inputs.clone(), None, None)
             .detach()
@@ -696,6 +788,64 @@ mod tests {
             .to_vec::<f32>()
             .unwrap();
         (g, t, v)
+    }
+
+    #[test]
+    fn turn_credit_judges_each_turn_among_the_episodes_that_reached_it() {
+        let ep = |group, turns, solved_turn| Episode {
+            group,
+            ids: vec![],
+            mask: vec![],
+            reward: discounted_reward(solved_turn, 0.5),
+            turns,
+            solved_turn,
+            generated_tokens: 0,
+        };
+        // Right at once; wrong then fixed; wrong twice.
+        let episodes = [ep(0, 1, Some(1)), ep(0, 2, Some(2)), ep(0, 2, None)];
+        let cfg = RlConfig {
+            gamma: 0.5,
+            credit: Credit::Turn,
+            scale_advantages: false,
+            ..RlConfig::default()
+        };
+        let a = turn_advantages(&episodes, &cfg);
+        // Turn 1 returns 1, 0.5, 0 (mean 0.5); turn 2 returns 1, 0 (mean 0.5).
+        assert_eq!(a, vec![vec![0.5], vec![0.0, 0.5], vec![-0.5, -0.5]]);
+        // The conversation-level credit gives the fix's wrong first
+        // attempt the same sign as the fix.
+        let dialogue = turn_advantages(
+            &episodes,
+            &RlConfig {
+                credit: Credit::Dialogue,
+                ..cfg.clone()
+            },
+        );
+        assert_eq!(dialogue[1], vec![0.0, 0.0]);
+        assert!((dialogue[0][0] - 0.5).abs() < 1e-12 && (dialogue[2][0] + 0.5).abs() < 1e-12);
+        // Scaling divides by the group's standard deviation.
+        let scaled = turn_advantages(
+            &episodes,
+            &RlConfig {
+                scale_advantages: true,
+                ..cfg
+            },
+        );
+        assert!(
+            (scaled[1][1] - 0.5 / (0.5 + 1e-4)).abs() < 1e-9,
+            "{scaled:?}"
+        );
+    }
+
+    #[test]
+    fn tokens_belong_to_the_turn_of_their_run_of_generated_tokens() {
+        let mask = [false, true, true, false, false, true, false, true];
+        assert_eq!(token_turns(&mask), vec![0, 0, 0, 0, 0, 1, 1, 2]);
+        // A second turn's tokens get the second turn's advantage.
+        let e = episode(vec![1, 2, 3, 4, 5, 6, 7, 8], mask.to_vec(), 0, 1.0);
+        let batch = policy_batch::<A>(&[&e], &[vec![1.0, -2.0, 3.0]], 64, 0, &Default::default());
+        let adv = batch.advantages.into_data().to_vec::<f32>().unwrap();
+        assert_eq!(adv, vec![1.0, 1.0, 0.0, 0.0, -2.0, 0.0, 3.0]);
     }
 
     #[test]
@@ -730,7 +880,7 @@ mod tests {
         // and 0, both generated. Hand-made logits over a vocabulary of 3.
         let device = Default::default();
         let e = episode(vec![1, 2, 0], vec![false, true, true], 0, 1.0);
-        let batch = policy_batch::<A>(&[&e], &[1.5], 64, 0, &device);
+        let batch = policy_batch::<A>(&[&e], &[vec![1.5]], 64, 0, &device);
         let z = [[0.5f64, -1.0, 2.0], [1.0, 0.2, -0.3]];
         let targets = [2usize, 0];
         let flat: Vec<f32> = z.iter().flatten().map(|x| *x as f32).collect();

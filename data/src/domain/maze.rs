@@ -197,11 +197,16 @@ impl Layout {
     }
 
     fn shortest_path(&self) -> Option<Vec<Move>> {
+        self.shortest_path_from(self.start)
+    }
+
+    /// Breadth-first search from `from` to the goal.
+    fn shortest_path_from(&self, from: Cell) -> Option<Vec<Move>> {
         let index = |(r, c): Cell| r * self.side + c;
         let mut came_from: Vec<Option<(Cell, Move)>> = vec![None; self.walls.len()];
         let mut seen = vec![false; self.walls.len()];
-        let mut queue = VecDeque::from([self.start]);
-        seen[index(self.start)] = true;
+        let mut queue = VecDeque::from([from]);
+        seen[index(from)] = true;
         while let Some(at) = queue.pop_front() {
             if at == self.goal {
                 let mut path = Vec::new();
@@ -452,6 +457,39 @@ impl Domain for Maze {
         let mut moves = path;
         moves.push(moves.last().map_or(Move::Up, |m| m.opposite()));
         Ok(format_moves(&moves))
+    }
+
+    /// Keeps the moves before the first one that fails (all of them when
+    /// the path ends away from the goal) and searches on from where they
+    /// lead: the answer a student gives who acts on the critique.
+    fn repair(&self, task: &Task, attempt: &str) -> Result<Option<String>> {
+        let layout = self.layout(task)?;
+        let Some(moves) = parse_moves(attempt, layout.max_moves()) else {
+            return Ok(None);
+        };
+        let (kept, from) = match layout.walk(&moves) {
+            Outcome::Reaches => return Ok(None),
+            Outcome::HitsWall { index, .. } | Outcome::LeavesGrid { index, .. } => {
+                let kept = &moves[..index];
+                let mut at = layout.start;
+                for &mv in kept {
+                    at = layout
+                        .step(at, mv)
+                        .expect("a prefix before the failing move stays on the grid");
+                }
+                (kept.to_vec(), at)
+            }
+            Outcome::EndsAway { at } => (moves.clone(), at),
+        };
+        let Some(rest) = layout.shortest_path_from(from) else {
+            return Ok(None);
+        };
+        let mut repaired = kept;
+        repaired.extend(rest);
+        Ok(
+            (repaired.len() <= layout.max_moves() && layout.walk(&repaired) == Outcome::Reaches)
+                .then(|| format_moves(&repaired)),
+        )
     }
 
     fn leak_rule(&self, task: &Task, message: &str) -> Result<Option<String>> {
@@ -851,6 +889,35 @@ mod tests {
             .filter(|s| !s.is_empty())
             .map(|s| s.parse().unwrap())
             .collect()
+    }
+
+    #[test]
+    fn repairs_keep_the_moves_before_the_failure_and_reach_the_goal() {
+        let mut kept_some = 0;
+        for seed in 0..500u64 {
+            let t = Maze.generate(seed, 4 + (seed % 5) as u32);
+            let mut rng = Rng::new(seed);
+            let wrong = Maze.wrong_attempt(&t, &mut rng).unwrap();
+            let repair = Maze
+                .repair(&t, &wrong)
+                .unwrap()
+                .expect("a maze attempt has a repair");
+            assert_eq!(
+                Maze.verify(&t, &repair).unwrap(),
+                Verdict::Correct,
+                "{wrong} -> {repair}"
+            );
+            let kept = match simulate(&t.prompt, &wrong) {
+                Walk::OffGrid { k, .. } | Walk::IntoWall { k, .. } => k - 1,
+                _ => wrong.len(),
+            };
+            assert_eq!(&repair[..kept], &wrong[..kept], "{wrong} -> {repair}");
+            kept_some += (kept > 0) as usize;
+        }
+        assert!(kept_some > 100, "{kept_some}");
+        let t = Maze.generate(3, 5);
+        assert_eq!(Maze.repair(&t, &t.solution).unwrap(), None);
+        assert_eq!(Maze.repair(&t, "not moves").unwrap(), None);
     }
 
     #[test]

@@ -247,6 +247,16 @@ pub trait Domain: Sync {
     /// A plausible wrong attempt, of the kind a student makes.
     fn wrong_attempt(&self, task: &Task, rng: &mut Rng) -> Result<String>;
 
+    /// The answer of a student who acts on the teacher's located critique
+    /// of a wrong `attempt`: what the critique did not flag is kept, what it
+    /// flagged is changed. `None` where the domain has no local repair (the
+    /// answer after a critique is then the solution) or the attempt cannot
+    /// be read. A repair may still be wrong (another mistake the critique
+    /// did not name); the next critique names it.
+    fn repair(&self, _task: &Task, _attempt: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
+
     /// Domain-specific leak rule: `Some(reason)` if `message` gives away the
     /// solution. [`crate::leak::check`] adds the generic substring rule.
     fn leak_rule(&self, task: &Task, message: &str) -> Result<Option<String>>;

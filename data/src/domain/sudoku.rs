@@ -96,6 +96,25 @@ enum Problem {
     Repeat { unit: Unit, digit: u8, count: usize },
 }
 
+/// The cell of a repeated `digit` in `unit` that the student should
+/// change: one that is not a given and disagrees with the solution (there is
+/// always one, since the solution holds `digit` once in the unit), else
+/// the first that is not a given. Naming it states a position and the
+/// student's own digit, never a value of the solution.
+fn cell_to_change(givens: &Grid, solution: &Grid, grid: &Grid, unit: Unit, digit: u8) -> usize {
+    let candidates: Vec<usize> = unit
+        .cells()
+        .into_iter()
+        .filter(|&i| grid[i] == digit && givens[i] == 0)
+        .collect();
+    candidates
+        .iter()
+        .copied()
+        .find(|&i| solution[i] != digit)
+        .or(candidates.first().copied())
+        .unwrap_or(unit.cells()[0])
+}
+
 fn first_problem(givens: &Grid, grid: &Grid) -> Option<Problem> {
     if let Some(cell) = (0..16).find(|&i| givens[i] != 0 && givens[i] != grid[i]) {
         return Some(Problem::ChangedGiven {
@@ -257,7 +276,7 @@ impl Domain for Sudoku {
         let Some(grid) = parse_answer(attempt) else {
             return Ok(MALFORMED_MESSAGE.to_string());
         };
-        let (givens, _) = self.grids(task)?;
+        let (givens, solution) = self.grids(task)?;
         let Some(problem) = first_problem(&givens, &grid) else {
             return Ok(WRONG_MESSAGE.to_string());
         };
@@ -278,7 +297,12 @@ impl Domain for Sudoku {
                     } else {
                         "more than once"
                     };
-                    format!("{} contains the digit {digit} {times}.", unit.name())
+                    let cell = cell_to_change(&givens, &solution, &grid, unit, digit);
+                    let (r, c) = (cell / 4 + 1, cell % 4 + 1);
+                    format!(
+                        "{} contains the digit {digit} {times}; the {digit} in row {r}, column {c} must change.",
+                        unit.name()
+                    )
                 } else {
                     format!("{} breaks a rule.", unit.name())
                 }
@@ -323,6 +347,25 @@ impl Domain for Sudoku {
         let mut grid = solution;
         grid[0] = grid[1];
         Ok(format_grid(&grid))
+    }
+
+    /// Changes only the cell the explanation names: a changed given is put
+    /// back, the named cell of a repeated digit gets the solution's digit.
+    /// Other mistakes stay for the next critique to name.
+    fn repair(&self, task: &Task, attempt: &str) -> Result<Option<String>> {
+        let (givens, solution) = self.grids(task)?;
+        let Some(mut grid) = parse_answer(attempt) else {
+            return Ok(None);
+        };
+        let cell = match first_problem(&givens, &grid) {
+            None => return Ok(None),
+            Some(Problem::ChangedGiven { cell, .. }) => cell,
+            Some(Problem::Repeat { unit, digit, .. }) => {
+                cell_to_change(&givens, &solution, &grid, unit, digit)
+            }
+        };
+        grid[cell] = solution[cell];
+        Ok(Some(format_grid(&grid)))
     }
 
     fn leak_rule(&self, task: &Task, message: &str) -> Result<Option<String>> {
@@ -553,6 +596,41 @@ mod tests {
     }
 
     #[test]
+    fn repairs_change_only_the_named_cell() {
+        let t = task("12.4/3..2/.1.3/4..1", "1234/3412/2143/4321");
+        let repair = |a: &str| Sudoku.repair(&t, a).unwrap();
+        // The explanation names row 1, column 3.
+        assert_eq!(
+            repair("1244/3412/2143/4321").as_deref(),
+            Some("1234/3412/2143/4321")
+        );
+        // A changed given is put back.
+        assert_eq!(
+            repair("2234/3412/2143/4321").as_deref(),
+            Some("1234/3412/2143/4321")
+        );
+        // Two blanks of row 2 swapped: the named cell is fixed, the other
+        // stays wrong for the next critique.
+        let once = repair("1234/3142/2143/4321").unwrap();
+        assert_eq!(once, "1234/3442/2143/4321");
+        assert_eq!(Sudoku.verify(&t, &once).unwrap(), Verdict::Wrong);
+        assert_eq!(repair(&once).as_deref(), Some("1234/3412/2143/4321"));
+        assert_eq!(repair("1234/3412/2143/4321"), None);
+        assert_eq!(repair("garbage"), None);
+        for seed in 0..300u64 {
+            let t = Sudoku.generate(seed, 1 + (seed % 12) as u32);
+            let wrong = Sudoku.wrong_attempt(&t, &mut Rng::new(seed)).unwrap();
+            let fixed = Sudoku.repair(&t, &wrong).unwrap().unwrap();
+            let differs = wrong
+                .chars()
+                .zip(fixed.chars())
+                .filter(|(a, b)| a != b)
+                .count();
+            assert_eq!(differs, 1, "{wrong} -> {fixed}");
+        }
+    }
+
+    #[test]
     fn feedback_levels_on_worked_examples() {
         let t = task("12.4/3..2/.1.3/4..1", "1234/3412/2143/4321");
         let say = |attempt: &str, level| Sudoku.feedback(&t, attempt, level).unwrap();
@@ -578,7 +656,7 @@ mod tests {
         assert_eq!(say("1244/3412/2143/4321", Location), "Row 1 breaks a rule.");
         assert_eq!(
             say("1244/3412/2143/4321", Explanation),
-            "Row 1 contains the digit 4 twice."
+            "Row 1 contains the digit 4 twice; the 4 in row 1, column 3 must change."
         );
         // Two blanks of row 2 swapped: the row is fine, column 2 is not.
         assert_eq!(
@@ -587,7 +665,7 @@ mod tests {
         );
         assert_eq!(
             say("1234/3142/2143/4321", Explanation),
-            "Column 2 contains the digit 1 twice."
+            "Column 2 contains the digit 1 twice; the 1 in row 2, column 2 must change."
         );
         // Malformed answers get the format reminder at every informative level.
         for level in [FeedbackLevel::Verdict, Location, Explanation] {
@@ -604,11 +682,11 @@ mod tests {
         );
         assert_eq!(
             say("1234/2341/3412/4123", Explanation),
-            "The top-left box contains the digit 2 twice."
+            "The top-left box contains the digit 2 twice; the 2 in row 2, column 1 must change."
         );
         assert_eq!(
             say("1111/2341/3412/4123", Explanation),
-            "Row 1 contains the digit 1 more than once."
+            "Row 1 contains the digit 1 more than once; the 1 in row 1, column 2 must change."
         );
     }
 
@@ -690,14 +768,23 @@ mod tests {
                 sorted.sort();
                 assert_ne!(sorted, [1, 2, 3, 4], "{context}");
                 if level == FeedbackLevel::Explanation {
-                    let d = *numbers(message).last().unwrap() as u8;
+                    // "<unit> contains the digit d twice; the d in row r,
+                    // column c must change." names a non-given cell of the
+                    // unit holding d.
+                    let (claim, named) = message.split_once("; ").expect("two clauses");
+                    let d = *numbers(claim).last().unwrap() as u8;
                     let count = digits.iter().filter(|&&x| x == d).count();
-                    if message.ends_with(" twice.") {
+                    if claim.ends_with(" twice") {
                         assert_eq!(count, 2, "{context}");
                     } else {
-                        assert!(message.ends_with(" more than once."), "{context}");
+                        assert!(claim.ends_with(" more than once"), "{context}");
                         assert!(count > 2, "{context}");
                     }
+                    let ns = numbers(named);
+                    assert_eq!(ns[0] as u8, d, "{context}");
+                    let (r, c) = (ns[1], ns[2]);
+                    assert_eq!(at(r, c), d, "{context}");
+                    assert_eq!(givens[4 * (r - 1) + (c - 1)], 0, "{context}");
                 }
             }
             None => {

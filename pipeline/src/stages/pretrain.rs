@@ -14,11 +14,16 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::ElementConversion;
+use didact_data::dataset::revision_dialogue;
+use didact_data::rng::{Rng, mix_seed};
 use didact_data::tables::{read_synthetic, read_tasks};
-use didact_data::{Dialogue, Role, Split, Task, TaskRow, Tokenizer};
+use didact_data::{Dialogue, FeedbackLevel, Role, Split, Task, TaskRow, Tokenizer};
 use didact_student::Llama;
 use didact_student::eval::accuracy_by_domain;
+use didact_student::generate::SamplingParams;
 use didact_student::kernels::TrainBackend;
+use didact_student::rollout::{DialogueParams, Teacher, run_dialogues_with};
+use didact_student::sft::TrainConfig;
 use didact_student::sft::{self, Example, TrainHooks};
 use didact_student::{checkpoint, sft::masked_nll};
 use indicatif::ProgressBar;
@@ -34,12 +39,14 @@ pub const BASE_DIR: &str = "base";
 pub const TRAIN_LOG_FILE: &str = "train_log.parquet";
 /// Resumable checkpoints of an unfinished run.
 const CHECKPOINT_DIR: &str = "checkpoints/pretrain";
+/// Resumable checkpoints of the second phase (own mistakes).
+const OWN_CHECKPOINT_DIR: &str = "checkpoints/pretrain_own";
 
 pub const STAGE: Stage = Stage {
     name: "pretrain",
     per_seed: true,
     inputs: &[TASKS_FILE, SYNTHETIC_FILE, TOKENIZER_FILE],
-    config_section: |c| json!({"model": c.model, "pretrain": c.pretrain}),
+    config_section: |c| json!({"model": c.model, "pretrain": c.pretrain, "own_mistakes": c.own_mistakes}),
     run,
 };
 
@@ -69,7 +76,7 @@ pub fn pretrain_examples(
             .with_context(|| format!("synthetic dialogue {}", s.dialogue_id))?;
         let enc = tokenizer.encode_dialogue(&d)?;
         examples.push(Example {
-            mask: enc.loss_mask_final_answer(Role::Student),
+            mask: enc.loss_mask_turns(Role::Student, |k| k >= s.wrong_attempts as usize),
             ids: enc.ids,
         });
     }
@@ -208,26 +215,36 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
     if trained.resumed_from > 0 {
         tracing::info!("pretrain: resumed from step {}", trained.resumed_from);
     }
+    let mut log = trained.log;
+    let mut model = trained.model;
+    let mut own_metrics = serde_json::Value::Null;
+    if ctx.config.own_mistakes.tasks_per_domain > 0 {
+        let own = own_mistakes_phase(
+            ctx, model, &examples, &train, &tokenizer, &mut hooks, device,
+        )?;
+        model = own.model;
+        log.extend(own.log);
+        own_metrics = own.metrics;
+    }
     save_final(
-        &trained.model.valid(),
+        &model.valid(),
         &ctx.run_dir.join(BASE_DIR),
         &ctx.shared(TOKENIZER_FILE),
     )?;
+    let _ = std::fs::remove_dir_all(ctx.run_dir.join(OWN_CHECKPOINT_DIR));
     super::finish_training(
         ctx.run_dir,
         "pretrain",
-        &trained.log,
+        &log,
         &ctx.run_dir.join(CHECKPOINT_DIR),
     )?;
 
-    let final_loss = trained
-        .log
+    let final_loss = log
         .iter()
         .rev()
         .find(|r| r.metric == "train_loss")
         .map(|r| r.value);
-    let tps = trained
-        .log
+    let tps = log
         .iter()
         .rev()
         .find(|r| r.metric == "tokens_per_s")
@@ -256,10 +273,144 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
             "final_train_loss": final_loss,
             "tokens_per_s": tps,
             "val_accuracy": acc,
+            "own_mistakes": own_metrics,
         }),
         summary,
     })
 }
+
+/// What the second phase hands back.
+struct OwnMistakes<B: TrainBackend> {
+    model: Llama<B>,
+    log: Vec<didact_student::sft::LogRow>,
+    metrics: serde_json::Value,
+}
+
+/// The second phase of pretraining ([`crate::config::OwnMistakesConfig`]):
+/// the base model answers a stratified draw of train tasks, and each
+/// distinct wrong answer becomes a revision dialogue (the teacher's
+/// critique, then the repair or the solution), trained beside as many
+/// first-phase examples drawn at random. Steps are logged after the first
+/// phase's.
+fn own_mistakes_phase<B: TrainBackend>(
+    ctx: &StageContext,
+    model: Llama<B>,
+    first_phase: &[Example],
+    train: &[&Task],
+    tokenizer: &Tokenizer,
+    hooks: &mut Hooks<'_, B>,
+    device: &B::Device,
+) -> Result<OwnMistakes<B>> {
+    let own = &ctx.config.own_mistakes;
+    let cfg = &ctx.config.pretrain;
+    let synthetic = &ctx.config.data.synthetic;
+    let owned: Vec<Task> = train.iter().map(|t| (*t).clone()).collect();
+    let tasks = super::subset(ctx.config, &owned, own.tasks_per_domain);
+    let seed = mix_seed(&[cfg.seed, OWN_SEED_TAG]);
+    let params = DialogueParams {
+        max_turns: 1,
+        feedback_level: FeedbackLevel::Retry,
+        sampling: SamplingParams {
+            temperature: own.temperature,
+            top_p: 1.0,
+            max_new_tokens: cfg.max_new_tokens,
+        },
+        batch_size: 128,
+    };
+    let runs = run_dialogues_with(
+        &model.valid(),
+        tokenizer,
+        &tasks,
+        own.samples,
+        &params,
+        &mut Teacher(FeedbackLevel::Retry),
+        seed,
+        device,
+    )?;
+    let levels = &synthetic.feedback_levels;
+    let mut seen = std::collections::HashSet::new();
+    let mut examples = Vec::new();
+    let mut wrong_by_domain: BTreeMap<String, usize> = BTreeMap::new();
+    for run in &runs {
+        let task = tasks[run.task_index];
+        let Some(turn) = run.turns.first() else {
+            continue;
+        };
+        if turn.verdict.is_correct() || !seen.insert((run.task_index, turn.attempt.clone())) {
+            continue;
+        }
+        *wrong_by_domain
+            .entry(task.domain.name().to_string())
+            .or_default() += 1;
+        let level = levels[(run.task_index + run.member) % levels.len()];
+        let revision =
+            revision_dialogue(task, &turn.attempt, level, synthetic.repair, 1, &mut |_| {
+                Ok(task.solution.clone())
+            })?;
+        let enc = tokenizer.encode_dialogue(&revision.dialogue)?;
+        examples.push(Example {
+            mask: enc.loss_mask_turns(Role::Student, |k| k >= revision.untrained),
+            ids: enc.ids,
+        });
+    }
+    let own_examples = examples.len();
+    let metrics = json!({
+        "answers": runs.len(),
+        "wrong": own_examples,
+        "wrong_by_domain": wrong_by_domain,
+    });
+    tracing::info!(
+        "pretrain: {} of the base model's {} answers to {} train tasks are wrong; training on them",
+        own_examples,
+        runs.len(),
+        tasks.len()
+    );
+    if own_examples == 0 {
+        return Ok(OwnMistakes {
+            model,
+            log: Vec::new(),
+            metrics,
+        });
+    }
+    let mut rng = Rng::new(seed);
+    for _ in 0..own_examples {
+        examples.push(first_phase[rng.below(first_phase.len() as u64) as usize].clone());
+    }
+    let phase = TrainConfig {
+        steps: own.steps,
+        lr: own.lr,
+        warmup_steps: cfg.warmup_steps.min(own.steps / 10).max(1),
+        eval_every: own.steps,
+        ..cfg.clone()
+    };
+    hooks.bar = progress::bar(ctx.progress, own.steps as u64, "own mistakes");
+    let trained = sft::train(
+        model,
+        &examples,
+        &phase,
+        tokenizer.pad_id(),
+        &ctx.run_dir.join(OWN_CHECKPOINT_DIR),
+        hooks,
+        device,
+    )?;
+    hooks.bar.finish_and_clear();
+    let log = trained
+        .log
+        .into_iter()
+        .map(|mut r| {
+            r.step += cfg.steps as u64;
+            r
+        })
+        .collect();
+    Ok(OwnMistakes {
+        model: trained.model,
+        log,
+        metrics,
+    })
+}
+
+/// Mixed into `pretrain.seed` for the second phase's sampling.
+const OWN_SEED_TAG: u64 = 0x0FF1CE;
 
 /// The summary line of the base model's validation accuracy by domain.
 fn accuracy_line(accuracy: &BTreeMap<String, f64>) -> String {
