@@ -6,7 +6,7 @@ use std::fs;
 
 use burn::backend::Flex;
 use didact_data::tables::read_train_log;
-use didact_e2e::{didact, scratch, smoke_config, smoke_stage};
+use didact_e2e::{didact, scratch, smoke_config, smoke_run, smoke_stage};
 
 #[test]
 fn pretrain_writes_a_loadable_base_checkpoint_and_a_train_log() {
@@ -86,6 +86,44 @@ fn pretrain_writes_a_loadable_base_checkpoint_and_a_train_log() {
             && line.contains("rerun data first"),
         "{line}"
     );
+}
+
+#[test]
+fn the_own_mistakes_phase_trains_on_the_base_models_wrong_answers() {
+    let dir = scratch();
+    smoke_stage(dir.path(), "data");
+    let sets = [
+        "own_mistakes.tasks_per_domain=6",
+        "own_mistakes.samples=2",
+        "own_mistakes.steps=4",
+    ];
+    let run = smoke_run(dir.path(), "pretrain", &sets).expect_ok();
+    let root = dir.path().join("run");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(root.join("manifest.json")).unwrap()).unwrap();
+    let own = &manifest["stages"]["pretrain"]["metrics"]["own_mistakes"];
+    // 6 train tasks in each of the 4 domains, 2 answers each.
+    assert_eq!(own["answers"], 48, "{own}");
+    let wrong = own["wrong"].as_u64().unwrap();
+    assert!(wrong > 0 && wrong <= 48, "{own}");
+    let by_domain: u64 = own["wrong_by_domain"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(by_domain, wrong);
+    // The second phase's steps follow the first phase's 30 in the log.
+    let log = read_train_log(&root.join("train_log.parquet")).unwrap();
+    let steps: Vec<u64> = log
+        .iter()
+        .filter(|r| r.stage == "pretrain" && r.metric == "train_loss")
+        .map(|r| r.step)
+        .collect();
+    assert_eq!(steps.len(), 34, "{steps:?}");
+    assert_eq!(steps.last(), Some(&34));
+    assert!(!root.join("checkpoints").exists(), "{:?}", run.stderr());
+    assert!(root.join("base/model.safetensors").exists());
 }
 
 #[test]
