@@ -248,27 +248,42 @@ pub fn turn_advantages(episodes: &[Episode], cfg: &RlConfig) -> Vec<Vec<f64>> {
                 .collect()
         }
         Credit::Turn => {
-            let mut out: Vec<Vec<f64>> =
-                episodes.iter().map(|e| vec![0.0; e.turns.max(1)]).collect();
             let max_turns = episodes.iter().map(|e| e.turns).max().unwrap_or(0);
-            for t in 0..max_turns {
-                let reached: Vec<usize> = (0..episodes.len())
-                    .filter(|&i| episodes[i].turns > t)
-                    .collect();
-                let returns: Vec<f64> = reached
-                    .iter()
-                    .map(|&i| match episodes[i].solved_turn {
-                        Some(s) if s > t => cfg.gamma.powi((s - 1 - t) as i32),
-                        _ => 0.0,
-                    })
-                    .collect();
-                let g: Vec<usize> = reached.iter().map(|&i| groups[i]).collect();
-                let a = centred_advantages(&returns, &g, cfg.scale_advantages);
-                for (k, &i) in reached.iter().enumerate() {
-                    out[i][t] = a[k];
-                }
-            }
-            out
+            // by_turn[t][i]: episode i's advantage at turn t (0 if it
+            // stopped before).
+            let by_turn: Vec<Vec<f64>> = (0..max_turns)
+                .map(|t| {
+                    let reached: Vec<usize> = (0..episodes.len())
+                        .filter(|&i| episodes[i].turns > t)
+                        .collect();
+                    let returns: Vec<f64> = reached
+                        .iter()
+                        .map(|&i| match episodes[i].solved_turn {
+                            Some(s) if s > t => cfg.gamma.powi((s - 1 - t) as i32),
+                            _ => 0.0,
+                        })
+                        .collect();
+                    let g: Vec<usize> = reached.iter().map(|&i| groups[i]).collect();
+                    let mut full = vec![0.0; episodes.len()];
+                    for (i, a) in
+                        reached
+                            .iter()
+                            .zip(centred_advantages(&returns, &g, cfg.scale_advantages))
+                    {
+                        full[*i] = a;
+                    }
+                    full
+                })
+                .collect();
+            episodes
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    (0..e.turns.max(1))
+                        .map(|t| by_turn.get(t).map_or(0.0, |a| a[i]))
+                        .collect()
+                })
+                .collect()
         }
     }
 }
