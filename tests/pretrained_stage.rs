@@ -73,6 +73,62 @@ fn write_chat_model(dir: &Path) {
     didact_student::checkpoint::save(&model, dir).unwrap();
 }
 
+/// Rewrites the checkpoint in `dir` as transformers 5's `save_pretrained`
+/// writes it: the chat template in `chat_template.jinja` (not inside
+/// `tokenizer_config.json`) and a `special_tokens_map.json`.
+fn to_transformers_5_layout(dir: &Path) {
+    let path = dir.join("tokenizer_config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    let template = config
+        .as_object_mut()
+        .unwrap()
+        .remove("chat_template")
+        .unwrap();
+    fs::write(dir.join("chat_template.jinja"), template.as_str().unwrap()).unwrap();
+    fs::write(&path, config.to_string()).unwrap();
+    fs::write(
+        dir.join("special_tokens_map.json"),
+        r#"{"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}"#,
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_checkpoint_in_transformers_5_layout_is_carried_into_the_run_and_its_checkpoints() {
+    let dir = scratch();
+    let model = dir.path().join("tiny-qwen2-chat");
+    write_chat_model(&model);
+    to_transformers_5_layout(&model);
+    let source = format!("model.source=\"pretrained:{}\"", model.display());
+    for stage in ["data", "pretrain"] {
+        smoke_run(dir.path(), stage, &[&source]).expect_ok();
+    }
+    let run = dir.path().join("run");
+    for file in [
+        "chat_template.jinja",
+        "special_tokens_map.json",
+        "generation_config.json",
+    ] {
+        let original = fs::read(model.join(file)).unwrap();
+        assert_eq!(fs::read(run.join(file)).unwrap(), original, "run/{file}");
+        assert_eq!(
+            fs::read(run.join("base").join(file)).unwrap(),
+            original,
+            "base/{file}"
+        );
+    }
+    // The template stays where transformers 5 put it.
+    let config: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("base/tokenizer_config.json")).unwrap())
+            .unwrap();
+    assert!(config.get("chat_template").is_none(), "{config}");
+    assert!(!run.join("chat_template.json").exists());
+    // The saved base model renders dialogues through the carried template.
+    let tokenizer = Tokenizer::load(&run.join("base/tokenizer.json")).unwrap();
+    assert!(tokenizer.is_chat());
+}
+
 /// GSM8K-style rows: a worked answer ending in `#### <n>`.
 fn write_gsm(path: &Path, n: usize) {
     let lines: Vec<String> = (0..n)

@@ -8,22 +8,22 @@
 use std::path::{Path, PathBuf};
 
 use crate::stages::data::{
-    GENERATION_CONFIG_FILE, SYNTHETIC_FILE, TASKS_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE,
+    CARRIED_FILES, SYNTHETIC_FILE, TASKS_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE,
 };
 
-/// Files written once per run and read by every training seed.
-pub const SHARED_FILES: [&str; 5] = [
+/// Files written once per run and read by every training seed, besides a
+/// pretrained model's [`CARRIED_FILES`].
+pub const SHARED_FILES: [&str; 4] = [
     TASKS_FILE,
     SYNTHETIC_FILE,
     TOKENIZER_FILE,
     TOKENIZER_CONFIG_FILE,
-    GENERATION_CONFIG_FILE,
 ];
 
 /// Whether `file` (relative to the run directory) is shared by every
 /// training seed rather than written once per seed.
 pub fn is_shared(file: &str) -> bool {
-    SHARED_FILES.contains(&file)
+    SHARED_FILES.contains(&file) || CARRIED_FILES.contains(&file)
 }
 
 /// The run directory and its training seeds.

@@ -23,6 +23,18 @@ pub const TOKENIZER_FILE: &str = "tokenizer.json";
 pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
 /// A pretrained model's end-of-sequence ids, when it has the file.
 pub const GENERATION_CONFIG_FILE: &str = "generation_config.json";
+/// The files beside a pretrained model's tokenizer that are carried as they
+/// came into the run directory and into every checkpoint didact writes, so
+/// that they load in transformers as the original did: the generation
+/// config and the files in which transformers keeps chat templates and
+/// special tokens (transformers 5 writes the template as
+/// `chat_template.jinja`, not inside `tokenizer_config.json`).
+pub const CARRIED_FILES: [&str; 4] = [
+    GENERATION_CONFIG_FILE,
+    "chat_template.jinja",
+    "chat_template.json",
+    "special_tokens_map.json",
+];
 
 pub const STAGE: Stage = Stage {
     name: "data",
@@ -98,7 +110,15 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
         }
         Some(dir) => {
             outputs.push(TOKENIZER_CONFIG_FILE.into());
-            import_tokenizer(dir, ctx.config.model.system_prompt.as_deref(), ctx.run_dir)?
+            let tokenizer =
+                import_tokenizer(dir, ctx.config.model.system_prompt.as_deref(), ctx.run_dir)?;
+            outputs.extend(
+                CARRIED_FILES
+                    .iter()
+                    .filter(|f| ctx.run_dir.join(f).exists())
+                    .map(|f| f.to_string()),
+            );
+            tokenizer
         }
     };
     let (texts, tokens) = check_round_trip(&tokenizer, &tasks, &dialogues)?;
@@ -128,8 +148,7 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
 
 /// Copies a pretrained model's tokenizer into the run: `tokenizer.json`,
 /// `tokenizer_config.json` with the configured system prompt recorded under
-/// [`SYSTEM_PROMPT_KEY`], and `generation_config.json` when the model has
-/// one. Checks first that the chat template renders didact's dialogues.
+/// [`SYSTEM_PROMPT_KEY`], and each of [`CARRIED_FILES`] the model has. Checks first that the chat template renders didact's dialogues.
 fn import_tokenizer(dir: &Path, system: Option<&str>, run_dir: &Path) -> Result<Tokenizer> {
     anyhow::ensure!(
         dir.is_dir(),
@@ -169,10 +188,12 @@ fn import_tokenizer(dir: &Path, system: Option<&str>, run_dir: &Path) -> Result<
         &run_dir.join(TOKENIZER_CONFIG_FILE),
         serde_json::to_string_pretty(&config)?.as_bytes(),
     )?;
-    if dir.join(GENERATION_CONFIG_FILE).exists() {
-        copy(GENERATION_CONFIG_FILE)?;
-    } else {
-        let _ = std::fs::remove_file(run_dir.join(GENERATION_CONFIG_FILE));
+    for file in CARRIED_FILES {
+        if dir.join(file).exists() {
+            copy(file)?;
+        } else {
+            let _ = std::fs::remove_file(run_dir.join(file));
+        }
     }
     Ok(Tokenizer::load(&run_dir.join(TOKENIZER_FILE))?)
 }

@@ -30,7 +30,7 @@ use indicatif::ProgressBar;
 use serde_json::json;
 
 use super::data::{
-    GENERATION_CONFIG_FILE, SYNTHETIC_FILE, TASKS_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE,
+    CARRIED_FILES, SYNTHETIC_FILE, TASKS_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE,
 };
 use super::{Stage, StageContext, StageOutput};
 use crate::progress;
@@ -508,10 +508,10 @@ fn import_pretrained<B: didact_student::kernels::Kernels>(
 
 /// Writes the checkpoint and a copy of the tokenizer into a temporary
 /// directory and swaps it in, so `base/` is always complete. A pretrained
-/// model's tokenizer files (`tokenizer_config.json` with the chat template,
-/// `generation_config.json`) beside `tokenizer` are copied too, so that the
-/// checkpoint renders dialogues as the run did and loads in transformers
-/// with its chat template.
+/// model's tokenizer files beside `tokenizer` (`tokenizer_config.json` and
+/// [`CARRIED_FILES`]: chat template, special tokens, generation config) are
+/// copied too, so that the checkpoint renders dialogues as the run did and
+/// loads in transformers with its chat template.
 pub fn save_final<B: burn::tensor::backend::Backend>(
     model: &Llama<B>,
     dir: &Path,
@@ -524,7 +524,7 @@ pub fn save_final<B: burn::tensor::backend::Backend>(
     std::fs::copy(tokenizer, tmp.join(TOKENIZER_FILE))
         .with_context(|| format!("{}: cannot copy", tokenizer.display()))?;
     let beside = tokenizer.parent().unwrap_or(Path::new("."));
-    for file in [TOKENIZER_CONFIG_FILE, GENERATION_CONFIG_FILE] {
+    for file in std::iter::once(TOKENIZER_CONFIG_FILE).chain(CARRIED_FILES) {
         if beside.join(file).exists() {
             std::fs::copy(beside.join(file), tmp.join(file))
                 .with_context(|| format!("{}: cannot copy", beside.join(file).display()))?;
