@@ -352,7 +352,6 @@ pub fn synthetic_dialogues(
             entry.messages += revision.critiques;
             entry.leaks += revision.leaks;
             let dialogue = revision.dialogue;
-            let answer = dialogue.texts(Role::Student).last().map(|a| a.to_string());
             rows.push(SyntheticDialogue {
                 dialogue_id: format!("{}-s{j}", task.task_id),
                 task_id: task.task_id.clone(),
@@ -364,7 +363,7 @@ pub fn synthetic_dialogues(
                 feedback_level: level.name().to_string(),
                 leak_blocked: revision.first_leak_blocked,
                 wrong_attempts: revision.untrained as u32,
-                answer: answer.unwrap_or_else(|| task.solution.clone()),
+                answer: revision.answer,
                 text: dialogue.render(),
             });
         }
@@ -375,6 +374,8 @@ pub fn synthetic_dialogues(
 /// A dialogue in which a student revises a wrong attempt after feedback.
 pub struct Revision {
     pub dialogue: Dialogue,
+    /// The student's last turn: the right answer it ends on.
+    pub answer: String,
     /// Leading student turns that are mistakes to learn from, not to learn:
     /// the first attempt and any fresh mistakes after it. The student
     /// turns after them (repairs, the answer) are the ones trained.
@@ -406,11 +407,11 @@ pub fn revision_dialogue(
     let mut previous: Vec<String> = Vec::new();
     let mut attempt = attempt.to_string();
     let (mut repairs, mut leaks) = (0usize, 0usize);
-    let mut first_leak_blocked = None;
-    loop {
+    let mut first_leak_blocked = false;
+    let answer = loop {
         let (feedback, leak_blocked) = teacher_message(task, &attempt, level)?;
         leaks += leak_blocked as usize;
-        first_leak_blocked.get_or_insert(leak_blocked);
+        first_leak_blocked |= previous.is_empty() && leak_blocked;
         dialogue
             .push(Role::Student, &attempt)
             .push(Role::Teacher, &feedback);
@@ -421,10 +422,7 @@ pub fn revision_dialogue(
             None
         };
         match repaired {
-            Some(next) if domain.verify(task, &next)?.is_correct() => {
-                dialogue.push(Role::Student, &next);
-                break;
-            }
+            Some(next) if domain.verify(task, &next)?.is_correct() => break next,
             Some(next) if repairs + 1 < MAX_REPAIRS && !previous.contains(&next) => {
                 repairs += 1;
                 attempt = next;
@@ -432,18 +430,17 @@ pub fn revision_dialogue(
             // Fresh mistakes come only before any repair, so the untrained
             // turns are the leading ones.
             None if repairs == 0 && previous.len() < mistakes => attempt = fresh(&previous)?,
-            _ => {
-                dialogue.push(Role::Student, &task.solution);
-                break;
-            }
+            _ => break task.solution.clone(),
         }
-    }
+    };
+    dialogue.push(Role::Student, &answer);
     Ok(Revision {
         dialogue,
+        answer,
         untrained: previous.len() - repairs,
         critiques: previous.len(),
         leaks,
-        first_leak_blocked: first_leak_blocked.unwrap_or(false),
+        first_leak_blocked,
     })
 }
 
