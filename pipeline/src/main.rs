@@ -7,6 +7,7 @@ mod config;
 mod device;
 mod generate;
 mod import;
+mod import_model;
 mod layout;
 mod manifest;
 mod plot;
@@ -116,6 +117,9 @@ enum Command {
     Pipeline,
     /// Print tasks or dialogues from the run's tables.
     Show(show::ShowArgs),
+    /// Convert a model file from another format into a Hugging Face
+    /// checkpoint directory (`didact import gguf --input F.gguf --out DIR`).
+    Import(import_model::ImportArgs),
     /// Continue a prompt with a checkpoint (didact's or one written by
     /// transformers) and print the continuation.
     Generate(generate::GenerateArgs),
@@ -157,6 +161,7 @@ fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::Show(args) => return show::show(&run_dir, args),
         Command::Generate(args) => return generate::run(args, cli.device),
+        Command::Import(args) => return import_model::run(args, cli.force),
         Command::Data(import::DataArgs {
             action: Some(import::DataAction::Import(args)),
         }) => return import::run(args, cli.force),
@@ -183,7 +188,9 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Sml => vec!["sml"],
         Command::Analyse => vec!["analyse"],
         Command::Pipeline => STAGES.iter().map(|s| s.name).collect(),
-        Command::Show(_) | Command::Generate(_) => unreachable!("handled above"),
+        Command::Show(_) | Command::Generate(_) | Command::Import(_) => {
+            unreachable!("handled above")
+        }
     };
     tracing::info!(
         "run directory {}{}",

@@ -410,6 +410,15 @@ pub fn save<B: Backend>(model: &Llama<B>, dir: &Path) -> Result<()> {
         values(e),
     ));
 
+    write_weights(dir, tensors)?;
+    let config = serde_json::to_vec_pretty(&model.config).expect("config serialises");
+    didact_data::atomic::write(&dir.join(CONFIG_FILE), &config)?;
+    Ok(())
+}
+
+/// Writes named f32 tensors (row-major, Hugging Face names and shapes) as
+/// `dir/model.safetensors`, atomically.
+pub fn write_weights(dir: &Path, tensors: Vec<(String, Vec<usize>, Vec<f32>)>) -> Result<()> {
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .into_iter()
         .map(|(n, s, v)| (n, s, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
@@ -425,9 +434,7 @@ pub fn save<B: Backend>(model: &Llama<B>, dir: &Path) -> Result<()> {
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
     let serialized =
         safetensors::serialize(views, Some(metadata)).map_err(|e| ckpt_err(dir, e.to_string()))?;
-    let config = serde_json::to_vec_pretty(&model.config).expect("config serialises");
     didact_data::atomic::write(&dir.join(WEIGHTS_FILE), &serialized)?;
-    didact_data::atomic::write(&dir.join(CONFIG_FILE), &config)?;
     Ok(())
 }
 
