@@ -45,6 +45,14 @@ sml *ARGS:
 smollm2:
     bash scripts/fetch_smollm2.sh
 
+# The pipeline on SmolLM2-135M-Instruct (configs/smollm2-cpu.toml, runs/smollm2-cpu/):
+# fetches the model (`just smollm2`) and writes the word problems
+# (runs/word-problems/) first. About 40 minutes on 2 cores.
+smollm2-pipeline *ARGS:
+    bash scripts/fetch_smollm2.sh
+    test -f runs/word-problems/tasks.parquet || (python3 scripts/make_word_problems.py --out runs/word-problems/word-problems.jsonl && cargo run --release --bin didact -- data import --kind numeric --input runs/word-problems/word-problems.jsonl --out runs/word-problems/tasks.parquet)
+    cargo run --release --bin didact -- pipeline --config configs/smollm2-cpu.toml {{ARGS}}
+
 # Print tasks or dialogues of a run, e.g. `just show dialogues --domain maze`.
 show *ARGS:
     cargo run --release --bin didact -- show --config {{config}} {{ARGS}}
@@ -59,9 +67,11 @@ lint:
     cargo clippy --release --workspace --all-targets -- -D warnings
 
 # Throughput of the student (train step, prefill, generation) beside PyTorch
-# on the identical model, batch and thread count, in one run; writes
-# bench/results.md and bench/results.json. Installs torch and transformers
-# from PyPI into .venv-bench/ on first use (BENCH_PYTHON overrides).
+# on the identical model, batch and thread count, in one run, at two shapes:
+# the 1M-parameter reference configuration and SmolLM2-135M-Instruct's (random
+# weights; a few minutes on each side on 2 cores); writes bench/results.md
+# and bench/results.json. Installs torch and transformers from PyPI into
+# .venv-bench/ on first use (BENCH_PYTHON overrides).
 bench:
     cargo bench -p didact-student --bench throughput
     test -x "{{bench_python}}" || (python3 -m venv .venv-bench && .venv-bench/bin/pip install --quiet torch transformers)

@@ -4,9 +4,18 @@ LlamaForCausalLM), the same batch shapes and the same number of CPU threads as
 student/benches/throughput.rs, so bench/results.md can report didact's speed
 as a ratio to what a user would otherwise pick.
 
+Two model shapes, as the Rust bench measures them: the reference
+configuration (about 1M parameters; the top-level keys of the JSON files) and
+the shape of SmolLM2-135M-Instruct (vocab 49152, hidden 576, 30 layers, 9
+heads / 3 KV heads, SwiGLU 1536, tied embeddings, rope_theta 100000; the
+`smollm2_135m` section), with random weights in fp32. The second takes a few
+minutes on 2 cores; a bench/didact.json without that section (from before it
+existed) measures the first only.
+
 Needs torch and transformers (`pip install torch transformers`). Reads the
-model shape from bench/didact.json (written by the Rust bench) so the two
-always measure the same model; writes bench/torch.json.
+model shapes, batch shapes, rounds and warm-up from bench/didact.json
+(written by the Rust bench) so the two always measure the same model the
+same way; writes bench/torch.json.
 """
 
 import argparse
@@ -28,16 +37,12 @@ def median_rate(rounds: int, round_fn) -> float:
     return sorted(rates)[rounds // 2]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--didact", default="bench/didact.json")
-    ap.add_argument("--out", default="bench/torch.json")
-    args = ap.parse_args()
-    with open(args.didact) as f:
-        ref = json.load(f)
+def measure(ref: dict, rounds: int) -> dict:
+    """Train, prefill and generate rates for the shape `ref` describes (the
+    top level of bench/didact.json or one of its model sections). Settings
+    a section leaves out take the reference configuration's values, which
+    bench/didact.json has never spelled out."""
     m, tr, pf, gen = ref["model"], ref["train"], ref["prefill"], ref["generate"]
-    torch.set_num_threads(ref["threads"])
-    rounds = ref["rounds"]
     torch.manual_seed(0)
     cfg = transformers.LlamaConfig(
         vocab_size=m["vocab_size"],
@@ -46,12 +51,18 @@ def main() -> None:
         num_hidden_layers=m["layers"],
         num_attention_heads=m["heads"],
         num_key_value_heads=m["kv_heads"],
-        max_position_embeddings=256,
-        rms_norm_eps=1e-5,
-        tie_word_embeddings=False,
+        head_dim=m.get("head_dim", m["hidden_size"] // m["heads"]),
+        max_position_embeddings=m.get("max_position_embeddings", 256),
+        rms_norm_eps=m.get("rms_norm_eps", 1e-5),
+        rope_theta=m.get("rope_theta", 10_000.0),
+        tie_word_embeddings=m.get("tie_word_embeddings", False),
     )
     model = transformers.LlamaForCausalLM(cfg).float()
     model.config.pad_token_id = 0
+    tied = model.lm_head.weight is model.model.embed_tokens.weight
+    assert tied == cfg.tie_word_embeddings, "lm_head tying differs from the config"
+    # parameters() yields a tied weight once, as didact counts it.
+    parameters = sum(p.numel() for p in model.parameters())
 
     # Training: forward + backward + AdamW on batch x seq.
     model.train()
@@ -67,7 +78,7 @@ def main() -> None:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    for _ in range(3):
+    for _ in range(tr.get("warmup_steps", 3)):
         step()
 
     def train_round() -> int:
@@ -75,7 +86,9 @@ def main() -> None:
             step()
         return tr["steps"] * tr["batch"] * tr["seq"]
 
-    train_tps = median_rate(rounds, train_round)
+    train_tps = median_rate(tr.get("rounds", rounds), train_round)
+    # The optimizer's moments (twice the model) are not needed for inference.
+    del opt
 
     model.eval()
     with torch.no_grad():
@@ -87,24 +100,51 @@ def main() -> None:
                 model(input_ids=x)
             return pf["reps"] * pf["batch"] * pf["seq"]
 
-        prefill_tps = median_rate(rounds, prefill_round)
+        prefill_tps = median_rate(pf.get("rounds", rounds), prefill_round)
 
         prompts = torch.randint(8, m["vocab_size"], (gen["batch"], gen["prompt"]))
-        kw = dict(max_new_tokens=gen["new_tokens"], min_new_tokens=gen["new_tokens"], do_sample=False, use_cache=True)
-        model.generate(prompts[:2], attention_mask=torch.ones_like(prompts[:2]), **kw)
+
+        def kw(new_tokens: int) -> dict:
+            return dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, use_cache=True)
+
+        warmup = gen.get("warmup_new_tokens", gen["new_tokens"])
+        model.generate(prompts[:2], attention_mask=torch.ones_like(prompts[:2]), **kw(warmup))
 
         def generate_round() -> int:
-            out = model.generate(prompts, attention_mask=torch.ones_like(prompts), **kw)
+            out = model.generate(prompts, attention_mask=torch.ones_like(prompts), **kw(gen["new_tokens"]))
             return (out.shape[1] - gen["prompt"]) * gen["batch"]
 
-        gen_tps = median_rate(rounds, generate_round)
-    result = {
-        "implementation": f"PyTorch {torch.__version__}, transformers {transformers.__version__} (eager, fp32)",
-        "threads": torch.get_num_threads(),
+        gen_tps = median_rate(gen.get("rounds", rounds), generate_round)
+    return {
+        "parameters": parameters,
         "train": {"tokens_per_s": train_tps},
         "prefill": {"tokens_per_s": prefill_tps},
         "generate": {"tokens_per_s": gen_tps},
     }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--didact", default="bench/didact.json")
+    ap.add_argument("--out", default="bench/torch.json")
+    args = ap.parse_args()
+    with open(args.didact) as f:
+        ref = json.load(f)
+    torch.set_num_threads(ref["threads"])
+    rounds = ref["rounds"]
+    reference = measure(ref, rounds)
+    result = {
+        "implementation": f"PyTorch {torch.__version__}, transformers {transformers.__version__} (eager, fp32)",
+        "threads": torch.get_num_threads(),
+        "train": reference["train"],
+        "prefill": reference["prefill"],
+        "generate": reference["generate"],
+    }
+    if "smollm2_135m" in ref:
+        started = time.perf_counter()
+        section = measure(ref["smollm2_135m"], rounds)
+        section["seconds"] = time.perf_counter() - started
+        result["smollm2_135m"] = section
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
     print(json.dumps(result, indent=2))

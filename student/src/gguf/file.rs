@@ -291,7 +291,7 @@ impl<'a> GgufFile<'a> {
             .elements()
             .ok_or_else(|| FormatError::Invalid(format!("tensor {}: size overflows", t.name)))?;
         let block = t.ggml_type.block_len() as u64;
-        if t.dims[0] % block != 0 {
+        if !t.dims[0].is_multiple_of(block) {
             return Err(FormatError::Invalid(format!(
                 "tensor {}: row length {} is not a multiple of the {:?} block ({block})",
                 t.name, t.dims[0], t.ggml_type

@@ -660,6 +660,43 @@ mod tests {
         import(&gguf, &out, true).unwrap();
     }
 
+    /// A file written and quantized by llama.cpp's `gguf` package, with
+    /// transformers' logits on its dequantized weights
+    /// (`scripts/make_gguf_fixture.py`).
+    #[test]
+    fn a_file_written_by_llama_cpp_tools_matches_transformers() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-gguf");
+        let reference: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(fixture.join("reference.json")).unwrap())
+                .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let summary = import(&fixture.join("tiny.gguf"), dir.path(), false).unwrap();
+        let types: Vec<&str> = summary
+            .tensor_types
+            .iter()
+            .map(|(t, _)| t.as_str())
+            .collect();
+        assert_eq!(types, ["BF16", "F16", "F32", "Q4_0", "Q4_1", "Q8_0"]);
+        let tok = didact_data::tokenizer::Tokenizer::load_chat(dir.path(), None).unwrap();
+        let model = checkpoint::load::<B>(dir.path(), &Default::default()).unwrap();
+        let vocab = reference["vocab_size"].as_u64().unwrap() as usize;
+        for (i, text) in reference["texts"].as_array().unwrap().iter().enumerate() {
+            let ids: Vec<u32> = serde_json::from_value(reference["ids"][i].clone()).unwrap();
+            assert_eq!(tok.encode(text.as_str().unwrap()).unwrap(), ids, "{text}");
+            let expected: Vec<f32> =
+                serde_json::from_value(reference["logits"][i].clone()).unwrap();
+            let ids: Vec<i64> = ids.iter().map(|&x| x as i64).collect();
+            let all = logits(&model, &ids);
+            let last = &all[all.len() - vocab..];
+            let worst = last
+                .iter()
+                .zip(&expected)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(worst < 1e-4, "{text}: logits differ by {worst}");
+        }
+    }
+
     #[test]
     fn damaged_files_are_errors_not_panics() {
         let t = tiny();
