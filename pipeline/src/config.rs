@@ -526,6 +526,7 @@ mod tests {
             "paper.toml",
             "sml.toml",
             "gpu-qwen2.5-0.5b.toml",
+            "smollm2-cpu.toml",
         ] {
             Config::load(&dir.join(name), &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
         }

@@ -14,6 +14,10 @@
 //! quantized model exactly, not the original f32 one it was made from.
 //! llama.cpp stores the query and key projections with their rows permuted
 //! for its rotary embedding; they are permuted back here.
+//!
+//! The import holds the whole f32 model in memory about twice while it
+//! writes (1.1 GB for a 135M model): fine for the small models a CPU run
+//! trains, not meant for multi-billion-parameter files.
 
 pub mod file;
 pub mod quant;
