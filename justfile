@@ -47,7 +47,7 @@ smollm2:
 
 # The pipeline on SmolLM2-135M-Instruct (configs/smollm2-cpu.toml, runs/smollm2-cpu/):
 # fetches the model (`just smollm2`) and writes the word problems
-# (runs/word-problems/) first. About 40 minutes on 2 cores.
+# (runs/word-problems/) first. 37 to 48 minutes on 2 cores.
 smollm2-pipeline *ARGS:
     bash scripts/fetch_smollm2.sh
     test -f runs/word-problems/tasks.parquet || (python3 scripts/make_word_problems.py --out runs/word-problems/word-problems.jsonl && cargo run --release --bin didact -- data import --kind numeric --input runs/word-problems/word-problems.jsonl --out runs/word-problems/tasks.parquet)
