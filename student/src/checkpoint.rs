@@ -1,7 +1,8 @@
 //! Checkpoints in the Hugging Face layout: `config.json` (Llama fields),
 //! `model.safetensors` (or a sharded `model.safetensors.index.json`) with HF
-//! tensor names, beside the run's `tokenizer.json`. This is the only module
-//! that knows HF tensor names.
+//! tensor names, beside the run's `tokenizer.json`. This module and the
+//! GGUF importer (`gguf`, which maps llama.cpp's names onto these) are the
+//! ones that know HF tensor names.
 //!
 //! HF stores a linear layer's weight as `[out, in]`; burn's `Linear` holds
 //! `[in, out]`, so weights are transposed on the way in and out.

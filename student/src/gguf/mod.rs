@@ -59,7 +59,11 @@ fn meta_u64(file: &GgufFile, key: &str) -> std::result::Result<u64, String> {
 }
 
 /// The Llama architecture hyperparameters in `file`'s metadata.
-fn llama_config(file: &GgufFile, tied: bool) -> std::result::Result<LlamaConfig, String> {
+fn llama_config(
+    file: &GgufFile,
+    tied: bool,
+    tokenizer: &tokenizer::TokenizerFiles,
+) -> std::result::Result<LlamaConfig, String> {
     let arch = file
         .get("general.architecture")
         .and_then(Value::as_str)
@@ -101,11 +105,6 @@ fn llama_config(file: &GgufFile, tied: bool) -> std::result::Result<LlamaConfig,
         .get("llama.attention.layer_norm_rms_epsilon")
         .and_then(Value::as_f64)
         .ok_or("`llama.attention.layer_norm_rms_epsilon` is missing")?;
-    let token = |key: &str| {
-        file.get(key)
-            .and_then(Value::as_u64)
-            .map(|id| TokenIds::One(id as u32))
-    };
     let config = LlamaConfig {
         vocab_size: vocab,
         hidden_size: hidden,
@@ -127,9 +126,9 @@ fn llama_config(file: &GgufFile, tied: bool) -> std::result::Result<LlamaConfig,
         hidden_act: Some("silu".into()),
         architectures: Some(vec!["LlamaForCausalLM".into()]),
         torch_dtype: Some("float32".into()),
-        bos_token_id: token("tokenizer.ggml.bos_token_id"),
-        eos_token_id: token("tokenizer.ggml.eos_token_id"),
-        pad_token_id: token("tokenizer.ggml.padding_token_id"),
+        bos_token_id: tokenizer.bos_id.map(TokenIds::One),
+        eos_token_id: tokenizer.eos_id.map(TokenIds::One),
+        pad_token_id: tokenizer.pad_id.map(TokenIds::One),
     };
     config.validate().map_err(|e| e.to_string())?;
     Ok(config)
@@ -219,14 +218,24 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
 /// Imports the GGUF file at `input` into the checkpoint directory `out`.
 /// An existing checkpoint there is replaced only with `force`.
 pub fn import(input: &Path, out: &Path, force: bool) -> Result<ImportSummary> {
+    let existing = [CONFIG_FILE, WEIGHTS_FILE]
+        .iter()
+        .map(|f| out.join(f))
+        .find(|p| p.exists());
+    if let (Some(path), false) = (existing, force) {
+        return Err(err(
+            &path,
+            "a checkpoint is already here; pass --force to replace it",
+        ));
+    }
     let bytes = std::fs::read(input).map_err(|source| StudentError::Io {
         path: input.to_path_buf(),
         source,
     })?;
     let file = GgufFile::parse(&bytes).map_err(|e| err(input, e.to_string()))?;
     let tied = !file.tensors.iter().any(|t| t.name == "output.weight");
-    let config = llama_config(&file, tied).map_err(|e| err(input, e))?;
     let tokenizer = tokenizer::tokenizer_files(&file).map_err(|e| err(input, e))?;
+    let config = llama_config(&file, tied, &tokenizer).map_err(|e| err(input, e))?;
 
     let mut tensors = Vec::with_capacity(file.tensors.len());
     let mut types: std::collections::BTreeMap<String, usize> = Default::default();
@@ -248,16 +257,6 @@ pub fn import(input: &Path, out: &Path, force: bool) -> Result<ImportSummary> {
         tensors.push((name, shape, values));
     }
 
-    let existing = [CONFIG_FILE, WEIGHTS_FILE]
-        .iter()
-        .map(|f| out.join(f))
-        .find(|p| p.exists());
-    if let (Some(path), false) = (existing, force) {
-        return Err(err(
-            &path,
-            "a checkpoint is already here; pass --force to replace it",
-        ));
-    }
     std::fs::create_dir_all(out).map_err(|source| StudentError::Io {
         path: out.to_path_buf(),
         source,
