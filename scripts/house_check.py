@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Structure checks for the workspace (issue 18), printed as a report.
+
+- import loops: per crate, the modules (files) that reach each other through
+  `crate::`/`super::` paths in non-test code (strongly connected components of
+  the module graph; a file's `mod` declarations do not count as imports);
+- stage imports: which `pipeline/src/stages/*` modules name another stage;
+- long functions: every `fn` in `pipeline/src` longer than the limit.
+
+Usage: python3 scripts/house_check.py [--max-fn-lines 150]
+Exits 1 when a loop, or a function over the limit in pipeline/, is found.
+"""
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CRATES = ["data", "student", "critic", "pipeline"]
+
+
+def strip_tests_and_comments(text: str) -> str:
+    """Drops `#[cfg(test)]` items (to the end of the file for `mod tests`),
+    line comments and string literals, so that only code is scanned."""
+    m = re.search(r"^\s*#\[cfg\(test\)\]\s*\n\s*mod \w+", text, re.M)
+    if m:
+        text = text[: m.start()]
+    text = re.sub(r"//[^\n]*", "", text)
+    text = re.sub(r'"(?:\\.|[^"\\])*"', '""', text)
+    return text
+
+
+def module_of(src: Path, file: Path) -> tuple:
+    rel = file.relative_to(src).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] in ("mod", "lib", "main"):
+        parts = parts[:-1]
+    return tuple(parts)
+
+
+def resolve(path: list, modules: set) -> tuple | None:
+    """The longest prefix of `path` that names a module."""
+    for n in range(len(path), 0, -1):
+        if tuple(path[:n]) in modules:
+            return tuple(path[:n])
+    return None
+
+
+def use_paths(code: str):
+    """Every `crate::a::b` / `super::a` path in the code, with `use` groups
+    expanded one level (`use crate::x::{a, b::c}`)."""
+    for m in re.finditer(r"\b((?:crate|super)(?:::\w+)*)::\{([^}]*)\}", code):
+        base = m.group(1).split("::")
+        for item in m.group(2).split(","):
+            item = item.strip().split(" as ")[0]
+            if item:
+                yield base + item.split("::")
+    for m in re.finditer(r"\b((?:crate|super)(?:::\w+)+)", code):
+        yield m.group(1).split("::")
+
+
+def module_graph(crate: str):
+    src = ROOT / crate / "src"
+    files = sorted(src.rglob("*.rs"))
+    modules = {module_of(src, f): f for f in files}
+    graph = {m: set() for m in modules}
+    for mod, f in modules.items():
+        code = strip_tests_and_comments(f.read_text())
+        for path in use_paths(code):
+            if path[0] == "crate":
+                target = list(path[1:])
+            else:
+                # `super` names the parent of the module the file defines.
+                target, rest = list(mod), list(path)
+                while rest and rest[0] == "super":
+                    target, rest = target[:-1], rest[1:]
+                target += rest
+            t = resolve(target, set(modules))
+            if t is not None and t != mod:
+                graph[mod].add(t)
+        # paths into a child module (`arith::Arith`, `self::arith::Arith`);
+        # `mod arith;` itself is a declaration, not an import
+        body = re.sub(r"\bmod \w+\s*;", "", code)
+        for m in re.finditer(r"(?<![\w:])(?:self::)?(\w+)::\w+", body):
+            child = mod + (m.group(1),)
+            if child in modules:
+                graph[mod].add(child)
+    return graph
+
+
+def sccs(graph):
+    index, low, stack, on, out = {}, {}, [], set(), []
+    counter = [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    sys.setrecursionlimit(10000)
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return out
+
+
+def long_functions(crate: str, limit: int):
+    out = []
+    for f in sorted((ROOT / crate / "src").rglob("*.rs")):
+        lines = f.read_text().splitlines()
+        i = 0
+        while i < len(lines):
+            if re.match(r"\s*(pub(\([^)]*\))?\s+)?(async\s+)?(const\s+)?fn \w+", lines[i]):
+                name = re.search(r"fn (\w+)", lines[i]).group(1)
+                depth, j, opened = 0, i, False
+                while j < len(lines):
+                    code = re.sub(r'"(?:\\.|[^"\\])*"|//.*', "", lines[j])
+                    if ";" in code and not opened and "{" not in code:
+                        break
+                    depth += code.count("{") - code.count("}")
+                    opened = opened or "{" in code
+                    if opened and depth <= 0:
+                        break
+                    j += 1
+                n = j - i + 1
+                if opened and n > limit:
+                    out.append((f.relative_to(ROOT), name, n))
+                i = j + 1 if opened else i + 1
+            else:
+                i += 1
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--max-fn-lines", type=int, default=150)
+    args = ap.parse_args()
+    bad = False
+    print("## import loops (non-test code)")
+    for crate in CRATES:
+        loops = sccs(module_graph(crate))
+        if not loops:
+            print(f"- {crate}: none")
+        for comp in loops:
+            bad = True
+            names = ", ".join("::".join(m) or "lib" for m in comp)
+            print(f"- {crate}: {len(comp)} modules in a loop: {names}")
+    print("\n## stage modules naming another stage (pipeline/src/stages)")
+    graph = module_graph("pipeline")
+    stages = {m for m in graph if len(m) == 2 and m[0] == "stages"}
+    for s in sorted(stages):
+        others = sorted("::".join(t) for t in graph[s] if t in stages)
+        if others:
+            print(f"- {s[1]} -> {', '.join(o.split('::')[1] for o in others)}")
+    outside = sorted(
+        "::".join(m) for m in graph if m not in stages and m != ("stages",)
+        and any(t in stages for t in graph[m])
+    )
+    print(f"- modules outside stages/ naming a stage: {', '.join(outside) or 'none'}")
+    print(f"\n## functions over {args.max_fn_lines} lines")
+    for crate in CRATES:
+        for path, name, n in long_functions(crate, args.max_fn_lines):
+            if crate == "pipeline":
+                bad = True
+            print(f"- {path}: {name} ({n} lines)")
+    sys.exit(1 if bad else 0)
+
+
+if __name__ == "__main__":
+    main()
