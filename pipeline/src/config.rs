@@ -12,8 +12,7 @@ use didact_student::grpo::RlConfig;
 use didact_student::sft::TrainConfig;
 use didact_student::teachers::{TeacherConfig, TeacherKind};
 
-pub use crate::stages::sml::SmlConfig;
-pub use crate::stages::transfer::TransferConfig;
+use didact_data::DomainKind;
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration of a run.
@@ -440,6 +439,122 @@ fn apply_override(table: &mut toml::Table, arg: &str) -> Result<(), ConfigError>
     }
     node.insert(last.to_string(), value);
     Ok(())
+}
+
+/// Settings of the SML comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmlConfig {
+    /// Off: the stage writes an empty table (it trains two more models).
+    pub enabled: bool,
+    /// P_Q(t) = question_base^t: the chance that an incorrect turn of a
+    /// Q-priming dialogue becomes a question.
+    pub question_base: f64,
+    /// Student turns of a Q-priming dialogue at most.
+    pub qprime_turns: usize,
+    /// Chance that a Q-priming dialogue has one more mistake (and the
+    /// teacher's feedback) after everything essential is revealed, before
+    /// the correct answer: it teaches answering again, not asking again.
+    pub qprime_retry: f64,
+    /// What the teacher says to a wrong answer, in Q-priming, GRPO and
+    /// evaluation alike. `verdict` ("Incorrect.") keeps the withheld parts
+    /// the teacher's to reveal when asked: richer feedback on a premature
+    /// answer gives some of them away (a failing hidden example, where a
+    /// path hits a wall).
+    pub feedback_level: FeedbackLevel,
+    /// Q-priming SFT (from the base model).
+    pub sft: TrainConfig,
+    /// GRPO iterations after Q-priming (the other settings are
+    /// `[student]`'s, as in the paper: same γ, group size and masks).
+    pub iterations: usize,
+    /// Test tasks per domain, each evaluated sharded and fully specified.
+    pub tasks_per_domain: usize,
+    /// Student turns (questions included) per evaluation dialogue.
+    pub max_turns: usize,
+}
+
+impl Default for SmlConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            question_base: 0.75,
+            qprime_turns: 4,
+            qprime_retry: 0.5,
+            feedback_level: FeedbackLevel::Verdict,
+            sft: TrainConfig {
+                steps: 400,
+                batch_size: 32,
+                lr: 1e-3,
+                warmup_steps: 10,
+                max_seq_len: 160,
+                eval_every: 400,
+                eval_tasks: 0,
+                ..TrainConfig::default()
+            },
+            iterations: 40,
+            tasks_per_domain: 100,
+            max_turns: 5,
+        }
+    }
+}
+
+impl SmlConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, p) in [
+            ("question_base", self.question_base),
+            ("qprime_retry", self.qprime_retry),
+        ] {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(format!("{name}: {p} is not a probability"));
+            }
+        }
+        if self.qprime_turns == 0 || self.max_turns == 0 {
+            return Err("qprime_turns and max_turns must be positive".into());
+        }
+        if self.enabled && self.iterations == 0 {
+            return Err("iterations must be positive when enabled".into());
+        }
+        self.sft.validate().map_err(|e| format!("sft: {e}"))
+    }
+}
+
+/// Settings of the cross-domain matrix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransferConfig {
+    /// Domains to train a single-domain RL²F student on (empty: the
+    /// matrix is not computed).
+    pub domains: Vec<DomainKind>,
+    /// GRPO iterations of each single-domain student (the other settings
+    /// are `[student]`'s).
+    pub iterations: usize,
+    /// Test tasks per evaluated domain (0: all of them).
+    pub tasks_per_domain: usize,
+}
+
+impl Default for TransferConfig {
+    fn default() -> Self {
+        Self {
+            domains: Vec::new(),
+            iterations: 40,
+            tasks_per_domain: 0,
+        }
+    }
+}
+
+impl TransferConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.domains.is_empty() && self.iterations == 0 {
+            return Err("iterations must be positive when domains are listed".into());
+        }
+        let mut seen = self.domains.clone();
+        seen.sort();
+        seen.dedup();
+        if seen.len() != self.domains.len() {
+            return Err(format!("domains: {:?} lists a domain twice", self.domains));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

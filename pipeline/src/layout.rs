@@ -4,12 +4,155 @@
 //! training seed (`seed-<s>/`) holding that seed's checkpoints and tables.
 //! Without `run.seeds` a run has one training seed and keeps everything in
 //! the run directory itself, as before seeds existed.
+//!
+//! Every path inside a run directory is declared here and nowhere else, so
+//! that stages, `didact show` and the tests name a file by its constant and
+//! no stage imports another to find where it writes.
 
 use std::path::{Path, PathBuf};
 
-use crate::stages::data::{
-    CARRIED_FILES, SYNTHETIC_FILE, TASKS_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE,
-};
+// ---- shared by every training seed (written by the `data` stage) ----
+
+/// `data`: every task with its split (`didact_data::tables::TASKS`).
+pub const TASKS_FILE: &str = "tasks.parquet";
+/// `data`: the synthetic teacher dialogues of pretraining
+/// (`didact_data::tables::SYNTHETIC`).
+pub const SYNTHETIC_FILE: &str = "synthetic_dialogues.parquet";
+/// `data`: the tokenizer every model of the run uses.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// A pretrained model's chat template and special tokens, beside its
+/// tokenizer.
+pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
+/// A pretrained model's end-of-sequence ids, when it has the file.
+pub const GENERATION_CONFIG_FILE: &str = "generation_config.json";
+/// The files beside a pretrained model's tokenizer that are carried as they
+/// came into the run directory and into every checkpoint didact writes, so
+/// that they load in transformers as the original did: the generation
+/// config and the files in which transformers keeps chat templates and
+/// special tokens (transformers 5 writes the template as
+/// `chat_template.jinja`, not inside `tokenizer_config.json`).
+pub const CARRIED_FILES: [&str; 4] = [
+    GENERATION_CONFIG_FILE,
+    "chat_template.jinja",
+    "chat_template.json",
+    "special_tokens_map.json",
+];
+
+// ---- per training seed ----
+
+/// Declares a checkpoint directory and the path of its weights file
+/// (`<dir>/model.safetensors`, [`didact_student::checkpoint::WEIGHTS_FILE`]),
+/// which stages list as inputs.
+macro_rules! checkpoint_dir {
+    ($(#[$doc:meta])* $dir:ident, $weights:ident, $path:literal) => {
+        $(#[$doc])*
+        pub const $dir: &str = $path;
+        #[doc = concat!("`", $path, "/model.safetensors`: the weights in [`", stringify!($dir), "`].")]
+        pub const $weights: &str = concat!($path, "/model.safetensors");
+    };
+}
+
+checkpoint_dir!(
+    /// `pretrain`: the base model.
+    BASE_DIR, BASE_WEIGHTS, "base"
+);
+checkpoint_dir!(
+    /// `student`: the RL²F student.
+    STUDENT_DIR, STUDENT_WEIGHTS, "student"
+);
+checkpoint_dir!(
+    /// `baseline`: single-turn RL on the same budget.
+    SINGLE_TURN_DIR, SINGLE_TURN_WEIGHTS, "baseline/single_turn_rl"
+);
+checkpoint_dir!(
+    /// `baseline`: offline SFT on the student's successful dialogues.
+    OFFLINE_DIR, OFFLINE_WEIGHTS, "baseline/offline_sft"
+);
+checkpoint_dir!(
+    /// `critic`: the critic (and its calibrated verdict, [`VERDICT_FILE`]).
+    CRITIC_DIR, CRITIC_WEIGHTS, "critic"
+);
+checkpoint_dir!(
+    /// `sml`: the Q-primed SFT model, where SML's GRPO starts.
+    QPRIMED_DIR, QPRIMED_WEIGHTS, "sml/qprimed"
+);
+
+/// `sml`: the SML student.
+pub const SML_STUDENT_DIR: &str = "sml/student";
+/// Every training stage's loss and validation rows
+/// (`didact_data::tables::TRAIN_LOG`).
+pub const TRAIN_LOG_FILE: &str = "train_log.parquet";
+/// Resumable checkpoints of unfinished training runs, one directory per
+/// training run (`checkpoints/<name>`); removed when the run finishes.
+pub const CHECKPOINTS_DIR: &str = "checkpoints";
+/// `student`: the RL²F rollouts (`didact_data::tables::ROLLOUTS`).
+pub const ROLLOUTS_FILE: &str = "rollouts.parquet";
+/// `critic`: the critic's critiques of held-out attempts.
+pub const CRITIQUES_FILE: &str = "critiques.parquet";
+/// `critic`: the critic's calibrated verdict threshold, in the critic's
+/// checkpoint directory (a directory `didact_critic` loads may hold one).
+pub const VERDICT_FILE: &str = "verdict.json";
+/// [`VERDICT_FILE`] in [`CRITIC_DIR`], as stages list it among inputs.
+pub const CRITIC_VERDICT_FILE: &str = "critic/verdict.json";
+/// `eval`: one row per student turn of every evaluation dialogue.
+pub const TURNS_FILE: &str = "eval/turns.parquet";
+/// `transfer`: one row per student turn of the cross-domain matrix.
+pub const TRANSFER_TURNS_FILE: &str = "transfer/turns.parquet";
+/// `transfer`: the matrix itself, in the seed's `report/` directory.
+pub const TRANSFER_MATRIX_FILE: &str = "transfer.parquet";
+/// `sml`: one row per student turn of SML's evaluation dialogues.
+pub const SML_TURNS_FILE: &str = "sml/turns.parquet";
+/// `sml`: SML's summary table.
+pub const SML_SUMMARY_FILE: &str = "sml/summary.parquet";
+/// `sml`: SML's report.
+pub const SML_REPORT_FILE: &str = "sml/report.md";
+
+/// The files every saved model directory `dir` holds (config, weights,
+/// tokenizer), as a stage lists them among its outputs.
+pub fn checkpoint_files(dir: &str) -> Vec<String> {
+    [
+        didact_student::checkpoint::CONFIG_FILE,
+        didact_student::checkpoint::WEIGHTS_FILE,
+        TOKENIZER_FILE,
+    ]
+    .iter()
+    .map(|f| format!("{dir}/{f}"))
+    .collect()
+}
+
+/// The resumable checkpoint directory of training run `name`
+/// (`checkpoints/<name>`).
+pub fn resumable_dir(run_dir: &Path, name: &str) -> PathBuf {
+    run_dir.join(CHECKPOINTS_DIR).join(name)
+}
+
+/// The models of the evaluation grid: (name in the tables, checkpoint
+/// directory).
+pub const MODELS: [(&str, &str); 4] = [
+    ("base", BASE_DIR),
+    ("single_turn_rl", SINGLE_TURN_DIR),
+    ("offline_sft", OFFLINE_DIR),
+    ("rl2f", STUDENT_DIR),
+];
+
+// ---- the report (the `analyse` stage, in the run directory) ----
+
+/// `analyse`: the report directory.
+pub const REPORT_DIR: &str = "report";
+/// In [`REPORT_DIR`]: accuracy by turn per model, condition and domain.
+pub const SUMMARY_FILE: &str = "summary.parquet";
+/// In [`REPORT_DIR`]: gains between turns.
+pub const GAINS_FILE: &str = "gains.parquet";
+/// In [`REPORT_DIR`]: paired contrasts, pooled over training seeds.
+pub const CONTRASTS_FILE: &str = "contrasts.parquet";
+/// In [`REPORT_DIR`]: paired contrasts per training seed.
+pub const CONTRASTS_BY_SEED_FILE: &str = "contrasts_by_seed.parquet";
+/// In [`REPORT_DIR`]: what the student changes between turns.
+pub const REVISIONS_FILE: &str = "revisions.parquet";
+/// In [`REPORT_DIR`]: the report itself.
+pub const REPORT_FILE: &str = "report.md";
+/// In [`REPORT_DIR`]: the plot of gains.
+pub const GAINS_PLOT_FILE: &str = "gains.png";
 
 /// Files written once per run and read by every training seed, besides a
 /// pretrained model's [`CARRIED_FILES`].
@@ -78,6 +221,22 @@ pub fn seed_dir_name(seed: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weights_paths_name_the_checkpoint_weights_file() {
+        for (dir, weights) in [
+            (BASE_DIR, BASE_WEIGHTS),
+            (STUDENT_DIR, STUDENT_WEIGHTS),
+            (SINGLE_TURN_DIR, SINGLE_TURN_WEIGHTS),
+            (OFFLINE_DIR, OFFLINE_WEIGHTS),
+            (CRITIC_DIR, CRITIC_WEIGHTS),
+            (QPRIMED_DIR, QPRIMED_WEIGHTS),
+        ] {
+            let want = format!("{dir}/{}", didact_student::checkpoint::WEIGHTS_FILE);
+            assert_eq!(weights, want);
+        }
+        assert_eq!(CRITIC_VERDICT_FILE, format!("{CRITIC_DIR}/{VERDICT_FILE}"));
+    }
 
     #[test]
     fn single_seed_runs_keep_everything_in_the_run_directory() {

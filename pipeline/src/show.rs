@@ -10,12 +10,10 @@ use didact_data::tables::{
 };
 use didact_data::{Dialogue, DomainKind, Split};
 
-use crate::stages::data::{SYNTHETIC_FILE, TASKS_FILE};
-use crate::stages::eval::TURNS_FILE;
-use crate::stages::pretrain::TRAIN_LOG_FILE;
-use crate::stages::sml::SML_TURNS_FILE;
-use crate::stages::student::ROLLOUTS_FILE;
-use crate::stages::transfer::TRANSFER_TURNS_FILE;
+use crate::layout::{
+    ROLLOUTS_FILE, SML_TURNS_FILE, SYNTHETIC_FILE, TASKS_FILE, TRAIN_LOG_FILE, TRANSFER_TURNS_FILE,
+    TURNS_FILE,
+};
 
 /// `println!` that ends the program quietly when the reader went away
 /// (`didact show log | head`) instead of panicking.

@@ -24,19 +24,20 @@ use didact_data::{FeedbackLevel, Task};
 use polars::prelude::*;
 use serde_json::json;
 
-use super::data::TASKS_FILE;
-use super::eval::{MODELS, TURNS_FILE};
-use super::sml::SML_TURNS_FILE;
-use super::transfer::TRANSFER_TURNS_FILE;
-use super::{Stage, StageContext, StageOutput};
+use super::common::{Stage, StageContext, StageOutput};
+use super::verdict::read_verdict;
 use crate::analysis::{
     SeedTaskValues, Trajectory, counts, excludes_zero, gains, mean_of, paired, recovered_fraction,
     revision_stats, seed_task_values, two_level_ci, verdict_precision_recall,
 };
 use crate::config::Condition;
+use crate::layout::{
+    CONTRASTS_BY_SEED_FILE, CONTRASTS_FILE, CRITIC_DIR, GAINS_FILE, GAINS_PLOT_FILE, MODELS,
+    REPORT_DIR, REPORT_FILE, REVISIONS_FILE, SML_TURNS_FILE, SUMMARY_FILE, TASKS_FILE,
+    TRANSFER_MATRIX_FILE, TRANSFER_TURNS_FILE, TURNS_FILE, VERDICT_FILE,
+};
 use crate::plot;
 
-pub const REPORT_DIR: &str = "report";
 const RESAMPLES: usize = 1000;
 
 pub const STAGE: Stage = Stage {
@@ -615,7 +616,7 @@ fn write_gains(path: &Path, rows: &[GainRow]) -> Result<()> {
 
 fn write_contrasts(dir: &Path, rows: &[ContrastRow]) -> Result<()> {
     write(
-        &dir.join("contrasts.parquet"),
+        &dir.join(CONTRASTS_FILE),
         &CONTRASTS,
         vec![
             text("contrast", rows, |r| &r.contrast),
@@ -633,7 +634,7 @@ fn write_contrasts(dir: &Path, rows: &[ContrastRow]) -> Result<()> {
         .flat_map(|r| r.by_seed.iter().map(move |&(s, e, n)| (r, s, e, n)))
         .collect();
     write(
-        &dir.join("contrasts_by_seed.parquet"),
+        &dir.join(CONTRASTS_BY_SEED_FILE),
         &CONTRASTS_BY_SEED,
         vec![
             text("contrast", &flat, |f| &f.0.contrast),
@@ -926,11 +927,11 @@ fn critic_section(
     let cfg = &ctx.config.eval;
     let mut md = String::from("## The critic\n\n");
     for (seed, dir) in ctx.layout.seed_dirs() {
-        let verdict_dir = dir.join(super::critic::CRITIC_DIR);
-        if !verdict_dir.join(super::critic::VERDICT_FILE).exists() {
+        let verdict_dir = dir.join(CRITIC_DIR);
+        if !verdict_dir.join(VERDICT_FILE).exists() {
             continue;
         }
-        let v = super::critic::read_verdict(&verdict_dir)?;
+        let v = read_verdict(&verdict_dir)?;
         let per_domain = |m: &BTreeMap<String, f64>, f: &dyn Fn(f64) -> String| {
             m.iter()
                 .map(|(d, x)| format!("{d} {}", f(*x)))
@@ -1108,11 +1109,11 @@ fn plots(
         })
         .collect();
     plot::gain_bars(
-        &out.join("gains.png"),
+        &out.join(GAINS_PLOT_FILE),
         &format!("Δ accuracy, turn {k} − turn 1 (95% bootstrap CI)"),
         &bars,
     )?;
-    files.push("gains.png".into());
+    files.push(GAINS_PLOT_FILE.into());
     Ok(files)
 }
 
@@ -1137,13 +1138,13 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
     std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
 
     let summary = summary_rows(&grid, k);
-    write_summary(&out.join("summary.parquet"), &summary)?;
+    write_summary(&out.join(SUMMARY_FILE), &summary)?;
     let gains = gain_rows(&grid, &summary, k);
-    write_gains(&out.join("gains.parquet"), &gains)?;
+    write_gains(&out.join(GAINS_FILE), &gains)?;
     let contrasts = contrast_rows(&grid, k);
     write_contrasts(&out, &contrasts)?;
     let revisions = revision_rows(&grid, &tasks, k);
-    write_revisions(&out.join("revisions.parquet"), &revisions)?;
+    write_revisions(&out.join(REVISIONS_FILE), &revisions)?;
     let plot_files = plots(
         &out,
         &grid,
@@ -1220,12 +1221,12 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
         writeln!(md, "![{p}]({p})\n")?;
     }
     let mut outputs = vec![
-        format!("{REPORT_DIR}/report.md"),
-        format!("{REPORT_DIR}/summary.parquet"),
-        format!("{REPORT_DIR}/gains.parquet"),
-        format!("{REPORT_DIR}/contrasts.parquet"),
-        format!("{REPORT_DIR}/contrasts_by_seed.parquet"),
-        format!("{REPORT_DIR}/revisions.parquet"),
+        format!("{REPORT_DIR}/{REPORT_FILE}"),
+        format!("{REPORT_DIR}/{SUMMARY_FILE}"),
+        format!("{REPORT_DIR}/{GAINS_FILE}"),
+        format!("{REPORT_DIR}/{CONTRASTS_FILE}"),
+        format!("{REPORT_DIR}/{CONTRASTS_BY_SEED_FILE}"),
+        format!("{REPORT_DIR}/{REVISIONS_FILE}"),
     ];
     outputs.extend(plot_files.iter().map(|p| format!("{REPORT_DIR}/{p}")));
     // Transfer and SML sections: one per training seed that ran them, or
@@ -1243,8 +1244,8 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
         let seed_out = out.join(&sub);
         std::fs::create_dir_all(&seed_out)?;
         let mut section = super::transfer::report_section(&dir, &seed_out, k)?;
-        if seed_out.join("transfer.parquet").exists() {
-            outputs.push(format!("{REPORT_DIR}/{sub}transfer.parquet"));
+        if seed_out.join(TRANSFER_MATRIX_FILE).exists() {
+            outputs.push(format!("{REPORT_DIR}/{sub}{TRANSFER_MATRIX_FILE}"));
             section = section.replacen(")\n", &format!("){label}\n"), 1);
         }
         let mut sml = super::sml::report_section(&dir)?;
@@ -1269,7 +1270,7 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
             cfg.feedback_level.name()
         )?;
     }
-    didact_data::atomic::write(&out.join("report.md"), md.as_bytes())?;
+    didact_data::atomic::write(&out.join(REPORT_FILE), md.as_bytes())?;
 
     let mut lines = vec![format!(
         "analyse · paired contrasts at turn {k}, all domains, {n_seeds} training seed(s)"
@@ -1291,7 +1292,7 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
         }
     }
     lines.push("  (* the 95% interval excludes zero)".into());
-    lines.push(format!("report: {}", out.join("report.md").display()));
+    lines.push(format!("report: {}", out.join(REPORT_FILE).display()));
     let rec: BTreeMap<String, Option<f64>> = gains
         .iter()
         .filter(|r| r.domain == "all" && r.condition == Condition::Critic.name())

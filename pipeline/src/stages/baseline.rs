@@ -19,19 +19,18 @@ use didact_student::rollout::{DialogueEnv, run_dialogues};
 use didact_student::sft::{Example, TrainConfig};
 use serde_json::json;
 
-use super::data::{TASKS_FILE, TOKENIZER_FILE};
-use super::pretrain::{BASE_DIR, save_final};
-use super::student::{load_tasks, run_rl};
-use super::{Stage, StageContext, StageOutput};
+use super::common::{Stage, StageContext, StageOutput, load_tasks, run_sft, save_final};
+use super::rl::run_rl;
+use crate::layout::{
+    BASE_DIR, BASE_WEIGHTS, OFFLINE_DIR, OFFLINE_WEIGHTS, SINGLE_TURN_DIR, TASKS_FILE,
+    TOKENIZER_FILE,
+};
 use crate::progress;
-
-pub const SINGLE_TURN_DIR: &str = "baseline/single_turn_rl";
-pub const OFFLINE_DIR: &str = "baseline/offline_sft";
 
 pub const STAGE: Stage = Stage {
     name: "baseline",
     per_seed: true,
-    inputs: &[TASKS_FILE, TOKENIZER_FILE, "base/model.safetensors"],
+    inputs: &[TASKS_FILE, TOKENIZER_FILE, BASE_WEIGHTS],
     config_section: |c| json!({"student": c.student, "baseline": c.baseline}),
     run,
 };
@@ -147,7 +146,7 @@ fn offline_sft<B: TrainBackend>(
             bucket_window: 4,
             seed: rl.seed,
         };
-        super::run_sft(
+        run_sft(
             ctx,
             "baseline_offline_sft",
             "offline: SFT",
@@ -161,10 +160,7 @@ fn offline_sft<B: TrainBackend>(
     save_final(&model.valid(), &out, &ctx.shared(TOKENIZER_FILE))?;
     let wall = started.elapsed().as_secs_f64();
     Ok((
-        vec![
-            format!("{OFFLINE_DIR}/config.json"),
-            format!("{OFFLINE_DIR}/model.safetensors"),
-        ],
+        vec![format!("{OFFLINE_DIR}/config.json"), OFFLINE_WEIGHTS.into()],
         json!({"sampled": sampled, "kept": kept, "steps": steps, "wall_time_s": wall}),
         vec![format!(
             "offline_sft: kept {kept} of {sampled} base-model dialogues (solved), {steps} SFT steps in {wall:.0}s"

@@ -27,53 +27,21 @@ use didact_student::{Llama, checkpoint};
 use indicatif::ProgressBar;
 use serde_json::json;
 
-use super::data::{TASKS_FILE, TOKENIZER_FILE};
-use super::pretrain::{TRAIN_LOG_FILE, pretrain_examples, save_final};
-use super::student::{STUDENT_DIR, load_tasks};
-use super::{Stage, StageContext, StageOutput};
+use super::common::{
+    Stage, StageContext, StageOutput, finish_training, load_tasks, pretrain_examples, save_final,
+    subset,
+};
+use super::verdict::VerdictCalibration;
+use crate::layout::{
+    CRITIC_DIR, CRITIC_VERDICT_FILE, CRITIC_WEIGHTS, CRITIQUES_FILE, STUDENT_DIR, STUDENT_WEIGHTS,
+    TASKS_FILE, TOKENIZER_FILE, TRAIN_LOG_FILE, VERDICT_FILE, resumable_dir,
+};
 use crate::progress;
-
-pub const CRITIC_DIR: &str = "critic";
-pub const CRITIQUES_FILE: &str = "critiques.parquet";
-/// The critic's calibrated verdict threshold, beside its weights.
-pub const VERDICT_FILE: &str = "verdict.json";
-
-/// How the critic's verdict is decided, and how well it did on held-out
-/// attempts.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct VerdictCalibration {
-    /// Per domain: judged correct when P("Correct.") reaches this.
-    pub thresholds: BTreeMap<String, f64>,
-    /// For domains without held-out attempts to calibrate on.
-    pub default_threshold: f64,
-    /// How the thresholds were chosen.
-    #[serde(default)]
-    pub rule: VerdictRule,
-    pub min_recall: f64,
-    /// Per domain: the share of wrong attempts the student fixes at its
-    /// next attempt after the teacher's feedback (the `utility` rule's
-    /// worth of a "wrong" verdict).
-    #[serde(default)]
-    pub fix_rates: BTreeMap<String, f64>,
-    /// Held-out correct attempts judged correct.
-    pub recall: f64,
-    /// Held-out wrong attempts judged wrong.
-    pub specificity: f64,
-    pub held_out_attempts: usize,
-}
-
-/// Reads the calibrated threshold saved by the critic stage.
-pub fn read_verdict(dir: &std::path::Path) -> Result<VerdictCalibration> {
-    let path = dir.join(VERDICT_FILE);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| anyhow::anyhow!("{}: {e}; rerun the critic stage", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-}
 
 pub const STAGE: Stage = Stage {
     name: "critic",
     per_seed: true,
-    inputs: &[TASKS_FILE, TOKENIZER_FILE, "student/model.safetensors"],
+    inputs: &[TASKS_FILE, TOKENIZER_FILE, STUDENT_WEIGHTS],
     // The verdict is calibrated on attempts decoded as `eval` decodes them.
     config_section: |c| json!({"critic": c.critic, "eval_temperature": c.eval.temperature}),
     run,
@@ -128,16 +96,6 @@ struct Hooks<'a> {
     val_contexts: &'a [(Vec<u32>, u32)],
     val_examples: Vec<Example>,
     last: Vec<(String, f64)>,
-}
-
-impl VerdictCalibration {
-    /// The thresholds as the critic responder takes them.
-    pub fn by_domain(&self) -> BTreeMap<DomainKind, f64> {
-        self.thresholds
-            .iter()
-            .filter_map(|(d, t)| Some((d.parse().ok()?, *t)))
-            .collect()
-    }
 }
 
 impl<B: TrainBackend> TrainHooks<B> for Hooks<'_> {
@@ -263,7 +221,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
     } else {
         cfg.dialogues_per_task
     };
-    let val_tasks = super::subset(ctx.config, &val, cfg.train.eval_tasks.max(1));
+    let val_tasks = subset(ctx.config, &val, cfg.train.eval_tasks.max(1));
     let (val_dialogues, val_rows) = critique_data(
         &student,
         &tokenizer,
@@ -324,7 +282,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
         val_examples: critic_examples(&tokenizer, &val_dialogues)?,
         last: Vec::new(),
     };
-    let ckpt = ctx.run_dir.join("checkpoints/critic");
+    let ckpt = resumable_dir(ctx.run_dir, "critic");
     let trained = sft::train(
         model,
         &examples,
@@ -419,7 +377,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
         &ctx.run_dir.join(CRITIC_DIR).join(VERDICT_FILE),
         &serde_json::to_vec_pretty(&verdict)?,
     )?;
-    super::finish_training(ctx.run_dir, "critic", &trained.log, &ckpt)?;
+    finish_training(ctx.run_dir, "critic", &trained.log, &ckpt)?;
     let wall = started.elapsed().as_secs_f64();
     let get = |k: &str| hooks.last.iter().find(|m| m.0 == k).map(|m| m.1);
     let mut summary = vec![format!(
@@ -445,9 +403,9 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
     ));
     Ok(StageOutput {
         outputs: vec![
-            format!("{CRITIC_DIR}/config.json"),
-            format!("{CRITIC_DIR}/model.safetensors"),
-            format!("{CRITIC_DIR}/{VERDICT_FILE}"),
+            format!("{CRITIC_DIR}/{}", checkpoint::CONFIG_FILE),
+            CRITIC_WEIGHTS.into(),
+            CRITIC_VERDICT_FILE.into(),
             CRITIQUES_FILE.into(),
             TRAIN_LOG_FILE.into(),
         ],

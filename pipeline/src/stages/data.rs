@@ -12,29 +12,11 @@ use didact_data::tokenizer::SYSTEM_PROMPT_KEY;
 use didact_data::{DomainKind, Split, TaskRow, Tokenizer};
 use serde_json::json;
 
-use super::{Stage, StageContext, StageOutput};
+use super::common::{Stage, StageContext, StageOutput};
+use crate::layout::{
+    CARRIED_FILES, SYNTHETIC_FILE, TASKS_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE,
+};
 use crate::progress;
-
-pub const TASKS_FILE: &str = "tasks.parquet";
-pub const SYNTHETIC_FILE: &str = "synthetic_dialogues.parquet";
-pub const TOKENIZER_FILE: &str = "tokenizer.json";
-/// A pretrained model's chat template and special tokens, beside its
-/// tokenizer.
-pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
-/// A pretrained model's end-of-sequence ids, when it has the file.
-pub const GENERATION_CONFIG_FILE: &str = "generation_config.json";
-/// The files beside a pretrained model's tokenizer that are carried as they
-/// came into the run directory and into every checkpoint didact writes, so
-/// that they load in transformers as the original did: the generation
-/// config and the files in which transformers keeps chat templates and
-/// special tokens (transformers 5 writes the template as
-/// `chat_template.jinja`, not inside `tokenizer_config.json`).
-pub const CARRIED_FILES: [&str; 4] = [
-    GENERATION_CONFIG_FILE,
-    "chat_template.jinja",
-    "chat_template.json",
-    "special_tokens_map.json",
-];
 
 pub const STAGE: Stage = Stage {
     name: "data",

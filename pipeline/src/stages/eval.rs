@@ -9,43 +9,31 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 use didact_critic::Critic;
-use didact_data::rng::mix_seed;
-use didact_data::tables::{self, EvalTurnRow, read_tasks};
+use didact_data::tables::{self, read_tasks};
 use didact_data::teaching::LeakTally;
 use didact_data::{FeedbackLevel, Split, Task, Tokenizer};
 use didact_student::checkpoint;
-use didact_student::generate::SamplingParams;
 use didact_student::kernels::TrainBackend;
-use didact_student::rollout::{
-    DialogueParams, DialogueRun, Responder, ShuffledTeacher, Teacher, run_dialogues_with,
-};
+use didact_student::rollout::{Responder, ShuffledTeacher, Teacher, run_dialogues_with};
 use didact_student::teachers::{HttpTeacher, ModelTeacher, TeacherKind};
 use serde_json::json;
 
-use super::baseline::{OFFLINE_DIR, SINGLE_TURN_DIR};
-use super::critic::{CRITIC_DIR, read_verdict};
-use super::data::{TASKS_FILE, TOKENIZER_FILE};
-use super::pretrain::BASE_DIR;
-use super::student::STUDENT_DIR;
-use super::{Stage, StageContext, StageOutput};
+use super::common::{
+    Stage, StageContext, StageOutput, dialogue_params, dialogue_seed, subset, turn_rows,
+};
+use super::verdict::read_verdict;
 use crate::analysis::{
     SeedTaskValues, Trajectory, correct_at, mean_of, paired, seed_task_values, two_level_ci,
 };
-use crate::config::{Condition, EvalConfig};
+use crate::config::Condition;
+use crate::layout::{
+    BASE_DIR, BASE_WEIGHTS, CRITIC_DIR, CRITIC_VERDICT_FILE, CRITIC_WEIGHTS, MODELS,
+    OFFLINE_WEIGHTS, SINGLE_TURN_WEIGHTS, STUDENT_WEIGHTS, TASKS_FILE, TOKENIZER_FILE, TURNS_FILE,
+};
 use crate::progress;
-
-pub const TURNS_FILE: &str = "eval/turns.parquet";
 
 /// Bootstrap resamples of the paired intervals printed by the stage.
 const RESAMPLES: usize = 1000;
-
-/// The models of the grid: (name in the tables, checkpoint directory).
-pub const MODELS: [(&str, &str); 4] = [
-    ("base", BASE_DIR),
-    ("single_turn_rl", SINGLE_TURN_DIR),
-    ("offline_sft", OFFLINE_DIR),
-    ("rl2f", STUDENT_DIR),
-];
 
 pub const STAGE: Stage = Stage {
     name: "eval",
@@ -53,12 +41,12 @@ pub const STAGE: Stage = Stage {
     inputs: &[
         TASKS_FILE,
         TOKENIZER_FILE,
-        "base/model.safetensors",
-        "student/model.safetensors",
-        "baseline/single_turn_rl/model.safetensors",
-        "baseline/offline_sft/model.safetensors",
-        "critic/model.safetensors",
-        "critic/verdict.json",
+        BASE_WEIGHTS,
+        STUDENT_WEIGHTS,
+        SINGLE_TURN_WEIGHTS,
+        OFFLINE_WEIGHTS,
+        CRITIC_WEIGHTS,
+        CRITIC_VERDICT_FILE,
     ],
     config_section: |c| match c.teacher.kind {
         TeacherKind::Programmatic => json!({"eval": c.eval}),
@@ -83,7 +71,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
         .filter(|r| r.split == Split::Test)
         .map(|r| r.task.clone())
         .collect();
-    let tasks = super::subset(ctx.config, &test, cfg.tasks_per_domain);
+    let tasks = subset(ctx.config, &test, cfg.tasks_per_domain);
     anyhow::ensure!(!tasks.is_empty(), "eval: no test tasks in {TASKS_FILE}");
     let jobs = MODELS.len() * cfg.conditions.len() * cfg.seeds;
     tracing::info!(
@@ -300,66 +288,6 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
         }),
         summary,
     })
-}
-
-/// How evaluation dialogues are decoded: `cfg`'s sampling and batch size,
-/// up to `max_turns` attempts answered at `level`.
-pub fn dialogue_params(cfg: &EvalConfig, max_turns: usize, level: FeedbackLevel) -> DialogueParams {
-    DialogueParams {
-        max_turns,
-        feedback_level: level,
-        sampling: SamplingParams {
-            temperature: cfg.temperature,
-            top_p: 1.0,
-            max_new_tokens: cfg.max_new_tokens,
-        },
-        batch_size: cfg.batch_size,
-    }
-}
-
-/// The sampling seed of evaluation seed `seed`, the same for every model
-/// and condition so that their dialogues are paired.
-pub fn dialogue_seed(seed: usize) -> u64 {
-    mix_seed(&[seed as u64, 0xE7A1])
-}
-
-/// The rows of one evaluated dialogue.
-pub fn turn_rows(
-    model: &str,
-    condition: Condition,
-    seed: usize,
-    tasks: &[&Task],
-    run: &DialogueRun,
-    source: &str,
-) -> Vec<EvalTurnRow> {
-    let task = tasks[run.task_index];
-    run.turns
-        .iter()
-        .map(|t| EvalTurnRow {
-            model: model.into(),
-            condition: condition.name().into(),
-            seed: seed as u64,
-            task_id: task.task_id.clone(),
-            domain: task.domain,
-            difficulty: task.difficulty,
-            turn: t.turn as u32,
-            attempt: t.attempt.clone(),
-            verdict: t.verdict.name().into(),
-            correct: t.verdict.is_correct(),
-            feedback: t.feedback.clone().unwrap_or_default(),
-            feedback_source: if t.feedback.is_some() {
-                source.into()
-            } else {
-                String::new()
-            },
-            judged: match t.judged_correct {
-                Some(true) => "correct".into(),
-                Some(false) => "wrong".into(),
-                None => String::new(),
-            },
-            leak_blocked: t.feedback.is_some() && t.leak_blocked,
-        })
-        .collect()
 }
 
 /// Accuracy of the answer standing at turns `1..=turns`.

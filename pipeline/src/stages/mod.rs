@@ -3,153 +3,27 @@
 
 pub mod analyse;
 pub mod baseline;
+pub mod common;
 pub mod critic;
 pub mod data;
 pub mod eval;
 pub mod pretrain;
+pub mod rl;
 pub mod sml;
 pub mod student;
 pub mod transfer;
+pub mod verdict;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use didact_data::Task;
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::layout::{RunLayout, is_shared};
 use crate::manifest::{FileRecord, Manifest, StageRecord, git_revision};
-
-/// What a stage run needs.
-pub struct StageContext<'a> {
-    /// The configuration; for a per-seed stage, that training seed's.
-    pub config: &'a Config,
-    /// Where the stage writes: the training seed's directory for a
-    /// per-seed stage, the run directory for a shared one.
-    pub run_dir: &'a Path,
-    /// The run directory, its shared files and its training seeds.
-    pub layout: &'a RunLayout,
-    /// Show progress bars (off with `-q`).
-    pub progress: bool,
-    /// Where models train and sample.
-    pub device: crate::device::DeviceSpec,
-}
-
-impl StageContext<'_> {
-    /// A file every training seed shares (tasks, tokenizer).
-    pub fn shared(&self, file: &str) -> PathBuf {
-        self.layout.shared(file)
-    }
-}
-
-/// What a stage produced: files relative to the run directory, metrics for
-/// the manifest, and the lines it contributes to the run's summary.
-pub struct StageOutput {
-    pub outputs: Vec<String>,
-    pub metrics: serde_json::Value,
-    pub summary: Vec<String>,
-}
-
-/// A pipeline stage.
-pub struct Stage {
-    pub name: &'static str,
-    /// Runs once per training seed (in the seed's directory) rather than
-    /// once per run.
-    pub per_seed: bool,
-    /// Files the stage reads, relative to the directory it runs in; a
-    /// shared file ([`crate::layout::SHARED_FILES`]) is read from the run
-    /// directory, and a shared stage reads a per-seed file from every
-    /// training seed's directory.
-    pub inputs: &'static [&'static str],
-    /// The part of the config the stage depends on, as JSON; its hash decides
-    /// whether the stage's outputs are up to date.
-    pub config_section: fn(&Config) -> serde_json::Value,
-    pub run: fn(&StageContext) -> Result<StageOutput>,
-}
-
-/// Replaces `stage`'s rows of the run's train log with `log`, then removes
-/// the resumable checkpoint of the finished run (and `checkpoints/` when
-/// no other stage keeps one there).
-pub fn finish_training(
-    run_dir: &Path,
-    stage: &str,
-    log: &[didact_student::sft::LogRow],
-    checkpoint: &Path,
-) -> Result<()> {
-    let rows: Vec<didact_data::tables::TrainLogRow> = log
-        .iter()
-        .map(|r| didact_data::tables::TrainLogRow {
-            stage: stage.into(),
-            step: r.step,
-            metric: r.metric.clone(),
-            value: r.value,
-        })
-        .collect();
-    didact_data::tables::replace_train_log(&run_dir.join(pretrain::TRAIN_LOG_FILE), stage, &rows)?;
-    let _ = std::fs::remove_dir_all(checkpoint);
-    let _ = std::fs::remove_dir(run_dir.join("checkpoints"));
-    Ok(())
-}
-
-/// Shows an SFT run's loss and throughput on a progress bar.
-struct SftBar(indicatif::ProgressBar);
-
-impl<B: didact_student::kernels::TrainBackend> didact_student::sft::TrainHooks<B> for SftBar {
-    fn on_step(&mut self, step: usize, loss: f64, _lr: f64, tokens_per_s: f64) {
-        self.0.set_position(step as u64);
-        self.0
-            .set_message(format!("loss {loss:.3} · {tokens_per_s:.0} tok/s"));
-    }
-}
-
-/// SFT of `model` on `examples` inside a stage, under a progress bar
-/// labelled `label`: resumable from `checkpoints/<name>`, logged to the
-/// train log as stage `name`.
-#[allow(clippy::too_many_arguments)]
-pub fn run_sft<B: didact_student::kernels::TrainBackend>(
-    ctx: &StageContext,
-    name: &str,
-    label: &str,
-    model: didact_student::Llama<B>,
-    examples: &[didact_student::sft::Example],
-    cfg: &didact_student::sft::TrainConfig,
-    pad: u32,
-    device: &B::Device,
-) -> Result<didact_student::Llama<B>> {
-    let bar = crate::progress::bar(ctx.progress, cfg.steps as u64, label);
-    let ckpt = ctx.run_dir.join("checkpoints").join(name);
-    let trained = didact_student::sft::train(
-        model,
-        examples,
-        cfg,
-        pad,
-        &ckpt,
-        &mut SftBar(bar.clone()),
-        device,
-    )?;
-    bar.finish_and_clear();
-    finish_training(ctx.run_dir, name, &trained.log, &ckpt)?;
-    Ok(trained.model)
-}
-
-/// Up to `n` tasks of each domain (all of them for `n` = 0), drawn by the
-/// run's seeded shuffle stratified by difficulty
-/// ([`didact_data::subset::stratified`]): every evaluated or validation
-/// subset of every stage comes from here, so that all of them cover each
-/// difficulty in proportion and the same tasks are drawn for every model
-/// and training seed.
-pub fn subset<'a>(config: &Config, tasks: &'a [Task], n: usize) -> Vec<&'a Task> {
-    didact_data::subset::stratified(
-        tasks,
-        n,
-        didact_data::rng::mix_seed(&[config.data.seed, SUBSET_SEED_TAG]),
-    )
-}
-
-/// Mixed into `data.seed` for [`subset`].
-const SUBSET_SEED_TAG: u64 = 0x5AB5E7;
+pub use common::{Stage, StageContext};
 
 /// Every stage, in pipeline order.
 pub const STAGES: &[Stage] = &[

@@ -17,7 +17,7 @@ use burn::tensor::ElementConversion;
 use didact_data::dataset::revision_dialogue;
 use didact_data::rng::{Rng, mix_seed};
 use didact_data::tables::{read_synthetic, read_tasks};
-use didact_data::{Dialogue, FeedbackLevel, Role, Split, Task, TaskRow, Tokenizer};
+use didact_data::{FeedbackLevel, Role, Split, Task, TaskRow, Tokenizer};
 use didact_student::Llama;
 use didact_student::eval::accuracy_by_domain;
 use didact_student::generate::SamplingParams;
@@ -29,18 +29,19 @@ use didact_student::{checkpoint, sft::masked_nll};
 use indicatif::ProgressBar;
 use serde_json::json;
 
-use super::data::{
-    CARRIED_FILES, SYNTHETIC_FILE, TASKS_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE,
+use super::common::{
+    Stage, StageContext, StageOutput, finish_training, pretrain_examples, save_final, subset,
 };
-use super::{Stage, StageContext, StageOutput};
+use crate::layout::{
+    BASE_DIR, SYNTHETIC_FILE, TASKS_FILE, TOKENIZER_FILE, TRAIN_LOG_FILE, checkpoint_files,
+    resumable_dir,
+};
 use crate::progress;
 
-pub const BASE_DIR: &str = "base";
-pub const TRAIN_LOG_FILE: &str = "train_log.parquet";
-/// Resumable checkpoints of an unfinished run.
-const CHECKPOINT_DIR: &str = "checkpoints/pretrain";
-/// Resumable checkpoints of the second phase (own mistakes).
-const OWN_CHECKPOINT_DIR: &str = "checkpoints/pretrain_own";
+/// The training run names of the two phases, which name their resumable
+/// checkpoints ([`resumable_dir`]).
+const PHASE_NAME: &str = "pretrain";
+const OWN_PHASE_NAME: &str = "pretrain_own";
 
 pub const STAGE: Stage = Stage {
     name: "pretrain",
@@ -52,35 +53,6 @@ pub const STAGE: Stage = Stage {
 
 fn run(ctx: &StageContext) -> Result<StageOutput> {
     crate::with_backend!(ctx.device, |B, device| run_on::<B>(ctx, &device))
-}
-
-/// Single-turn examples for train tasks, plus the retry turns of the
-/// synthetic dialogues; masks come from roles.
-pub fn pretrain_examples(
-    tokenizer: &Tokenizer,
-    tasks: &[&Task],
-    synthetic: &[didact_data::tables::SyntheticDialogue],
-) -> Result<Vec<Example>> {
-    let mut examples = Vec::with_capacity(tasks.len() + synthetic.len());
-    for t in tasks {
-        let mut d = Dialogue::from_task(&t.prompt);
-        d.push(Role::Student, &t.solution);
-        let enc = tokenizer.encode_dialogue(&d)?;
-        examples.push(Example {
-            mask: enc.loss_mask(Role::Student),
-            ids: enc.ids,
-        });
-    }
-    for s in synthetic {
-        let d = Dialogue::parse(&s.text)
-            .with_context(|| format!("synthetic dialogue {}", s.dialogue_id))?;
-        let enc = tokenizer.encode_dialogue(&d)?;
-        examples.push(Example {
-            mask: enc.loss_mask_turns(Role::Student, |k| k >= s.wrong_attempts as usize),
-            ids: enc.ids,
-        });
-    }
-    Ok(examples)
 }
 
 struct Hooks<'a, B: TrainBackend> {
@@ -207,7 +179,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
         &examples,
         cfg,
         tokenizer.pad_id(),
-        &ctx.run_dir.join(CHECKPOINT_DIR),
+        &resumable_dir(ctx.run_dir, PHASE_NAME),
         &mut hooks,
         device,
     )?;
@@ -231,12 +203,12 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
         &ctx.run_dir.join(BASE_DIR),
         &ctx.shared(TOKENIZER_FILE),
     )?;
-    let _ = std::fs::remove_dir_all(ctx.run_dir.join(OWN_CHECKPOINT_DIR));
-    super::finish_training(
+    let _ = std::fs::remove_dir_all(resumable_dir(ctx.run_dir, OWN_PHASE_NAME));
+    finish_training(
         ctx.run_dir,
         "pretrain",
         &log,
-        &ctx.run_dir.join(CHECKPOINT_DIR),
+        &resumable_dir(ctx.run_dir, PHASE_NAME),
     )?;
 
     let final_loss = log
@@ -259,12 +231,10 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
     )];
     summary.push(accuracy_line(&acc));
     Ok(StageOutput {
-        outputs: vec![
-            format!("{BASE_DIR}/config.json"),
-            format!("{BASE_DIR}/model.safetensors"),
-            format!("{BASE_DIR}/tokenizer.json"),
-            TRAIN_LOG_FILE.into(),
-        ],
+        outputs: checkpoint_files(BASE_DIR)
+            .into_iter()
+            .chain([TRAIN_LOG_FILE.to_string()])
+            .collect(),
         metrics: json!({
             "parameters": llama.num_params(),
             "examples": examples.len(),
@@ -305,7 +275,7 @@ fn own_mistakes_phase<B: TrainBackend>(
     let cfg = &ctx.config.pretrain;
     let synthetic = &ctx.config.data.synthetic;
     let owned: Vec<Task> = train.iter().map(|t| (*t).clone()).collect();
-    let tasks = super::subset(ctx.config, &owned, own.tasks_per_domain);
+    let tasks = subset(ctx.config, &owned, own.tasks_per_domain);
     let seed = mix_seed(&[cfg.seed, OWN_SEED_TAG]);
     let params = DialogueParams {
         max_turns: 1,
@@ -389,7 +359,7 @@ fn own_mistakes_phase<B: TrainBackend>(
         &examples,
         &phase,
         tokenizer.pad_id(),
-        &ctx.run_dir.join(OWN_CHECKPOINT_DIR),
+        &resumable_dir(ctx.run_dir, OWN_PHASE_NAME),
         hooks,
         device,
     )?;
@@ -425,17 +395,14 @@ fn accuracy_line(accuracy: &BTreeMap<String, f64>) -> String {
 }
 
 /// Up to `n` validation tasks per domain, drawn as every subset is
-/// ([`super::subset`]).
+/// ([`subset`]).
 fn val_tasks(config: &crate::config::Config, tasks: &[TaskRow], n: usize) -> Vec<Task> {
     let val: Vec<Task> = tasks
         .iter()
         .filter(|r| r.split == Split::Val)
         .map(|r| r.task.clone())
         .collect();
-    super::subset(config, &val, n)
-        .into_iter()
-        .cloned()
-        .collect()
+    subset(config, &val, n).into_iter().cloned().collect()
 }
 
 /// The `pretrain` stage of a pretrained model: loads the checkpoint
@@ -492,11 +459,7 @@ fn import_pretrained<B: didact_student::kernels::Kernels>(
         accuracy_line(&accuracy),
     ];
     Ok(StageOutput {
-        outputs: vec![
-            format!("{BASE_DIR}/config.json"),
-            format!("{BASE_DIR}/model.safetensors"),
-            format!("{BASE_DIR}/tokenizer.json"),
-        ],
+        outputs: checkpoint_files(BASE_DIR),
         metrics: json!({
             "imported_from": dir.display().to_string(),
             "parameters": config.num_params(),
@@ -504,36 +467,4 @@ fn import_pretrained<B: didact_student::kernels::Kernels>(
         }),
         summary,
     })
-}
-
-/// Writes the checkpoint and a copy of the tokenizer into a temporary
-/// directory and swaps it in, so `base/` is always complete. A pretrained
-/// model's tokenizer files beside `tokenizer` (`tokenizer_config.json` and
-/// [`CARRIED_FILES`]: chat template, special tokens, generation config) are
-/// copied too, so that the checkpoint renders dialogues as the run did and
-/// loads in transformers with its chat template.
-pub fn save_final<B: burn::tensor::backend::Backend>(
-    model: &Llama<B>,
-    dir: &Path,
-    tokenizer: &Path,
-) -> Result<()> {
-    let tmp = dir.with_extension("tmp");
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
-    checkpoint::save(model, &tmp)?;
-    std::fs::copy(tokenizer, tmp.join(TOKENIZER_FILE))
-        .with_context(|| format!("{}: cannot copy", tokenizer.display()))?;
-    let beside = tokenizer.parent().unwrap_or(Path::new("."));
-    for file in std::iter::once(TOKENIZER_CONFIG_FILE).chain(CARRIED_FILES) {
-        if beside.join(file).exists() {
-            std::fs::copy(beside.join(file), tmp.join(file))
-                .with_context(|| format!("{}: cannot copy", beside.join(file).display()))?;
-        }
-    }
-    if dir.exists() {
-        std::fs::remove_dir_all(dir)
-            .with_context(|| format!("{}: cannot replace", dir.display()))?;
-    }
-    std::fs::rename(&tmp, dir).with_context(|| format!("{}: cannot write", dir.display()))?;
-    Ok(())
 }

@@ -29,119 +29,32 @@ use didact_data::shard::{
     Shard, ShardedTask, classify_turns, full_task_id, parse_move, qprimed_dialogue,
 };
 use didact_data::tables::{self, ColumnType, TableSchema, read_tasks};
-use didact_data::{Dialogue, FeedbackLevel, Role, Split, Task, Tokenizer};
+use didact_data::{Dialogue, Role, Split, Task, Tokenizer};
 use didact_student::checkpoint;
 use didact_student::grpo::RlConfig;
 use didact_student::kernels::{Kernels, TrainBackend};
 use didact_student::rollout::{DialogueRun, ShardTeacher, run_dialogues_with};
-use didact_student::sft::{Example, TrainConfig};
+use didact_student::sft::Example;
 use polars::prelude::*;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::data::{TASKS_FILE, TOKENIZER_FILE};
-use super::eval::{dialogue_params, dialogue_seed};
-use super::pretrain::{BASE_DIR, save_final};
-use super::student::{RlSetup, STUDENT_DIR, run_rl_with};
-use super::{Stage, StageContext, StageOutput};
+use super::common::{
+    Stage, StageContext, StageOutput, dialogue_params, dialogue_seed, run_sft, save_final, subset,
+};
+use super::rl::{RlSetup, run_rl_with};
 use crate::analysis::bootstrap_mean_ci;
+use crate::layout::{
+    BASE_DIR, BASE_WEIGHTS, QPRIMED_DIR, QPRIMED_WEIGHTS, SML_REPORT_FILE, SML_STUDENT_DIR,
+    SML_SUMMARY_FILE, SML_TURNS_FILE, STUDENT_DIR, STUDENT_WEIGHTS, TASKS_FILE, TOKENIZER_FILE,
+};
 use crate::progress;
 
-pub const SML_TURNS_FILE: &str = "sml/turns.parquet";
-pub const SML_SUMMARY_FILE: &str = "sml/summary.parquet";
-pub const SML_REPORT_FILE: &str = "sml/report.md";
-/// The Q-primed SFT model, where GRPO starts.
-pub const QPRIMED_DIR: &str = "sml/qprimed";
-/// The SML student.
-pub const SML_STUDENT_DIR: &str = "sml/student";
 const RESAMPLES: usize = 1000;
-
-/// Settings of the SML comparison.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SmlConfig {
-    /// Off: the stage writes an empty table (it trains two more models).
-    pub enabled: bool,
-    /// P_Q(t) = question_base^t: the chance that an incorrect turn of a
-    /// Q-priming dialogue becomes a question.
-    pub question_base: f64,
-    /// Student turns of a Q-priming dialogue at most.
-    pub qprime_turns: usize,
-    /// Chance that a Q-priming dialogue has one more mistake (and the
-    /// teacher's feedback) after everything essential is revealed, before
-    /// the correct answer: it teaches answering again, not asking again.
-    pub qprime_retry: f64,
-    /// What the teacher says to a wrong answer, in Q-priming, GRPO and
-    /// evaluation alike. `verdict` ("Incorrect.") keeps the withheld parts
-    /// the teacher's to reveal when asked: richer feedback on a premature
-    /// answer gives some of them away (a failing hidden example, where a
-    /// path hits a wall).
-    pub feedback_level: FeedbackLevel,
-    /// Q-priming SFT (from the base model).
-    pub sft: TrainConfig,
-    /// GRPO iterations after Q-priming (the other settings are
-    /// `[student]`'s, as in the paper: same γ, group size and masks).
-    pub iterations: usize,
-    /// Test tasks per domain, each evaluated sharded and fully specified.
-    pub tasks_per_domain: usize,
-    /// Student turns (questions included) per evaluation dialogue.
-    pub max_turns: usize,
-}
-
-impl Default for SmlConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            question_base: 0.75,
-            qprime_turns: 4,
-            qprime_retry: 0.5,
-            feedback_level: FeedbackLevel::Verdict,
-            sft: TrainConfig {
-                steps: 400,
-                batch_size: 32,
-                lr: 1e-3,
-                warmup_steps: 10,
-                max_seq_len: 160,
-                eval_every: 400,
-                eval_tasks: 0,
-                ..TrainConfig::default()
-            },
-            iterations: 40,
-            tasks_per_domain: 100,
-            max_turns: 5,
-        }
-    }
-}
-
-impl SmlConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        for (name, p) in [
-            ("question_base", self.question_base),
-            ("qprime_retry", self.qprime_retry),
-        ] {
-            if !(0.0..=1.0).contains(&p) {
-                return Err(format!("{name}: {p} is not a probability"));
-            }
-        }
-        if self.qprime_turns == 0 || self.max_turns == 0 {
-            return Err("qprime_turns and max_turns must be positive".into());
-        }
-        if self.enabled && self.iterations == 0 {
-            return Err("iterations must be positive when enabled".into());
-        }
-        self.sft.validate().map_err(|e| format!("sft: {e}"))
-    }
-}
 
 pub const STAGE: Stage = Stage {
     name: "sml",
     per_seed: true,
-    inputs: &[
-        TASKS_FILE,
-        TOKENIZER_FILE,
-        "base/model.safetensors",
-        "student/model.safetensors",
-    ],
+    inputs: &[TASKS_FILE, TOKENIZER_FILE, BASE_WEIGHTS, STUDENT_WEIGHTS],
     config_section: |c| json!({"sml": c.sml, "student": c.student, "eval": c.eval}),
     run,
 };
@@ -313,7 +226,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
     // 1. Q-priming.
     let (examples, questions) = qpriming_examples(ctx, &tokenizer, &train, &sharded_train)?;
     let base = checkpoint::load::<B>(&ctx.run_dir.join(BASE_DIR), device)?;
-    let qprimed = super::run_sft(
+    let qprimed = run_sft(
         ctx,
         "sml_qpriming",
         "sml: Q-priming SFT",
@@ -348,7 +261,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
             .chain(sharded.iter().map(|s| s.task.clone()))
             .collect()
     };
-    let val_full: Vec<Task> = super::subset(ctx.config, &val, rl.eval_tasks)
+    let val_full: Vec<Task> = subset(ctx.config, &val, rl.eval_tasks)
         .into_iter()
         .cloned()
         .collect();
@@ -376,8 +289,8 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
     summary.extend(outcome.summary);
     let mut outputs = outcome.outputs;
     outputs.extend([
-        format!("{QPRIMED_DIR}/config.json"),
-        format!("{QPRIMED_DIR}/model.safetensors"),
+        format!("{QPRIMED_DIR}/{}", checkpoint::CONFIG_FILE),
+        QPRIMED_WEIGHTS.into(),
     ]);
 
     // 3. Evaluation, sharded and fully specified, on the same test tasks.
@@ -448,7 +361,7 @@ fn test_tasks(
         }
     }
     let (mut full, mut sharded) = (Vec::new(), Vec::new());
-    for t in super::subset(config, &shardable, n) {
+    for t in subset(config, &shardable, n) {
         full.push(t.clone());
         sharded.push(sharded_by_id.remove(&t.task_id).expect("shardable"));
     }

@@ -17,67 +17,23 @@ use didact_student::checkpoint;
 use didact_student::grpo::RlConfig;
 use didact_student::kernels::TrainBackend;
 use didact_student::rollout::{Teacher, run_dialogues_with};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::data::{TASKS_FILE, TOKENIZER_FILE};
-use super::eval::{dialogue_params, dialogue_seed, turn_rows};
-use super::pretrain::BASE_DIR;
-use super::student::{STUDENT_DIR, run_rl};
-use super::{Stage, StageContext, StageOutput};
+use super::common::{
+    Stage, StageContext, StageOutput, dialogue_params, dialogue_seed, subset, turn_rows,
+};
+use super::rl::run_rl;
 use crate::config::Condition;
+use crate::layout::{
+    BASE_DIR, BASE_WEIGHTS, STUDENT_DIR, STUDENT_WEIGHTS, TASKS_FILE, TOKENIZER_FILE,
+    TRANSFER_MATRIX_FILE, TRANSFER_TURNS_FILE,
+};
 use crate::progress;
-
-pub const TRANSFER_TURNS_FILE: &str = "transfer/turns.parquet";
-
-/// Settings of the cross-domain matrix.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TransferConfig {
-    /// Domains to train a single-domain RL²F student on (empty: the
-    /// matrix is not computed).
-    pub domains: Vec<DomainKind>,
-    /// GRPO iterations of each single-domain student (the other settings
-    /// are `[student]`'s).
-    pub iterations: usize,
-    /// Test tasks per evaluated domain (0: all of them).
-    pub tasks_per_domain: usize,
-}
-
-impl Default for TransferConfig {
-    fn default() -> Self {
-        Self {
-            domains: Vec::new(),
-            iterations: 40,
-            tasks_per_domain: 0,
-        }
-    }
-}
-
-impl TransferConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        if !self.domains.is_empty() && self.iterations == 0 {
-            return Err("iterations must be positive when domains are listed".into());
-        }
-        let mut seen = self.domains.clone();
-        seen.sort();
-        seen.dedup();
-        if seen.len() != self.domains.len() {
-            return Err(format!("domains: {:?} lists a domain twice", self.domains));
-        }
-        Ok(())
-    }
-}
 
 pub const STAGE: Stage = Stage {
     name: "transfer",
     per_seed: true,
-    inputs: &[
-        TASKS_FILE,
-        TOKENIZER_FILE,
-        "base/model.safetensors",
-        "student/model.safetensors",
-    ],
+    inputs: &[TASKS_FILE, TOKENIZER_FILE, BASE_WEIGHTS, STUDENT_WEIGHTS],
     config_section: |c| json!({"transfer": c.transfer, "eval": c.eval}),
     run,
 };
@@ -140,7 +96,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
         .filter(|r| r.split == Split::Test)
         .map(|r| r.task)
         .collect();
-    let tasks = super::subset(ctx.config, &test, cfg.tasks_per_domain);
+    let tasks = subset(ctx.config, &test, cfg.tasks_per_domain);
     anyhow::ensure!(!tasks.is_empty(), "transfer: no test tasks in {TASKS_FILE}");
     let params = dialogue_params(eval, eval.max_turns, eval.feedback_level);
     let bar = progress::bar(ctx.progress, models.len() as u64, "transfer eval");
@@ -342,7 +298,7 @@ pub fn report_section(
     let mut md = String::from("## Cross-domain transfer (trained on X, evaluated on Y)\n\n");
     if rows.is_empty() {
         // A matrix from an earlier run would no longer match the report.
-        let _ = std::fs::remove_file(out_dir.join("transfer.parquet"));
+        let _ = std::fs::remove_file(out_dir.join(TRANSFER_MATRIX_FILE));
         md.push_str(
             "Not computed in this run: it trains one RL²F student per domain. `just transfer` \
              (or `--set 'transfer.domains=[\"arith\",\"listops\",\"sudoku\",\"maze\"]'`) adds it.\n\n",
@@ -413,7 +369,7 @@ pub fn report_section(
         md.push('\n');
     }
     md.push('\n');
-    write_matrix(&out_dir.join("transfer.parquet"), &cells)?;
+    write_matrix(&out_dir.join(TRANSFER_MATRIX_FILE), &cells)?;
     Ok(md)
 }
 
