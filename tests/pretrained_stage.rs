@@ -10,7 +10,7 @@ use std::fs;
 use std::path::Path;
 
 use burn::backend::Flex;
-use didact_data::dataset::teacher_message;
+use didact_data::leak::teacher_message;
 use didact_data::tables::{read_eval_turns, read_rollouts, read_tasks};
 use didact_data::{Dialogue, DomainKind, FeedbackLevel, HfTokenizer, Role, Tokenizer};
 use didact_e2e::{data_import, didact, root, scratch, smoke_run};

@@ -4,8 +4,8 @@
 //! teacher's tokens only. The critic sees what the student saw (the task
 //! prompt and the dialogue), never the task's privileged metadata.
 
-use didact_data::dataset::teacher_message;
 use didact_data::dialogue::sanitise;
+use didact_data::leak::teacher_message;
 use didact_data::{Dialogue, DomainKind, FeedbackLevel, Role, Task, Tokenizer};
 use didact_student::rollout::DialogueRun;
 use didact_student::sft::Example;

@@ -61,6 +61,10 @@ impl Message {
     }
 }
 
+/// The key of a run's `tokenizer_config.json` that holds the system prompt
+/// didact renders dialogues with (transformers ignores it).
+pub const SYSTEM_PROMPT_KEY: &str = "didact_system_prompt";
+
 /// A Jinja chat template and the special tokens it may refer to.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ChatTemplate {
@@ -70,7 +74,7 @@ pub struct ChatTemplate {
     /// The token batches are padded with, when the model names one.
     pub pad_token: Option<String>,
     /// The system prompt a run recorded beside the template
-    /// ([`crate::tokenizer::SYSTEM_PROMPT_KEY`]).
+    /// ([`SYSTEM_PROMPT_KEY`]).
     pub system_prompt: Option<String>,
 }
 
@@ -142,7 +146,7 @@ impl ChatTemplate {
             eos_token: special_token(&config, "eos_token").unwrap_or_default(),
             pad_token: special_token(&config, "pad_token"),
             system_prompt: config
-                .get(crate::tokenizer::SYSTEM_PROMPT_KEY)
+                .get(SYSTEM_PROMPT_KEY)
                 .and_then(|v| v.as_str())
                 .map(str::to_string),
         })

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::dialogue::{Dialogue, Role};
 use crate::domain::{DomainKind, FeedbackLevel, Task, WRONG_MESSAGE, content_hash};
 use crate::error::{DataError, Result};
-use crate::leak;
+use crate::leak::teacher_message;
 use crate::rng::{Rng, mix_seed};
 use crate::tables::{Split, SyntheticDialogue, TaskRow};
 
@@ -446,16 +446,6 @@ pub fn revision_dialogue(
 
 /// Repairs in one synthetic dialogue before the solution is given instead.
 pub const MAX_REPAIRS: usize = 3;
-
-/// The teacher's message after the leak check: `(message, leaked)`. A leaking
-/// message is never shown; the verdict-only message replaces it.
-pub fn teacher_message(task: &Task, attempt: &str, level: FeedbackLevel) -> Result<(String, bool)> {
-    let message = task.domain.domain().feedback(task, attempt, level)?;
-    Ok(match leak::check(task, &message)? {
-        Some(_) => (WRONG_MESSAGE.to_string(), true),
-        None => (message, false),
-    })
-}
 
 /// Every text the tokenizer should know: prompts, solutions, attempts,
 /// feedback, and the fixed teacher messages.

@@ -2,17 +2,10 @@
 //! teacher knows the solution and must not reveal it (RL²F reports a leak
 //! rate under 0.3%; didact's programmatic teachers aim for exactly 0).
 
-use crate::domain::Task;
+use crate::domain::{FeedbackLevel, Task, WRONG_MESSAGE};
 use crate::error::Result;
 
-/// Lower-cases and drops everything but letters and digits, so that
-/// `"R R D"` and `"rrd"` or `"1 2 3"` and `"123"` compare equal.
-pub fn normalise(text: &str) -> String {
-    text.chars()
-        .filter(|c| c.is_alphanumeric())
-        .flat_map(char::to_lowercase)
-        .collect()
-}
+pub use crate::domain::normalise;
 
 /// Why a message was judged to leak the solution.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,21 +13,24 @@ pub struct Leak {
     pub reason: String,
 }
 
-/// Generic rule (the normalised solution appears in the normalised message)
-/// plus the domain's own rule. Solutions shorter than three normalised
-/// characters are left to the domain rule, since they occur in ordinary words.
+/// The generic rule plus the domain's own
+/// ([`crate::domain::Domain::leak`]).
 pub fn check(task: &Task, message: &str) -> Result<Option<Leak>> {
-    let solution = normalise(&task.solution);
-    if solution.chars().count() >= 3 && normalise(message).contains(&solution) {
-        return Ok(Some(Leak {
-            reason: "contains the solution".to_string(),
-        }));
-    }
     Ok(task
         .domain
         .domain()
-        .leak_rule(task, message)?
+        .leak(task, message)?
         .map(|reason| Leak { reason }))
+}
+
+/// The teacher's message after the leak check: `(message, leaked)`. A leaking
+/// message is never shown; the verdict-only message replaces it.
+pub fn teacher_message(task: &Task, attempt: &str, level: FeedbackLevel) -> Result<(String, bool)> {
+    let message = task.domain.domain().feedback(task, attempt, level)?;
+    Ok(match check(task, &message)? {
+        Some(_) => (WRONG_MESSAGE.to_string(), true),
+        None => (message, false),
+    })
 }
 
 #[cfg(test)]

@@ -13,13 +13,10 @@
 //! it, so an answer given before every essential shard is revealed is
 //! *premature*: the behaviour SML trains away.
 
-use serde::{Deserialize, Serialize};
-
-use crate::dataset::teacher_message;
 use crate::dialogue::{Dialogue, Role};
-use crate::domain::{FeedbackLevel, Task};
+use crate::domain::{FeedbackLevel, Shard, Task};
 use crate::error::Result;
-use crate::leak;
+use crate::leak::{self, teacher_message};
 use crate::rng::Rng;
 
 /// Opens a question turn.
@@ -33,25 +30,6 @@ pub const CANNOT_SAY: &str = "I cannot tell you that.";
 /// Suffix of a sharded task's id, which keeps it apart from the fully
 /// specified task it was cut from.
 pub const SHARDED_ID_SUFFIX: &str = "~sharded";
-
-/// One piece of a task the first turn withholds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Shard {
-    /// What a question names to ask for it: `x`, `row 2`, `example 3`.
-    pub name: String,
-    /// The teacher's whole reply when revealing it: `x = 8`.
-    pub reveal: String,
-    /// The answer is not determined without it.
-    pub essential: bool,
-}
-
-/// How a domain splits one task: the prompt of the first turn and what it
-/// withholds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Sharding {
-    pub prompt: String,
-    pub shards: Vec<Shard>,
-}
 
 /// A task as the student first meets it, and the shards the teacher holds.
 /// `task` keeps the full task's solution and privileged metadata, so the

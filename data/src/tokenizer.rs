@@ -72,10 +72,6 @@ struct ChatFormat {
     eos_ids: Vec<u32>,
 }
 
-/// The key of a run's `tokenizer_config.json` that holds the system prompt
-/// didact renders dialogues with (transformers ignores it).
-pub const SYSTEM_PROMPT_KEY: &str = "didact_system_prompt";
-
 fn tok_err(path: &Path, e: impl ToString) -> DataError {
     DataError::Tokenizer {
         path: path.to_path_buf(),
@@ -99,7 +95,7 @@ impl Tokenizer {
     /// dialogues with them; any other is a pretrained model's, and renders
     /// them through the chat template of the `tokenizer_config.json` beside
     /// it, with the system prompt stored there under
-    /// [`SYSTEM_PROMPT_KEY`] (if any).
+    /// [`crate::chat::SYSTEM_PROMPT_KEY`] (if any).
     pub fn load(path: &Path) -> Result<Self> {
         let inner = read_tokenizer(path)?;
         if inner.token_to_id(Role::Task.token()).is_some() {
@@ -531,6 +527,7 @@ impl HfTokenizer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chat::SYSTEM_PROMPT_KEY;
 
     /// The ids a loss mask keeps.
     fn masked(enc: &EncodedDialogue, mask: &[bool]) -> Vec<u32> {

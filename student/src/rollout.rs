@@ -11,9 +11,10 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use burn::module::Module;
-use didact_data::dataset::teacher_message;
+use didact_data::domain::Shard;
+use didact_data::leak::teacher_message;
 use didact_data::rng::mix_seed;
-use didact_data::shard::{Shard, parse_move, teacher_reply};
+use didact_data::shard::{parse_move, teacher_reply};
 use didact_data::tables::{self, RolloutRow};
 use didact_data::{Dialogue, FeedbackLevel, Role, Task, Tokenizer, Verdict};
 
@@ -756,7 +757,7 @@ mod tests {
         };
         let reply = teacher.respond(&[plain]).unwrap().remove(0);
         let expected =
-            didact_data::dataset::teacher_message(&tasks[1], "0", FeedbackLevel::Explanation)
+            didact_data::leak::teacher_message(&tasks[1], "0", FeedbackLevel::Explanation)
                 .unwrap()
                 .0;
         assert_eq!(reply.message, expected);

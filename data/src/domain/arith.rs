@@ -8,10 +8,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Domain, DomainKind, FeedbackLevel, Task, Verdict, bounded, common_feedback};
+use super::contract::{Domain, DomainKind, FeedbackLevel, Task, Verdict, bounded, common_feedback};
+use super::contract::{Shard, Sharding};
 use crate::error::Result;
 use crate::rng::{Rng, mix_seed};
-use crate::shard::{Shard, Sharding};
 
 pub struct Arith;
 
@@ -276,7 +276,7 @@ impl Domain for Arith {
                 continue;
             }
             let reveal = format!("x = {}", meta.operands[i]);
-            if crate::leak::check(task, &reveal)?.is_some() {
+            if self.leak(task, &reveal)?.is_some() {
                 continue;
             }
             let mut prompt = String::new();

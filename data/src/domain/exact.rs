@@ -17,14 +17,14 @@
 //! verdict, since there is no structure in an arbitrary string to point at
 //! without giving it away.
 
-use super::numeric::ImportMeta;
-use super::{
+use super::contract::Sharding;
+use super::contract::{
     Domain, DomainKind, FeedbackLevel, MAX_ANSWER_CHARS, Task, Verdict, WRONG_MESSAGE, bounded,
     common_feedback,
 };
+use super::numeric::ImportMeta;
 use crate::error::{DataError, Result};
 use crate::rng::{Rng, mix_seed};
-use crate::shard::Sharding;
 
 pub struct Exact;
 

@@ -22,12 +22,12 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{
+use super::contract::{
     Domain, DomainKind, FeedbackLevel, Task, Verdict, WRONG_MESSAGE, bounded, common_feedback,
 };
+use super::contract::{Shard, Sharding};
 use crate::error::{DataError, Result};
 use crate::rng::{Rng, mix_seed};
-use crate::shard::{Shard, Sharding};
 
 pub struct Listops;
 
@@ -725,7 +725,7 @@ impl Listops {
     /// leak check (a student writing `reverse` when the answer is `rev`).
     fn syntax_message(&self, task: &Task, error: &SyntaxError) -> Result<String> {
         let message = error.message(true);
-        if crate::leak::check(task, &message)?.is_some() {
+        if self.leak(task, &message)?.is_some() {
             Ok(error.message(false))
         } else {
             Ok(message)
@@ -896,7 +896,7 @@ impl Domain for Listops {
             let name = format!("example {}", k + 1);
             prompt.push(format!("{name}: ?"));
             let reveal = format!("{name}: {}", show(&meta.examples[k]));
-            if crate::leak::check(task, &reveal)?.is_some() {
+            if self.leak(task, &reveal)?.is_some() {
                 return Ok(None);
             }
             shards.push(Shard {

@@ -22,12 +22,12 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::{
+use super::contract::{
     Domain, DomainKind, FeedbackLevel, Task, Verdict, WRONG_MESSAGE, bounded, common_feedback,
 };
+use super::contract::{Shard, Sharding};
 use crate::error::{DataError, Result};
 use crate::rng::{Rng, mix_seed};
-use crate::shard::{Shard, Sharding};
 
 pub struct Maze;
 
@@ -528,7 +528,7 @@ impl Domain for Maze {
             (format!("column {}", c + 1), line)
         };
         let reveal = format!("{name}: {line}");
-        if crate::leak::check(task, &reveal)?.is_some() {
+        if self.leak(task, &reveal)?.is_some() {
             return Ok(None);
         }
         let prompt = grid

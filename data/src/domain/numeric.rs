@@ -29,10 +29,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Domain, DomainKind, FeedbackLevel, Task, Verdict, bounded, common_feedback};
+use super::contract::Sharding;
+use super::contract::{Domain, DomainKind, FeedbackLevel, Task, Verdict, bounded, common_feedback};
 use crate::error::{DataError, Result};
 use crate::rng::{Rng, mix_seed};
-use crate::shard::Sharding;
 
 pub struct Numeric;
 

@@ -13,12 +13,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{
+use super::contract::{
     Domain, DomainKind, FeedbackLevel, Task, Verdict, WRONG_MESSAGE, bounded, common_feedback,
 };
+use super::contract::{Shard, Sharding};
 use crate::error::{DataError, Result};
 use crate::rng::{Rng, mix_seed};
-use crate::shard::{Shard, Sharding};
 
 pub struct Sudoku;
 
@@ -417,7 +417,7 @@ impl Domain for Sudoku {
             let row_text = lines[r].to_string();
             lines[r] = "????";
             let reveal = format!("row {}: {row_text}", r + 1);
-            if crate::leak::check(task, &reveal)?.is_some() {
+            if self.leak(task, &reveal)?.is_some() {
                 continue;
             }
             return Ok(Some(Sharding {

@@ -15,8 +15,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use didact_critic::respond::says_correct;
-use didact_data::dataset::teacher_message;
 use didact_data::leak::normalise;
+use didact_data::leak::teacher_message;
 use didact_data::tables::{
     self, ColumnType, EvalTurnRow, TableSchema, read_eval_turns, read_tasks,
 };

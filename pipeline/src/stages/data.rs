@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use didact_data::chat::SYSTEM_PROMPT_KEY;
 use didact_data::dataset::{self, LeakStats};
 use didact_data::tables::{self, SYNTHETIC_DIALOGUES, TASKS};
-use didact_data::tokenizer::SYSTEM_PROMPT_KEY;
 use didact_data::{DomainKind, Split, TaskRow, Tokenizer};
 use serde_json::json;
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 use burn::module::{AutodiffModule, Module};
-use didact_data::shard::Shard;
+use didact_data::domain::Shard;
 use didact_data::tables;
 use didact_data::teaching::LeakTally;
 use didact_data::{DomainKind, Task, Tokenizer};

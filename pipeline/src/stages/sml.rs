@@ -24,10 +24,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use burn::module::AutodiffModule;
+use didact_data::domain::Shard;
 use didact_data::rng::{Rng, mix_seed};
-use didact_data::shard::{
-    Shard, ShardedTask, classify_turns, full_task_id, parse_move, qprimed_dialogue,
-};
+use didact_data::shard::{ShardedTask, classify_turns, full_task_id, parse_move, qprimed_dialogue};
 use didact_data::tables::{self, ColumnType, TableSchema, read_tasks};
 use didact_data::{Dialogue, Role, Split, Task, Tokenizer};
 use didact_student::checkpoint;

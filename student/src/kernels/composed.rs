@@ -7,7 +7,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Shape, Tensor, TensorData, TensorPrimitive};
 
-use super::KeyMask;
+use super::mask::KeyMask;
 
 /// Additive bias for a key that a query must not see: large and finite, so
 /// that a row whose keys are all masked stays finite.
