@@ -9,13 +9,14 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 use didact_critic::Critic;
-use didact_data::tables::{self, read_tasks};
+use didact_data::tables::{self, EvalTurnRow, read_tasks};
 use didact_data::teaching::LeakTally;
 use didact_data::{FeedbackLevel, Split, Task, Tokenizer};
 use didact_student::checkpoint;
 use didact_student::kernels::TrainBackend;
 use didact_student::rollout::{Responder, ShuffledTeacher, Teacher, run_dialogues_with};
-use didact_student::teachers::{HttpTeacher, ModelTeacher, TeacherKind};
+use didact_student::Llama;
+use didact_student::teachers::{HttpTeacher, ModelTeacher, TeacherConfig, TeacherKind};
 use serde_json::json;
 
 use super::common::{
@@ -25,7 +26,7 @@ use super::verdict::read_verdict;
 use crate::analysis::{
     SeedTaskValues, Trajectory, correct_at, mean_of, paired, seed_task_values, two_level_ci,
 };
-use crate::config::Condition;
+use crate::config::{Condition, EvalConfig};
 use crate::layout::{
     BASE_DIR, BASE_WEIGHTS, CRITIC_DIR, CRITIC_VERDICT_FILE, CRITIC_WEIGHTS, MODELS,
     OFFLINE_WEIGHTS, SINGLE_TURN_WEIGHTS, STUDENT_WEIGHTS, TASKS_FILE, TOKENIZER_FILE, TURNS_FILE,
@@ -89,18 +90,12 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
         .conditions
         .iter()
         .any(|c| matches!(c, Condition::Critic | Condition::CriticOracleStop));
-    let critic = if needs_critic {
-        Some(checkpoint::load::<B::InnerBackend>(
-            &ctx.run_dir.join(CRITIC_DIR),
-            device,
-        )?)
+    let (critic, verdict) = if needs_critic {
+        let dir = ctx.run_dir.join(CRITIC_DIR);
+        let critic = checkpoint::load::<B::InnerBackend>(&dir, device)?;
+        (Some(critic), Some(read_verdict(&dir)?))
     } else {
-        None
-    };
-    let verdict = if needs_critic {
-        Some(read_verdict(&ctx.run_dir.join(CRITIC_DIR))?)
-    } else {
-        None
+        (None, None)
     };
     // The `teacher` condition's teacher is the one the student learnt from.
     let teacher_cfg = &ctx.config.teacher;
@@ -121,35 +116,17 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
     for (name, dir) in MODELS {
         let model = checkpoint::load::<B::InnerBackend>(&ctx.run_dir.join(dir), device)?;
         for &condition in &cfg.conditions {
-            let (max_turns, level, source) = match condition {
-                Condition::Single => (1, FeedbackLevel::Retry, ""),
-                Condition::Retry => (cfg.max_turns, FeedbackLevel::Retry, "retry"),
-                Condition::Teacher => (cfg.max_turns, cfg.feedback_level, "teacher"),
-                Condition::Verdict => (cfg.max_turns, FeedbackLevel::Verdict, "verdict"),
-                Condition::Shuffled => (cfg.max_turns, cfg.feedback_level, "shuffled"),
-                Condition::Critic | Condition::CriticOracleStop => {
-                    (cfg.max_turns, cfg.feedback_level, "critic")
-                }
-            };
+            let (max_turns, level, source) = condition_setup(cfg, condition);
             let mut teacher = Teacher(level);
             let mut shuffled = ShuffledTeacher::new(level, dialogue_seed(0));
-            let mut configured: Option<Box<dyn Responder + '_>> =
-                match (condition, teacher_cfg.kind, &teacher_model) {
-                    (Condition::Teacher, TeacherKind::Model, Some(m)) => {
-                        Some(Box::new(ModelTeacher::new(
-                            m,
-                            &tokenizer,
-                            teacher_cfg,
-                            dialogue_seed(0),
-                            device.clone(),
-                            tally.clone(),
-                        )))
-                    }
-                    (Condition::Teacher, TeacherKind::Http, _) => {
-                        Some(Box::new(HttpTeacher::new(teacher_cfg, tally.clone())))
-                    }
-                    _ => None,
-                };
+            let mut configured = configured_teacher::<B>(
+                condition,
+                teacher_cfg,
+                teacher_model.as_ref(),
+                &tokenizer,
+                &tally,
+                device,
+            );
             let mut critic_responder = critic.as_ref().map(|c| Critic {
                 model: c,
                 tokenizer: &tokenizer,
@@ -198,22 +175,84 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
         }
     }
     bar.finish_and_clear();
+    // The teacher's messages in the teacher condition, and how many of them
+    // the leak check replaced.
     let teacher_leaks = out_rows
         .iter()
         .filter(|r| r.condition == Condition::Teacher.name() && r.feedback_source == "teacher")
-        .fold((0usize, 0usize), |(n, l), r| {
-            (n + 1, l + r.leak_blocked as usize)
-        });
-    let path = ctx.run_dir.join(TURNS_FILE);
+        .fold((0, 0), |(n, l), r| (n + 1, l + r.leak_blocked as usize));
+    write_turns(&ctx.run_dir.join(TURNS_FILE), &out_rows)?;
+
+    let (summary, accuracy, comparisons) = summarise(cfg, tasks.len(), &outcomes);
+    Ok(StageOutput {
+        outputs: vec![TURNS_FILE.into()],
+        metrics: json!({
+            "tasks": tasks.len(),
+            "seeds": cfg.seeds,
+            "cumulative_accuracy": accuracy,
+            "paired_differences": comparisons,
+            "teacher": {
+                "kind": teacher_cfg.kind,
+                "leak_tally": *tally.lock().expect("tally"),
+                "messages": teacher_leaks.0,
+                "leak_blocked": teacher_leaks.1,
+            },
+            "shuffled": {
+                "answered": shuffled_counts.0,
+                "same_as_real": shuffled_counts.1,
+            },
+        }),
+        summary,
+    })
+}
+
+/// The teacher of the `teacher` condition when it is not the programmatic
+/// one: the model teacher (the frozen base model) or the HTTP teacher.
+fn configured_teacher<'a, B: TrainBackend>(
+    condition: Condition,
+    teacher_cfg: &'a TeacherConfig,
+    teacher_model: Option<&'a Llama<B::InnerBackend>>,
+    tokenizer: &'a Tokenizer,
+    tally: &Arc<Mutex<LeakTally>>,
+    device: &B::Device,
+) -> Option<Box<dyn Responder + 'a>> {
+    match (condition, teacher_cfg.kind, teacher_model) {
+        (Condition::Teacher, TeacherKind::Model, Some(m)) => Some(Box::new(ModelTeacher::new(
+            m,
+            tokenizer,
+            teacher_cfg,
+            dialogue_seed(0),
+            device.clone(),
+            tally.clone(),
+        ))),
+        (Condition::Teacher, TeacherKind::Http, _) => {
+            Some(Box::new(HttpTeacher::new(teacher_cfg, tally.clone())))
+        }
+        _ => None,
+    }
+}
+
+/// Writes the turn rows (`eval/turns.parquet`).
+fn write_turns(path: &std::path::Path, rows: &[EvalTurnRow]) -> Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    tables::write_table(
-        &path,
-        &tables::EVAL_TURNS,
-        &mut tables::eval_turns_frame(&out_rows)?,
-    )?;
+    tables::write_table(path, &tables::EVAL_TURNS, &mut tables::eval_turns_frame(rows)?)?;
+    Ok(())
+}
 
+/// The stage's summary lines: cumulative accuracy by turn per condition
+/// and model, and the paired differences the method is judged by; with the
+/// same numbers as JSON for the manifest.
+fn summarise(
+    cfg: &EvalConfig,
+    n_tasks: usize,
+    outcomes: &BTreeMap<(&str, Condition), Outcomes>,
+) -> (
+    Vec<String>,
+    serde_json::Map<String, serde_json::Value>,
+    serde_json::Map<String, serde_json::Value>,
+) {
     let mut summary = Vec::new();
     let mut accuracy = serde_json::Map::new();
     for &condition in &cfg.conditions {
@@ -225,7 +264,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
         summary.push(format!(
             "eval · {} · cumulative accuracy by turn (n = {} tasks × {} seeds)",
             condition.name(),
-            tasks.len(),
+            n_tasks,
             cfg.seeds
         ));
         for (name, _) in MODELS {
@@ -242,7 +281,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
     }
     let mut comparisons = serde_json::Map::new();
     if cfg.conditions.contains(&Condition::Teacher) {
-        let t = &outcomes;
+        let t = outcomes;
         let k = cfg.max_turns;
         for (a, b, turn) in [
             ("rl2f", "base", k),
@@ -268,26 +307,22 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
             );
         }
     }
-    Ok(StageOutput {
-        outputs: vec![TURNS_FILE.into()],
-        metrics: json!({
-            "tasks": tasks.len(),
-            "seeds": cfg.seeds,
-            "cumulative_accuracy": accuracy,
-            "paired_differences": comparisons,
-            "teacher": {
-                "kind": teacher_cfg.kind,
-                "leak_tally": *tally.lock().expect("tally"),
-                "messages": teacher_leaks.0,
-                "leak_blocked": teacher_leaks.1,
-            },
-            "shuffled": {
-                "answered": shuffled_counts.0,
-                "same_as_real": shuffled_counts.1,
-            },
-        }),
-        summary,
-    })
+    (summary, accuracy, comparisons)
+}
+
+/// A condition's attempts at most, the feedback level its teacher answers
+/// at, and the `feedback_source` its rows carry.
+fn condition_setup(cfg: &EvalConfig, condition: Condition) -> (usize, FeedbackLevel, &'static str) {
+    match condition {
+        Condition::Single => (1, FeedbackLevel::Retry, ""),
+        Condition::Retry => (cfg.max_turns, FeedbackLevel::Retry, "retry"),
+        Condition::Teacher => (cfg.max_turns, cfg.feedback_level, "teacher"),
+        Condition::Verdict => (cfg.max_turns, FeedbackLevel::Verdict, "verdict"),
+        Condition::Shuffled => (cfg.max_turns, cfg.feedback_level, "shuffled"),
+        Condition::Critic | Condition::CriticOracleStop => {
+            (cfg.max_turns, cfg.feedback_level, "critic")
+        }
+    }
 }
 
 /// Accuracy of the answer standing at turns `1..=turns`.

@@ -18,7 +18,7 @@ use didact_student::kernels::TrainBackend;
 use didact_student::rollout::{
     DialogueEnv, DialogueParams, DialogueRun, Responder, ShardTeacher, Teacher, run_dialogues_with,
 };
-use didact_student::teachers::{HttpTeacher, ModelTeacher, TeacherKind};
+use didact_student::teachers::{HttpTeacher, ModelTeacher, TeacherConfig, TeacherKind};
 use didact_student::{Llama, checkpoint};
 use indicatif::ProgressBar;
 use serde_json::json;
@@ -199,40 +199,17 @@ pub fn run_rl_with<B: TrainBackend>(
     let policy = checkpoint::load::<B>(&ctx.run_dir.join(init_dir), device)?;
     let reference = policy.valid();
     let train_refs: Vec<&Task> = train.iter().collect();
-    let mut env = DialogueEnv::new(train_refs, tokenizer, cfg);
-    let teacher = &ctx.config.teacher;
     let tally = Arc::new(Mutex::new(LeakTally::default()));
-    if let Some(shards) = shards {
-        env = env.with_responder(Box::new(ShardTeacher {
-            level: cfg.feedback_level,
-            tokenizer,
-            shards,
-        }));
-    } else {
-        match teacher.kind {
-            TeacherKind::Programmatic => {}
-            // The base model, frozen, in the teacher's seat.
-            TeacherKind::Model => {
-                env = env.with_responder(Box::new(ModelTeacher::new(
-                    &reference,
-                    tokenizer,
-                    teacher,
-                    cfg.seed,
-                    device.clone(),
-                    tally.clone(),
-                )));
-            }
-            TeacherKind::Http => {
-                env = env.with_responder(Box::new(HttpTeacher::new(teacher, tally.clone())));
-            }
-        }
-    }
-    let teacher_kind = match (shards, teacher.kind) {
-        (Some(_), _) => "shard",
-        (None, TeacherKind::Programmatic) => "programmatic",
-        (None, TeacherKind::Model) => "model",
-        (None, TeacherKind::Http) => "http",
-    };
+    let (mut env, teacher_kind) = dialogue_env::<B>(
+        &ctx.config.teacher,
+        cfg,
+        tokenizer,
+        train_refs,
+        shards,
+        &reference,
+        &tally,
+        device,
+    );
     tracing::info!(
         "{name}: {} iterations of {} tasks × {} dialogues of up to {} turns on {}",
         cfg.iterations,
@@ -274,9 +251,43 @@ pub fn run_rl_with<B: TrainBackend>(
     )?;
     finish_training(ctx.run_dir, name, &trained.log, &ckpt)?;
 
+    let leaks = *tally.lock().expect("tally");
+    let (summary, metrics) = run_report(
+        name,
+        cfg,
+        &trained.log,
+        trained.resumed_from,
+        &hooks.last_val,
+        started.elapsed().as_secs_f64(),
+        teacher_kind,
+        &leaks,
+    );
+    Ok(RlOutcome {
+        outputs: checkpoint_files(out_dir)
+            .into_iter()
+            .chain([TRAIN_LOG_FILE.to_string()])
+            .collect(),
+        metrics,
+        summary,
+        rollouts: env.rows,
+    })
+}
+
+/// The summary lines and manifest metrics of a finished RL run: reward
+/// early and late, validation accuracy by turn, the teacher's leak tally.
+#[allow(clippy::too_many_arguments)]
+fn run_report(
+    name: &str,
+    cfg: &RlConfig,
+    log: &[didact_student::sft::LogRow],
+    resumed_from: usize,
+    last_val: &[f64],
+    wall: f64,
+    teacher_kind: &str,
+    leaks: &LeakTally,
+) -> (Vec<String>, serde_json::Value) {
     let mean_of = |metric: &str, from: usize| {
-        let v: Vec<f64> = trained
-            .log
+        let v: Vec<f64> = log
             .iter()
             .filter(|r| r.metric == metric && r.step as usize > from)
             .map(|r| r.value)
@@ -285,8 +296,7 @@ pub fn run_rl_with<B: TrainBackend>(
     };
     let window = (cfg.iterations / 5).max(1);
     let early = {
-        let v: Vec<f64> = trained
-            .log
+        let v: Vec<f64> = log
             .iter()
             .filter(|r| r.metric == "reward_mean" && r.step as usize <= window)
             .map(|r| r.value)
@@ -294,17 +304,14 @@ pub fn run_rl_with<B: TrainBackend>(
         v.iter().sum::<f64>() / v.len().max(1) as f64
     };
     let late = mean_of("reward_mean", cfg.iterations - window);
-    let wall = started.elapsed().as_secs_f64();
-    let leaks = *tally.lock().expect("tally");
     let mut summary = vec![
         format!(
             "{name}: {} iterations in {wall:.0}s; mean reward {early:.3} over the first {window} → {late:.3} over the last {window}",
-            cfg.iterations - trained.resumed_from
+            cfg.iterations - resumed_from
         ),
         format!(
             "{name}: validation accuracy with the teacher by turn: {}",
-            hooks
-                .last_val
+            last_val
                 .iter()
                 .map(|a| format!("{:.1}%", 100.0 * a))
                 .collect::<Vec<_>>()
@@ -322,17 +329,12 @@ pub fn run_rl_with<B: TrainBackend>(
             leaks.redacted
         ));
     }
-    Ok(RlOutcome {
-        outputs: checkpoint_files(out_dir)
-            .into_iter()
-            .chain([TRAIN_LOG_FILE.to_string()])
-            .collect(),
-        metrics: json!({
+    let metrics = json!({
             "iterations": cfg.iterations,
-            "resumed_from": trained.resumed_from,
+            "resumed_from": resumed_from,
             "reward_first": early,
             "reward_last": late,
-            "val_accuracy_by_turn": hooks.last_val,
+            "val_accuracy_by_turn": last_val,
             "wall_time_s": wall,
             "teacher": {
                 "kind": teacher_kind,
@@ -343,8 +345,55 @@ pub fn run_rl_with<B: TrainBackend>(
                 "redacted": leaks.redacted,
                 "draft_leak_rate": leaks.draft_leak_rate(),
             },
-        }),
-        summary,
-        rollouts: env.rows,
-    })
+    });
+    (summary, metrics)
+}
+
+/// The RL environment over `train` with the run's teacher in the teacher's
+/// seat (the shard teacher when `shards` is given), and the teacher's kind
+/// as the summary names it.
+#[allow(clippy::too_many_arguments)]
+fn dialogue_env<'a, B: TrainBackend>(
+    teacher: &'a TeacherConfig,
+    cfg: &RlConfig,
+    tokenizer: &'a Tokenizer,
+    train: Vec<&'a Task>,
+    shards: Option<&'a HashMap<String, Vec<Shard>>>,
+    reference: &'a Llama<B::InnerBackend>,
+    tally: &Arc<Mutex<LeakTally>>,
+    device: &B::Device,
+) -> (DialogueEnv<'a>, &'static str) {
+    let mut env = DialogueEnv::new(train, tokenizer, cfg);
+    if let Some(shards) = shards {
+        env = env.with_responder(Box::new(ShardTeacher {
+            level: cfg.feedback_level,
+            tokenizer,
+            shards,
+        }));
+    } else {
+        match teacher.kind {
+            TeacherKind::Programmatic => {}
+            // The base model, frozen, in the teacher's seat.
+            TeacherKind::Model => {
+                env = env.with_responder(Box::new(ModelTeacher::new(
+                    reference,
+                    tokenizer,
+                    teacher,
+                    cfg.seed,
+                    device.clone(),
+                    tally.clone(),
+                )));
+            }
+            TeacherKind::Http => {
+                env = env.with_responder(Box::new(HttpTeacher::new(teacher, tally.clone())));
+            }
+        }
+    }
+    let teacher_kind = match (shards, teacher.kind) {
+        (Some(_), _) => "shard",
+        (None, TeacherKind::Programmatic) => "programmatic",
+        (None, TeacherKind::Model) => "model",
+        (None, TeacherKind::Http) => "http",
+    };
+    (env, teacher_kind)
 }
