@@ -77,6 +77,8 @@ checkpoint_dir!(
     QPRIMED_DIR, QPRIMED_WEIGHTS, "sml/qprimed"
 );
 
+/// `sml`: the stage's directory, where its tables and report go.
+pub const SML_DIR: &str = "sml";
 /// `sml`: the SML student.
 pub const SML_STUDENT_DIR: &str = "sml/student";
 /// Every training stage's loss and validation rows
@@ -236,6 +238,15 @@ mod tests {
             assert_eq!(weights, want);
         }
         assert_eq!(CRITIC_VERDICT_FILE, format!("{CRITIC_DIR}/{VERDICT_FILE}"));
+        for file in [
+            SML_TURNS_FILE,
+            SML_SUMMARY_FILE,
+            SML_REPORT_FILE,
+            SML_STUDENT_DIR,
+            QPRIMED_DIR,
+        ] {
+            assert!(file.starts_with(&format!("{SML_DIR}/")), "{file}");
+        }
     }
 
     #[test]

@@ -1117,6 +1117,168 @@ fn plots(
     Ok(files)
 }
 
+/// The report's title and the paragraph that says what was run and how
+/// accuracy and intervals are taken.
+fn intro_section(ctx: &StageContext, n_tasks: usize, seeds: &[u64]) -> Result<String> {
+    let cfg = &ctx.config.eval;
+    let k = cfg.max_turns;
+    let mut md = String::new();
+    writeln!(md, "# didact report\n")?;
+    writeln!(
+        md,
+        "Run `{}`: {} models × {} conditions on {n_tasks} held-out test tasks, up to K = {k} \
+         attempts, training seeds {seeds:?}, {} sampling seed(s) each, decoding temperature {}. \
+         Accuracy at turn t is the correctness of the answer standing at t (the last attempt made \
+         by then): with an oracle stop (teacher, verdict, shuffled, retry, critic_oracle_stop) that \
+         is \"solved at or before t\"; in the `critic` condition nothing but the critic decides \
+         when to stop. Percentages; intervals are two-level percentile bootstrap 95% \
+         ({RESAMPLES} resamples: training seeds, then tasks within each seed).\n",
+        ctx.run_dir.display(),
+        MODELS.len(),
+        cfg.conditions.len(),
+        cfg.seeds,
+        cfg.temperature
+    )?;
+    Ok(md)
+}
+
+/// How much the student changes its answer between attempts.
+fn change_section(grid: &Grid, conditions: &[Condition]) -> Result<String> {
+    let mut md = String::new();
+    writeln!(md, "## Does the student change its answer?\n")?;
+    writeln!(
+        md,
+        "Mean normalised edit distance between consecutive attempts (0 = the same answer again) \
+         and the rate of repeating the previous answer exactly.\n"
+    )?;
+    writeln!(
+        md,
+        "| model | condition | edit-distance ratio | repeat rate |"
+    )?;
+    writeln!(md, "|---|---|---:|---:|")?;
+    for (model, _) in MODELS {
+        for c in conditions {
+            if let Some(xs) = grid.cell(model, c.name(), "all")
+                && let Some((ratio, repeat)) = revision_stats(&xs)
+            {
+                writeln!(
+                    md,
+                    "| {model} | {} | {ratio:.3} | {} |",
+                    c.name(),
+                    pct(repeat)
+                )?;
+            }
+        }
+    }
+    writeln!(md)?;
+    Ok(md)
+}
+
+/// The transfer and SML sections: one per training seed that ran them, or
+/// the one "not run" note; the transfer matrices written go to `outputs`.
+fn seed_sections(
+    ctx: &StageContext,
+    out: &Path,
+    k: usize,
+    outputs: &mut Vec<String>,
+) -> Result<String> {
+    let mut extra: Vec<String> = Vec::new();
+    for (seed, dir) in ctx.layout.seed_dirs() {
+        let (sub, label) = if ctx.layout.seeds.is_empty() {
+            (String::new(), String::new())
+        } else {
+            (
+                format!("{}/", crate::layout::seed_dir_name(seed)),
+                format!(" (training seed {seed})"),
+            )
+        };
+        let seed_out = out.join(&sub);
+        std::fs::create_dir_all(&seed_out)?;
+        let mut section = super::transfer::report_section(&dir, &seed_out, k)?;
+        if seed_out.join(TRANSFER_MATRIX_FILE).exists() {
+            outputs.push(format!("{REPORT_DIR}/{sub}{TRANSFER_MATRIX_FILE}"));
+            section = section.replacen(")\n", &format!("){label}\n"), 1);
+        }
+        let mut sml = super::sml::report_section(&dir)?;
+        if !sml.contains("Not run:") {
+            sml = sml.replacen(
+                "## Social meta-learning",
+                &format!("## Social meta-learning{label}"),
+                1,
+            );
+        }
+        for s in [section, sml] {
+            if !extra.contains(&s) {
+                extra.push(s);
+            }
+        }
+    }
+    Ok(extra.concat())
+}
+
+/// The stage's summary: the headline contrasts at turn `k`, pooled.
+fn headline_lines(contrasts: &[ContrastRow], k: usize, n_seeds: usize, out: &Path) -> Vec<String> {
+    let mut lines = vec![format!(
+        "analyse · paired contrasts at turn {k}, all domains, {n_seeds} training seed(s)"
+    )];
+    for name in headline_names() {
+        if let Some(r) = contrasts
+            .iter()
+            .find(|r| r.contrast == name && r.domain == "all" && r.turn == k)
+        {
+            lines.push(format!(
+                "  {name:<40} {}{}",
+                points(&r.est),
+                if excludes_zero(r.est.lo, r.est.hi) {
+                    "  *"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    lines.push("  (* the 95% interval excludes zero)".into());
+    lines.push(format!("report: {}", out.join(REPORT_FILE).display()));
+    lines
+}
+
+/// The manifest's metrics: recovered fractions, the headline contrasts and
+/// the critic's.
+fn stage_metrics(
+    gains: &[GainRow],
+    contrasts: &[ContrastRow],
+    k: usize,
+    n_seeds: usize,
+    critic_metrics: &serde_json::Value,
+) -> serde_json::Value {
+    let rec: BTreeMap<String, Option<f64>> = gains
+        .iter()
+        .filter(|r| r.domain == "all" && r.condition == Condition::Critic.name())
+        .map(|r| (r.model.clone(), r.recovered))
+        .collect();
+    let headline: BTreeMap<String, serde_json::Value> = headline_names()
+        .into_iter()
+        .filter_map(|name| {
+            let r = contrasts
+                .iter()
+                .find(|r| r.contrast == name && r.domain == "all" && r.turn == k)?;
+            Some((
+                name,
+                json!({"estimate": r.est.value, "ci_low": r.est.lo, "ci_high": r.est.hi}),
+            ))
+        })
+        .collect();
+    let mut metrics = json!({
+        "recovered_fraction": rec,
+        "n_seeds": n_seeds,
+        "contrasts": headline,
+    });
+    if let (Some(m), Some(c)) = (metrics.as_object_mut(), critic_metrics.as_object()) {
+        m.extend(c.clone());
+    }
+    metrics
+}
+
 fn run(ctx: &StageContext) -> Result<StageOutput> {
     let cfg = &ctx.config.eval;
     let k = cfg.max_turns;
@@ -1162,23 +1324,7 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
             .unwrap_or_default(),
     )
     .0;
-    let mut md = String::new();
-    writeln!(md, "# didact report\n")?;
-    writeln!(
-        md,
-        "Run `{}`: {} models × {} conditions on {n_tasks} held-out test tasks, up to K = {k} \
-         attempts, training seeds {seeds:?}, {} sampling seed(s) each, decoding temperature {}. \
-         Accuracy at turn t is the correctness of the answer standing at t (the last attempt made \
-         by then): with an oracle stop (teacher, verdict, shuffled, retry, critic_oracle_stop) that \
-         is \"solved at or before t\"; in the `critic` condition nothing but the critic decides \
-         when to stop. Percentages; intervals are two-level percentile bootstrap 95% \
-         ({RESAMPLES} resamples: training seeds, then tasks within each seed).\n",
-        ctx.run_dir.display(),
-        MODELS.len(),
-        cfg.conditions.len(),
-        cfg.seeds,
-        cfg.temperature
-    )?;
+    let mut md = intro_section(ctx, n_tasks, &seeds)?;
     md.push_str(&findings_section(&contrasts, k, n_seeds)?);
     md.push_str(&accuracy_section(
         &grid,
@@ -1189,32 +1335,7 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
     )?);
     md.push_str(&contrasts_section(&contrasts, &grid.domains, k, &seeds)?);
     md.push_str(&revisions_section(&revisions, &cfg.conditions)?);
-    writeln!(md, "## Does the student change its answer?\n")?;
-    writeln!(
-        md,
-        "Mean normalised edit distance between consecutive attempts (0 = the same answer again) \
-         and the rate of repeating the previous answer exactly.\n"
-    )?;
-    writeln!(
-        md,
-        "| model | condition | edit-distance ratio | repeat rate |"
-    )?;
-    writeln!(md, "|---|---|---:|---:|")?;
-    for (model, _) in MODELS {
-        for c in &cfg.conditions {
-            if let Some(xs) = grid.cell(model, c.name(), "all")
-                && let Some((ratio, repeat)) = revision_stats(&xs)
-            {
-                writeln!(
-                    md,
-                    "| {model} | {} | {ratio:.3} | {} |",
-                    c.name(),
-                    pct(repeat)
-                )?;
-            }
-        }
-    }
-    writeln!(md)?;
+    md.push_str(&change_section(&grid, &cfg.conditions)?);
     md.push_str(&critic_md);
     writeln!(md, "## Plots\n")?;
     for p in &plot_files {
@@ -1229,40 +1350,7 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
         format!("{REPORT_DIR}/{REVISIONS_FILE}"),
     ];
     outputs.extend(plot_files.iter().map(|p| format!("{REPORT_DIR}/{p}")));
-    // Transfer and SML sections: one per training seed that ran them, or
-    // the one "not run" note.
-    let mut extra: Vec<String> = Vec::new();
-    for (seed, dir) in ctx.layout.seed_dirs() {
-        let (sub, label) = if ctx.layout.seeds.is_empty() {
-            (String::new(), String::new())
-        } else {
-            (
-                format!("{}/", crate::layout::seed_dir_name(seed)),
-                format!(" (training seed {seed})"),
-            )
-        };
-        let seed_out = out.join(&sub);
-        std::fs::create_dir_all(&seed_out)?;
-        let mut section = super::transfer::report_section(&dir, &seed_out, k)?;
-        if seed_out.join(TRANSFER_MATRIX_FILE).exists() {
-            outputs.push(format!("{REPORT_DIR}/{sub}{TRANSFER_MATRIX_FILE}"));
-            section = section.replacen(")\n", &format!("){label}\n"), 1);
-        }
-        let mut sml = super::sml::report_section(&dir)?;
-        if !sml.contains("Not run:") {
-            sml = sml.replacen(
-                "## Social meta-learning",
-                &format!("## Social meta-learning{label}"),
-                1,
-            );
-        }
-        for s in [section, sml] {
-            if !extra.contains(&s) {
-                extra.push(s);
-            }
-        }
-    }
-    extra.iter().for_each(|s| md.push_str(s));
+    md.push_str(&seed_sections(ctx, &out, k, &mut outputs)?);
     if cfg.feedback_level != FeedbackLevel::Explanation {
         writeln!(
             md,
@@ -1272,52 +1360,8 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
     }
     didact_data::atomic::write(&out.join(REPORT_FILE), md.as_bytes())?;
 
-    let mut lines = vec![format!(
-        "analyse · paired contrasts at turn {k}, all domains, {n_seeds} training seed(s)"
-    )];
-    for name in headline_names() {
-        if let Some(r) = contrasts
-            .iter()
-            .find(|r| r.contrast == name && r.domain == "all" && r.turn == k)
-        {
-            lines.push(format!(
-                "  {name:<40} {}{}",
-                points(&r.est),
-                if excludes_zero(r.est.lo, r.est.hi) {
-                    "  *"
-                } else {
-                    ""
-                }
-            ));
-        }
-    }
-    lines.push("  (* the 95% interval excludes zero)".into());
-    lines.push(format!("report: {}", out.join(REPORT_FILE).display()));
-    let rec: BTreeMap<String, Option<f64>> = gains
-        .iter()
-        .filter(|r| r.domain == "all" && r.condition == Condition::Critic.name())
-        .map(|r| (r.model.clone(), r.recovered))
-        .collect();
-    let headline: BTreeMap<String, serde_json::Value> = headline_names()
-        .into_iter()
-        .filter_map(|name| {
-            let r = contrasts
-                .iter()
-                .find(|r| r.contrast == name && r.domain == "all" && r.turn == k)?;
-            Some((
-                name,
-                json!({"estimate": r.est.value, "ci_low": r.est.lo, "ci_high": r.est.hi}),
-            ))
-        })
-        .collect();
-    let mut metrics = json!({
-        "recovered_fraction": rec,
-        "n_seeds": n_seeds,
-        "contrasts": headline,
-    });
-    if let (Some(m), Some(c)) = (metrics.as_object_mut(), critic_metrics.as_object()) {
-        m.extend(c.clone());
-    }
+    let lines = headline_lines(&contrasts, k, n_seeds, &out);
+    let metrics = stage_metrics(&gains, &contrasts, k, n_seeds, &critic_metrics);
     Ok(StageOutput {
         outputs,
         metrics,

@@ -244,22 +244,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
         correct
     );
 
-    let mut examples = critic_examples(&tokenizer, &dialogues)?;
-    let solved: std::collections::BTreeSet<u64> = rows
-        .iter()
-        .filter(|r| r.verdict == "correct")
-        .map(|r| r.dialogue)
-        .collect();
-    let copies: Vec<Example> = solved
-        .iter()
-        .flat_map(|&d| std::iter::repeat_n(examples[d as usize].clone(), cfg.correct_copies))
-        .collect();
-    examples.extend(copies);
-    if cfg.mode == CriticMode::Shared {
-        // The student objective beside the critique objective: single-turn
-        // solutions of the same tasks.
-        examples.extend(pretrain_examples(&tokenizer, &order, &[])?);
-    }
+    let examples = training_examples(&tokenizer, &dialogues, &rows, &order, cfg)?;
     let model = checkpoint::load::<B>(&ctx.run_dir.join(STUDENT_DIR), device)?;
     let bar = progress::bar(ctx.progress, cfg.train.steps as u64, "critic");
     let val_contexts: Vec<(Vec<u32>, u32)> = val_rows
@@ -299,80 +284,15 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
         &ctx.shared(TOKENIZER_FILE),
     )?;
     // The verdict threshold, calibrated on the held-out attempts.
-    let critic_model = trained.model.valid();
-    let critic = Critic {
-        model: &critic_model,
-        tokenizer: &tokenizer,
-        max_tokens: cfg.critique_tokens,
-        oracle_stop: false,
-        thresholds: Default::default(),
-        default_threshold: 0.5,
-        batch_size: 128,
-        device: device.clone(),
-    };
-    let val_prompts: Vec<Vec<u32>> = val_contexts
-        .iter()
-        .map(|(ids, stop)| critic_prompt(&tokenizer, ids, Some(*stop)))
-        .collect::<didact_data::Result<_>>()?;
-    let p = critic.p_correct(&val_prompts, &tokenizer.encode(CORRECT_MESSAGE)?);
-    let scored: Vec<(f64, bool)> = p
-        .iter()
-        .zip(&val_rows)
-        .map(|(p, r)| (*p, r.verdict == "correct"))
-        .collect();
-    let counts = fix_counts(&rows);
-    let fix: BTreeMap<DomainKind, f64> = counts
-        .iter()
-        .map(|(d, (fixed, n))| (*d, *fixed as f64 / *n as f64))
-        .collect();
-    let (fixed, followed): (usize, usize) = counts
-        .values()
-        .fold((0, 0), |(a, b), (f, n)| (a + f, b + n));
-    let pooled_fix = fixed as f64 / followed.max(1) as f64;
-    let threshold = |of: &[(f64, bool)], fix_rate: f64| match cfg.verdict {
-        VerdictRule::Recall => calibrate(of, cfg.min_recall),
-        VerdictRule::Utility => (!of.is_empty()).then(|| calibrate_utility(of, fix_rate, 1.0)),
-    };
-    let global = threshold(&scored, pooled_fix).unwrap_or(0.5);
-    // One threshold per domain: how sure the critic is differs by domain,
-    // and so does what a missed wrong answer costs.
-    let mut thresholds = BTreeMap::new();
-    for domain in DomainKind::ALL.into_iter().chain(DomainKind::IMPORTED) {
-        let of: Vec<(f64, bool)> = scored
-            .iter()
-            .zip(&val_rows)
-            .filter(|(_, r)| r.domain == domain)
-            .map(|(s, _)| *s)
-            .collect();
-        if let Some(t) = threshold(&of, fix.get(&domain).copied().unwrap_or(0.0)) {
-            thresholds.insert(domain.name().to_string(), t);
-        }
-    }
-    let threshold_of = |d: DomainKind| thresholds.get(d.name()).copied().unwrap_or(global);
-    let rate = |want: bool, judged: bool| {
-        let of: Vec<(&(f64, bool), &CritiqueRow)> = scored
-            .iter()
-            .zip(&val_rows)
-            .filter(|(s, _)| s.1 == want)
-            .collect();
-        of.iter()
-            .filter(|(s, r)| (s.0 >= threshold_of(r.domain)) == judged)
-            .count() as f64
-            / of.len().max(1) as f64
-    };
-    let verdict = VerdictCalibration {
-        thresholds: thresholds.clone(),
-        default_threshold: global,
-        rule: cfg.verdict,
-        min_recall: cfg.min_recall,
-        fix_rates: fix
-            .iter()
-            .map(|(d, f)| (d.name().to_string(), *f))
-            .collect(),
-        recall: rate(true, true),
-        specificity: rate(false, false),
-        held_out_attempts: scored.len(),
-    };
+    let verdict = calibrate_verdict::<B>(
+        &trained.model.valid(),
+        &tokenizer,
+        cfg,
+        &val_contexts,
+        &val_rows,
+        &rows,
+        device,
+    )?;
     didact_data::atomic::write(
         &ctx.run_dir.join(CRITIC_DIR).join(VERDICT_FILE),
         &serde_json::to_vec_pretty(&verdict)?,
@@ -380,27 +300,14 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
     finish_training(ctx.run_dir, "critic", &trained.log, &ckpt)?;
     let wall = started.elapsed().as_secs_f64();
     let get = |k: &str| hooks.last.iter().find(|m| m.0 == k).map(|m| m.1);
-    let mut summary = vec![format!(
-        "critic ({:?} mode): {} critiques, {} steps in {wall:.0}s; on held-out attempts its verdict agrees with the verifier {:.1}% of the time, its critique equals the teacher's {:.1}%",
-        cfg.mode,
+    let summary = summary_lines(
+        cfg,
         rows.len(),
         cfg.train.steps - trained.resumed_from,
-        100.0 * get("val_verdict_agreement").unwrap_or(f64::NAN),
-        100.0 * get("val_exact_critique").unwrap_or(f64::NAN),
-    )];
-    summary.push(format!(
-        "critic: verdict thresholds on P(\"Correct.\") ({:?} rule; the student fixes {} of wrong attempts after the teacher's feedback) {:?}: on held-out attempts it calls {:.1}% of the correct ones correct and {:.1}% of the wrong ones wrong",
-        verdict.rule,
-        verdict
-            .fix_rates
-            .iter()
-            .map(|(d, f)| format!("{d} {:.0}%", 100.0 * f))
-            .collect::<Vec<_>>()
-            .join(", "),
-        verdict.thresholds,
-        100.0 * verdict.recall,
-        100.0 * verdict.specificity
-    ));
+        wall,
+        &hooks.last,
+        &verdict,
+    );
     Ok(StageOutput {
         outputs: vec![
             format!("{CRITIC_DIR}/{}", checkpoint::CONFIG_FILE),
@@ -420,6 +327,158 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
             "wall_time_s": wall,
         }),
         summary,
+    })
+}
+
+/// The critic's training examples: the teacher's message after every
+/// sampled attempt, the solved dialogues' repeated `correct_copies` times,
+/// and in `shared` mode the student's own single-turn solutions beside them.
+fn training_examples(
+    tokenizer: &Tokenizer,
+    dialogues: &[Dialogue],
+    rows: &[CritiqueRow],
+    order: &[&Task],
+    cfg: &CriticConfig,
+) -> Result<Vec<Example>> {
+    let mut examples = critic_examples(tokenizer, dialogues)?;
+    let solved: std::collections::BTreeSet<u64> = rows
+        .iter()
+        .filter(|r| r.verdict == "correct")
+        .map(|r| r.dialogue)
+        .collect();
+    let copies: Vec<Example> = solved
+        .iter()
+        .flat_map(|&d| std::iter::repeat_n(examples[d as usize].clone(), cfg.correct_copies))
+        .collect();
+    examples.extend(copies);
+    if cfg.mode == CriticMode::Shared {
+        // The student objective beside the critique objective: single-turn
+        // solutions of the same tasks.
+        examples.extend(pretrain_examples(tokenizer, order, &[])?);
+    }
+    Ok(examples)
+}
+
+/// The stage's summary: the critic's agreement with the verifier and the
+/// teacher on held-out attempts, and its calibrated verdict rule.
+fn summary_lines(
+    cfg: &CriticConfig,
+    n_critiques: usize,
+    steps: usize,
+    wall: f64,
+    last: &[(String, f64)],
+    verdict: &VerdictCalibration,
+) -> Vec<String> {
+    let get = |k: &str| last.iter().find(|m| m.0 == k).map(|m| m.1);
+    let mut summary = vec![format!(
+        "critic ({:?} mode): {} critiques, {} steps in {wall:.0}s; on held-out attempts its verdict agrees with the verifier {:.1}% of the time, its critique equals the teacher's {:.1}%",
+        cfg.mode,
+        n_critiques,
+        steps,
+        100.0 * get("val_verdict_agreement").unwrap_or(f64::NAN),
+        100.0 * get("val_exact_critique").unwrap_or(f64::NAN),
+    )];
+    summary.push(format!(
+        "critic: verdict thresholds on P(\"Correct.\") ({:?} rule; the student fixes {} of wrong attempts after the teacher's feedback) {:?}: on held-out attempts it calls {:.1}% of the correct ones correct and {:.1}% of the wrong ones wrong",
+        verdict.rule,
+        verdict
+            .fix_rates
+            .iter()
+            .map(|(d, f)| format!("{d} {:.0}%", 100.0 * f))
+            .collect::<Vec<_>>()
+            .join(", "),
+        verdict.thresholds,
+        100.0 * verdict.recall,
+        100.0 * verdict.specificity
+    ));
+    summary
+}
+
+/// The critic's verdict rule, calibrated on the held-out attempts
+/// (`val_contexts`, `val_rows`): one threshold on P("Correct.") per domain
+/// under `cfg.verdict`, with the student's fix rates after the teacher's
+/// feedback (from the train `rows`) as the `utility` rule's stakes.
+fn calibrate_verdict<B: TrainBackend>(
+    critic_model: &Llama<B::InnerBackend>,
+    tokenizer: &Tokenizer,
+    cfg: &CriticConfig,
+    val_contexts: &[(Vec<u32>, u32)],
+    val_rows: &[CritiqueRow],
+    rows: &[CritiqueRow],
+    device: &B::Device,
+) -> Result<VerdictCalibration> {
+    let critic = Critic {
+        model: critic_model,
+        tokenizer,
+        max_tokens: cfg.critique_tokens,
+        oracle_stop: false,
+        thresholds: Default::default(),
+        default_threshold: 0.5,
+        batch_size: 128,
+        device: device.clone(),
+    };
+    let val_prompts: Vec<Vec<u32>> = val_contexts
+        .iter()
+        .map(|(ids, stop)| critic_prompt(tokenizer, ids, Some(*stop)))
+        .collect::<didact_data::Result<_>>()?;
+    let p = critic.p_correct(&val_prompts, &tokenizer.encode(CORRECT_MESSAGE)?);
+    let scored: Vec<(f64, bool)> = p
+        .iter()
+        .zip(val_rows)
+        .map(|(p, r)| (*p, r.verdict == "correct"))
+        .collect();
+    let counts = fix_counts(rows);
+    let fix: BTreeMap<DomainKind, f64> = counts
+        .iter()
+        .map(|(d, (fixed, n))| (*d, *fixed as f64 / *n as f64))
+        .collect();
+    let (fixed, followed): (usize, usize) = counts
+        .values()
+        .fold((0, 0), |(a, b), (f, n)| (a + f, b + n));
+    let pooled_fix = fixed as f64 / followed.max(1) as f64;
+    let threshold = |of: &[(f64, bool)], fix_rate: f64| match cfg.verdict {
+        VerdictRule::Recall => calibrate(of, cfg.min_recall),
+        VerdictRule::Utility => (!of.is_empty()).then(|| calibrate_utility(of, fix_rate, 1.0)),
+    };
+    let global = threshold(&scored, pooled_fix).unwrap_or(0.5);
+    // One threshold per domain: how sure the critic is differs by domain,
+    // and so does what a missed wrong answer costs.
+    let mut thresholds = BTreeMap::new();
+    for domain in DomainKind::ALL.into_iter().chain(DomainKind::IMPORTED) {
+        let of: Vec<(f64, bool)> = scored
+            .iter()
+            .zip(val_rows)
+            .filter(|(_, r)| r.domain == domain)
+            .map(|(s, _)| *s)
+            .collect();
+        if let Some(t) = threshold(&of, fix.get(&domain).copied().unwrap_or(0.0)) {
+            thresholds.insert(domain.name().to_string(), t);
+        }
+    }
+    let threshold_of = |d: DomainKind| thresholds.get(d.name()).copied().unwrap_or(global);
+    let rate = |want: bool, judged: bool| {
+        let of: Vec<(&(f64, bool), &CritiqueRow)> = scored
+            .iter()
+            .zip(val_rows)
+            .filter(|(s, _)| s.1 == want)
+            .collect();
+        of.iter()
+            .filter(|(s, r)| (s.0 >= threshold_of(r.domain)) == judged)
+            .count() as f64
+            / of.len().max(1) as f64
+    };
+    Ok(VerdictCalibration {
+        thresholds: thresholds.clone(),
+        default_threshold: global,
+        rule: cfg.verdict,
+        min_recall: cfg.min_recall,
+        fix_rates: fix
+            .iter()
+            .map(|(d, f)| (d.name().to_string(), *f))
+            .collect(),
+        recall: rate(true, true),
+        specificity: rate(false, false),
+        held_out_attempts: scored.len(),
     })
 }
 

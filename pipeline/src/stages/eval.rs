@@ -12,10 +12,10 @@ use didact_critic::Critic;
 use didact_data::tables::{self, EvalTurnRow, read_tasks};
 use didact_data::teaching::LeakTally;
 use didact_data::{FeedbackLevel, Split, Task, Tokenizer};
+use didact_student::Llama;
 use didact_student::checkpoint;
 use didact_student::kernels::TrainBackend;
 use didact_student::rollout::{Responder, ShuffledTeacher, Teacher, run_dialogues_with};
-use didact_student::Llama;
 use didact_student::teachers::{HttpTeacher, ModelTeacher, TeacherConfig, TeacherKind};
 use serde_json::json;
 
@@ -237,7 +237,11 @@ fn write_turns(path: &std::path::Path, rows: &[EvalTurnRow]) -> Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    tables::write_table(path, &tables::EVAL_TURNS, &mut tables::eval_turns_frame(rows)?)?;
+    tables::write_table(
+        path,
+        &tables::EVAL_TURNS,
+        &mut tables::eval_turns_frame(rows)?,
+    )?;
     Ok(())
 }
 

@@ -43,8 +43,9 @@ use super::common::{
 use super::rl::{RlSetup, run_rl_with};
 use crate::analysis::bootstrap_mean_ci;
 use crate::layout::{
-    BASE_DIR, BASE_WEIGHTS, QPRIMED_DIR, QPRIMED_WEIGHTS, SML_REPORT_FILE, SML_STUDENT_DIR,
-    SML_SUMMARY_FILE, SML_TURNS_FILE, STUDENT_DIR, STUDENT_WEIGHTS, TASKS_FILE, TOKENIZER_FILE,
+    BASE_DIR, BASE_WEIGHTS, QPRIMED_DIR, QPRIMED_WEIGHTS, SML_DIR, SML_REPORT_FILE,
+    SML_STUDENT_DIR, SML_SUMMARY_FILE, SML_TURNS_FILE, STUDENT_DIR, STUDENT_WEIGHTS, TASKS_FILE,
+    TOKENIZER_FILE,
 };
 use crate::progress;
 
@@ -182,7 +183,7 @@ fn shard_all(tasks: &[Task]) -> Result<Vec<ShardedTask>> {
 fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<StageOutput> {
     let cfg = &ctx.config.sml;
     let path = ctx.run_dir.join(SML_TURNS_FILE);
-    std::fs::create_dir_all(ctx.run_dir.join("sml"))?;
+    std::fs::create_dir_all(ctx.run_dir.join(SML_DIR))?;
     if !cfg.enabled {
         tables::write_table(&path, &SML_TURNS, &mut turns_frame(&[])?)?;
         return Ok(StageOutput {
@@ -249,40 +250,12 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
     ));
 
     // 2. GRPO with the shard teacher, on sharded and fully specified tasks.
-    let rl = RlConfig {
-        iterations: cfg.iterations,
-        feedback_level: cfg.feedback_level,
-        ..ctx.config.student.clone()
-    };
-    let mixed = |full: &[Task], sharded: &[ShardedTask]| -> Vec<Task> {
-        full.iter()
-            .cloned()
-            .chain(sharded.iter().map(|s| s.task.clone()))
-            .collect()
-    };
-    let val_full: Vec<Task> = subset(ctx.config, &val, rl.eval_tasks)
-        .into_iter()
-        .cloned()
-        .collect();
-    let val_ids: std::collections::HashSet<&str> =
-        val_full.iter().map(|t| t.task_id.as_str()).collect();
-    let val_sharded: Vec<ShardedTask> = sharded_val
-        .iter()
-        .filter(|s| val_ids.contains(full_task_id(&s.task.task_id)))
-        .cloned()
-        .collect();
-    let outcome = run_rl_with::<B>(
+    let outcome = shard_grpo::<B>(
         ctx,
-        &rl,
         &tokenizer,
-        RlSetup {
-            name: "sml",
-            out_dir: SML_STUDENT_DIR,
-            init_dir: QPRIMED_DIR,
-            train: mixed(&train, &sharded_train),
-            val: mixed(&val_full, &val_sharded),
-            shards: Some(&shards),
-        },
+        (&train, &sharded_train),
+        (&val, &sharded_val),
+        &shards,
         device,
     )?;
     summary.extend(outcome.summary);
@@ -332,6 +305,56 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
         }),
         summary,
     })
+}
+
+/// Step 2 of the stage: GRPO from the Q-primed model with the shard
+/// teacher, on the sharded and the fully specified train tasks, validated
+/// on both forms of a subset of the validation tasks.
+fn shard_grpo<B: TrainBackend>(
+    ctx: &StageContext,
+    tokenizer: &Tokenizer,
+    (train, sharded_train): (&[Task], &[ShardedTask]),
+    (val, sharded_val): (&[Task], &[ShardedTask]),
+    shards: &HashMap<String, Vec<Shard>>,
+    device: &B::Device,
+) -> Result<super::rl::RlOutcome> {
+    let cfg = &ctx.config.sml;
+    let rl = RlConfig {
+        iterations: cfg.iterations,
+        feedback_level: cfg.feedback_level,
+        ..ctx.config.student.clone()
+    };
+    let mixed = |full: &[Task], sharded: &[ShardedTask]| -> Vec<Task> {
+        full.iter()
+            .cloned()
+            .chain(sharded.iter().map(|s| s.task.clone()))
+            .collect()
+    };
+    let val_full: Vec<Task> = subset(ctx.config, val, rl.eval_tasks)
+        .into_iter()
+        .cloned()
+        .collect();
+    let val_ids: std::collections::HashSet<&str> =
+        val_full.iter().map(|t| t.task_id.as_str()).collect();
+    let val_sharded: Vec<ShardedTask> = sharded_val
+        .iter()
+        .filter(|s| val_ids.contains(full_task_id(&s.task.task_id)))
+        .cloned()
+        .collect();
+    run_rl_with::<B>(
+        ctx,
+        &rl,
+        tokenizer,
+        RlSetup {
+            name: "sml",
+            out_dir: SML_STUDENT_DIR,
+            init_dir: QPRIMED_DIR,
+            train: mixed(train, sharded_train),
+            val: mixed(&val_full, &val_sharded),
+            shards: Some(shards),
+        },
+        device,
+    )
 }
 
 /// How many of `sharded` each domain has.
@@ -692,6 +715,18 @@ pub fn report(rows: &[SmlTurnRow], k: usize) -> (String, DataFrame) {
             );
         }
     }
+    delta_section(&mut md, &mut table, &cells, k);
+    turn_and_domain_sections(&mut md, &table, &cells, k);
+    md.push('\n');
+    (md, summary_frame(&table))
+}
+
+/// The report's dialogues, by (model, spec, domain).
+type Cells = Vec<(Key, Vec<DialogueFacts>)>;
+
+/// The difference from the base model at turn `k`, paired over tasks, as
+/// a report table and as `delta_vs_base` rows.
+fn delta_section(md: &mut String, table: &mut Vec<SummaryRow>, cells: &Cells, k: usize) {
     let _ = write!(
         md,
         "\nDifference from the base model in accuracy at turn {k} (points, paired over tasks, \
@@ -731,6 +766,10 @@ pub fn report(rows: &[SmlTurnRow], k: usize) -> (String, DataFrame) {
         }
         let _ = writeln!(md, "{line}");
     }
+}
+
+/// Accuracy by turn pooled over domains, and the sharded tasks by domain.
+fn turn_and_domain_sections(md: &mut String, table: &[SummaryRow], cells: &Cells, k: usize) {
     md.push_str(
         "\nAccuracy by turn (cumulative, percent), all domains pooled:\n\n| model | spec |",
     );
@@ -740,7 +779,7 @@ pub fn report(rows: &[SmlTurnRow], k: usize) -> (String, DataFrame) {
     md.push_str("\n|---|---|");
     md.push_str(&"---:|".repeat(k));
     md.push('\n');
-    for ((model, spec, domain), _) in &cells {
+    for ((model, spec, domain), _) in cells {
         if domain != "all" {
             continue;
         }
@@ -755,7 +794,7 @@ pub fn report(rows: &[SmlTurnRow], k: usize) -> (String, DataFrame) {
         md.push('\n');
     }
     md.push_str("\nBy domain (sharded tasks): premature-answer rate, questions per dialogue, acc@K:\n\n| model | domain | premature | questions | acc@K |\n|---|---|---:|---:|---:|\n");
-    for ((model, spec, domain), _) in &cells {
+    for ((model, spec, domain), _) in cells {
         if domain == "all" || spec != "sharded" {
             continue;
         }
@@ -772,9 +811,12 @@ pub fn report(rows: &[SmlTurnRow], k: usize) -> (String, DataFrame) {
             100.0 * get("cum_accuracy", k as u32)
         ));
     }
-    md.push('\n');
+}
+
+/// `sml/summary.parquet`'s frame.
+fn summary_frame(table: &[SummaryRow]) -> DataFrame {
     let col = |f: fn(&SummaryRow) -> String| table.iter().map(f).collect::<Vec<_>>();
-    let df = df!(
+    df!(
         "model" => col(|r| r.model.clone()),
         "spec" => col(|r| r.spec.clone()),
         "domain" => col(|r| r.domain.clone()),
@@ -785,8 +827,7 @@ pub fn report(rows: &[SmlTurnRow], k: usize) -> (String, DataFrame) {
         "ci_high" => table.iter().map(|r| r.ci_high).collect::<Vec<_>>(),
         "n_dialogues" => table.iter().map(|r| r.n_dialogues).collect::<Vec<_>>(),
     )
-    .expect("columns of equal length");
-    (md, df)
+    .expect("columns of equal length")
 }
 
 /// One line per model on sharded tasks, for the run's summary.
