@@ -159,6 +159,19 @@ unsafe fn assume_init(s: &mut [MaybeUninit<f32>]) -> &mut [f32] {
     unsafe { &mut *(s as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
+/// The element-wise sum of per-block partial sums, added in block order.
+/// Rayon's `reduce` combines partials in a tree whose shape depends on
+/// work stealing, so float sums (and the trained weights) differed from
+/// one run to the next; collecting the partials and adding them in order
+/// makes every run of a seed give the same bits.
+fn sum_in_order(partials: &[Vec<f32>], len: usize) -> Vec<f32> {
+    let mut sum = vec![0f32; len];
+    for p in partials {
+        sum.iter_mut().zip(p).for_each(|(s, x)| *s += x);
+    }
+    sum
+}
+
 /// The GEMM's own threading for products large enough to split (the
 /// threshold Flex uses), none below it.
 fn threads_for([m, n, k]: [usize; 3]) -> Parallelism {
@@ -408,14 +421,8 @@ impl Kernels for Flex {
                     }
                     sum
                 })
-                .reduce(
-                    || vec![0f32; d_out],
-                    |mut a, b| {
-                        a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                        a
-                    },
-                );
-            tensor(sums, Shape::new([d_out]))
+                .collect::<Vec<_>>();
+            tensor(sum_in_order(&sums, d_out), Shape::new([d_out]))
         });
         (
             tensor(dx, shape(&x)),
@@ -574,15 +581,10 @@ impl Kernels for Flex {
                         simd::rms_norm_backward_rows(x, w, eps as f32, g, dx, &mut dw);
                         dw
                     })
-                    .reduce(
-                        || vec![0f32; w.len()],
-                        |mut a, b| {
-                            a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                            a
-                        },
-                    )
+                    .collect::<Vec<_>>()
             })
         };
+        let dw = sum_in_order(&dw, w.len());
         [tensor(dx, shape(&x)), tensor(dw, shape(&weight))]
     }
 
