@@ -10,23 +10,6 @@ use didact_data::tables::{self, read_eval_turns, read_rollouts, read_table, read
 use didact_e2e::{didact, scratch, smoke_config, smoke_stage};
 use polars::prelude::SerReader;
 
-/// `report/contrasts.parquet`'s columns, as the issue names them.
-fn contrasts_schema() -> tables::TableSchema {
-    tables::TableSchema {
-        name: "contrasts",
-        columns: &[
-            ("contrast", tables::ColumnType::Str),
-            ("domain", tables::ColumnType::Str),
-            ("turn", tables::ColumnType::U32),
-            ("estimate", tables::ColumnType::F64),
-            ("ci_low", tables::ColumnType::F64),
-            ("ci_high", tables::ColumnType::F64),
-            ("n_tasks", tables::ColumnType::U32),
-            ("n_seeds", tables::ColumnType::U32),
-        ],
-    }
-}
-
 #[test]
 fn rl_stages_write_checkpoints_rollouts_logs_and_the_eval_grid() {
     let dir = scratch();
@@ -213,7 +196,7 @@ fn rl_stages_write_checkpoints_rollouts_logs_and_the_eval_grid() {
             .unwrap();
     assert_eq!(gains.height(), 4 * 6 * 5);
     // Paired contrasts: every required name at turn K, pooled.
-    let contrasts = read_table(&report.join("contrasts.parquet"), &contrasts_schema()).unwrap();
+    let contrasts = read_table(&report.join("contrasts.parquet"), &tables::CONTRASTS).unwrap();
     let names: std::collections::BTreeSet<String> = tables::strs(&contrasts, "contrast")
         .unwrap()
         .into_iter()

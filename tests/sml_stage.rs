@@ -6,24 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 
 use burn::backend::Flex;
-use didact_data::tables::{ColumnType, TableSchema, bools, read_table, strs, u32s};
+use didact_data::tables::{SML_TURNS, bools, read_table, strs, u32s};
 use didact_e2e::{scratch, smoke_run};
-
-/// The columns of `sml/turns.parquet` this test reads.
-const TURNS: TableSchema = TableSchema {
-    name: "sml_turns",
-    columns: &[
-        ("model", ColumnType::Str),
-        ("spec", ColumnType::Str),
-        ("task_id", ColumnType::Str),
-        ("turn", ColumnType::U32),
-        ("attempt", ColumnType::Str),
-        ("feedback", ColumnType::Str),
-        ("question", ColumnType::Bool),
-        ("premature", ColumnType::Bool),
-        ("correct", ColumnType::Bool),
-    ],
-};
 
 #[test]
 fn sml_trains_asks_and_reports_premature_answers() {
@@ -42,7 +26,7 @@ fn sml_trains_asks_and_reports_premature_answers() {
             .unwrap_or_else(|e| panic!("{d}: {e}"));
     }
 
-    let df = read_table(&run.join("sml/turns.parquet"), &TURNS).unwrap();
+    let df = read_table(&run.join("sml/turns.parquet"), &SML_TURNS).unwrap();
     let (model, spec, task) = (
         strs(&df, "model").unwrap(),
         strs(&df, "spec").unwrap(),

@@ -90,14 +90,7 @@ fn two_training_seeds_share_the_data_and_pool_in_the_report() {
     }
     let by_seed = read_table(
         &report.join("contrasts_by_seed.parquet"),
-        &didact_data::tables::TableSchema {
-            name: "contrasts_by_seed",
-            columns: &[
-                ("contrast", didact_data::tables::ColumnType::Str),
-                ("training_seed", didact_data::tables::ColumnType::U64),
-                ("estimate", didact_data::tables::ColumnType::F64),
-            ],
-        },
+        &didact_data::tables::CONTRASTS_BY_SEED,
     )
     .unwrap();
     assert!(by_seed.height() > 0);

@@ -10,22 +10,7 @@ use didact_data::{Dialogue, DomainKind, FeedbackLevel, Role, Task, Tokenizer};
 use didact_student::rollout::DialogueRun;
 use didact_student::sft::Example;
 
-/// One critique: the teacher's message on one attempt, with the dialogue
-/// before it as the critic sees it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CritiqueRow {
-    pub task_id: String,
-    pub domain: DomainKind,
-    /// Index of the dialogue the attempt belongs to.
-    pub dialogue: u64,
-    pub turn: u32,
-    /// The rendered dialogue up to and including the opening teacher token.
-    pub context: String,
-    pub attempt: String,
-    pub verdict: String,
-    pub critique: String,
-    pub leak_blocked: bool,
-}
+pub use didact_data::tables::CritiqueRow;
 
 /// Each run as a dialogue in which the teacher answers every attempt
 /// (including the last one, and "Correct." for a correct one), and one

@@ -1,12 +1,16 @@
-//! The tables stages hand on, as polars frames persisted to parquet. One
-//! schema definition per table is used by both the writer and the reader;
-//! reading checks it, so a missing or mistyped column is a clear error naming
-//! the file and the column, never a panic deep inside a stage.
+//! The tables stages hand on, as polars frames persisted to parquet. Every
+//! table is declared once, with [`table!`](crate::table): its row type,
+//! whose fields are its columns in order, yields the schema, the writer and
+//! the reader. Reading checks the schema, so a missing or mistyped column is
+//! a clear error naming the file and the column, never a panic deep inside
+//! a stage.
 
 use std::fs::File;
 use std::path::Path;
 
 use polars::prelude::*;
+/// For [`table!`](crate::table) in other crates.
+pub use polars::prelude::{Column, DataFrame};
 
 use crate::domain::{DomainKind, Task};
 use crate::error::{DataError, Result};
@@ -41,378 +45,504 @@ pub struct TableSchema {
     pub columns: &'static [(&'static str, ColumnType)],
 }
 
-/// `tasks.parquet`: one row per task. `metadata` is the domain's privileged
-/// information as JSON (hidden tests, solution grid, maze layout).
-pub const TASKS: TableSchema = TableSchema {
-    name: "tasks",
-    columns: &[
-        ("task_id", ColumnType::Str),
-        ("domain", ColumnType::Str),
-        ("difficulty", ColumnType::U32),
-        ("split", ColumnType::Str),
-        ("seed", ColumnType::U64),
-        ("prompt", ColumnType::Str),
-        ("solution", ColumnType::Str),
-        ("metadata", ColumnType::Str),
-    ],
-};
-
-/// `synthetic_dialogues.parquet`: for train tasks, `wrong_attempts` wrong
-/// attempts from the error model, each answered by the teacher, then the
-/// student's repairs (each answered by the teacher while still wrong) and
-/// the correct answer; used to warm-start the feedback format. Pretraining
-/// trains every student turn after the first `wrong_attempts`. `attempt`,
-/// `attempt_verdict`, `feedback` and `leak_blocked` describe the first
-/// exchange (`text` holds the whole dialogue); `leak_blocked` marks
-/// feedback that failed the leak check and was replaced by the verdict-only
-/// message.
-pub const SYNTHETIC_DIALOGUES: TableSchema = TableSchema {
-    name: "synthetic_dialogues",
-    columns: &[
-        ("dialogue_id", ColumnType::Str),
-        ("task_id", ColumnType::Str),
-        ("domain", ColumnType::Str),
-        ("difficulty", ColumnType::U32),
-        ("attempt", ColumnType::Str),
-        ("attempt_verdict", ColumnType::Str),
-        ("feedback_level", ColumnType::Str),
-        ("feedback", ColumnType::Str),
-        ("leak_blocked", ColumnType::Bool),
-        ("wrong_attempts", ColumnType::U32),
-        ("answer", ColumnType::Str),
-        ("text", ColumnType::Str),
-    ],
-};
-
-/// `train_log.parquet`: one row per (stage, step, metric), long format so a
-/// stage can log any metric (loss, learning rate, tokens/s, accuracy by
-/// domain) without a schema change. Each training stage replaces its own rows.
-pub const TRAIN_LOG: TableSchema = TableSchema {
-    name: "train_log",
-    columns: &[
-        ("stage", ColumnType::Str),
-        ("step", ColumnType::U64),
-        ("metric", ColumnType::Str),
-        ("value", ColumnType::F64),
-    ],
-};
-
-/// `rollouts.parquet`: one row per student attempt sampled during online
-/// RL: which iteration, task and group member, the turn, the attempt and its
-/// verdict, the teacher's reply (empty when the dialogue ended there), the
-/// tokens generated with their summed log-probability, and the dialogue's
-/// discounted reward.
-pub const ROLLOUTS: TableSchema = TableSchema {
-    name: "rollouts",
-    columns: &[
-        ("iteration", ColumnType::U64),
-        ("task_id", ColumnType::Str),
-        ("domain", ColumnType::Str),
-        ("member", ColumnType::U32),
-        ("turn", ColumnType::U32),
-        ("attempt", ColumnType::Str),
-        ("verdict", ColumnType::Str),
-        ("feedback", ColumnType::Str),
-        ("leak_blocked", ColumnType::Bool),
-        ("tokens", ColumnType::U32),
-        ("logprob", ColumnType::F64),
-        ("reward", ColumnType::F64),
-    ],
-};
-
-/// One row of `rollouts.parquet`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RolloutRow {
-    pub iteration: u64,
-    pub task_id: String,
-    pub domain: DomainKind,
-    pub member: u32,
-    pub turn: u32,
-    pub attempt: String,
-    pub verdict: String,
-    pub feedback: String,
-    pub leak_blocked: bool,
-    pub tokens: u32,
-    pub logprob: f64,
-    pub reward: f64,
+/// A value one column of a table holds: the column's type, how a column of
+/// such values is built, and how it is read back.
+pub trait Cell: Sized {
+    const TYPE: ColumnType;
+    fn column(name: &str, values: Vec<&Self>) -> Column;
+    /// The column's values; `path` names the file in errors.
+    fn read(df: &DataFrame, name: &str, path: &Path) -> Result<Vec<Self>>;
 }
 
-pub fn rollouts_frame(rows: &[RolloutRow]) -> Result<DataFrame> {
-    let s = |f: fn(&RolloutRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
-    let u = |f: fn(&RolloutRow) -> u32| rows.iter().map(f).collect::<Vec<u32>>();
-    let x = |f: fn(&RolloutRow) -> f64| rows.iter().map(f).collect::<Vec<f64>>();
-    frame(vec![
+impl Cell for String {
+    const TYPE: ColumnType = ColumnType::Str;
+    fn column(name: &str, values: Vec<&Self>) -> Column {
         Column::new(
-            "iteration".into(),
-            rows.iter().map(|r| r.iteration).collect::<Vec<u64>>(),
-        ),
-        Column::new("task_id".into(), s(|r| &r.task_id)),
-        Column::new("domain".into(), s(|r| r.domain.name())),
-        Column::new("member".into(), u(|r| r.member)),
-        Column::new("turn".into(), u(|r| r.turn)),
-        Column::new("attempt".into(), s(|r| &r.attempt)),
-        Column::new("verdict".into(), s(|r| &r.verdict)),
-        Column::new("feedback".into(), s(|r| &r.feedback)),
-        Column::new(
-            "leak_blocked".into(),
-            rows.iter().map(|r| r.leak_blocked).collect::<Vec<bool>>(),
-        ),
-        Column::new("tokens".into(), u(|r| r.tokens)),
-        Column::new("logprob".into(), x(|r| r.logprob)),
-        Column::new("reward".into(), x(|r| r.reward)),
-    ])
+            name.into(),
+            values
+                .into_iter()
+                .map(String::as_str)
+                .collect::<Vec<&str>>(),
+        )
+    }
+    fn read(df: &DataFrame, name: &str, _: &Path) -> Result<Vec<Self>> {
+        Ok(strs(df, name)?.into_iter().map(str::to_string).collect())
+    }
+}
+
+macro_rules! number_cell {
+    ($ty:ty, $col:ident, $read:ident) => {
+        impl Cell for $ty {
+            const TYPE: ColumnType = ColumnType::$col;
+            fn column(name: &str, values: Vec<&Self>) -> Column {
+                Column::new(
+                    name.into(),
+                    values.into_iter().copied().collect::<Vec<$ty>>(),
+                )
+            }
+            fn read(df: &DataFrame, name: &str, _: &Path) -> Result<Vec<Self>> {
+                $read(df, name)
+            }
+        }
+    };
+}
+
+number_cell!(u32, U32, u32s);
+number_cell!(u64, U64, u64s);
+number_cell!(f64, F64, f64s);
+number_cell!(bool, Bool, bools);
+
+/// A value stored by its name (`arith`, `train`) and parsed back, with the
+/// row of a name that does not parse in the error.
+macro_rules! named_cell {
+    ($ty:ty) => {
+        impl Cell for $ty {
+            const TYPE: ColumnType = ColumnType::Str;
+            fn column(name: &str, values: Vec<&Self>) -> Column {
+                Column::new(
+                    name.into(),
+                    values.into_iter().map(|v| v.name()).collect::<Vec<&str>>(),
+                )
+            }
+            fn read(df: &DataFrame, name: &str, path: &Path) -> Result<Vec<Self>> {
+                strs(df, name)?
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        v.parse::<$ty>()
+                            .map_err(|e| schema_err(path, format!("row {i}: {e}")))
+                    })
+                    .collect()
+            }
+        }
+    };
+}
+
+named_cell!(DomainKind);
+named_cell!(Split);
+
+/// A row type declared with [`table!`](crate::table): one table.
+pub trait Table: Sized {
+    const SCHEMA: TableSchema;
+    /// The rows as a frame, columns in declaration order.
+    fn frame(rows: &[Self]) -> Result<DataFrame>;
+    /// Reads the table at `path`, checking its schema.
+    fn read(path: &Path) -> Result<Vec<Self>>;
+    /// Writes `rows` to `path` atomically.
+    fn write(path: &Path, rows: &[Self]) -> Result<()> {
+        write_table(path, &Self::SCHEMA, &mut Self::frame(rows)?)
+    }
+}
+
+/// Declares a table: the row struct (each field a column, in order, of a
+/// [`Cell`] type), its [`TableSchema`] constant, and its [`Table`] writer
+/// and reader, all from one list of fields.
+///
+/// ```ignore
+/// didact_data::table! {
+///     /// `train_log.parquet`: ...
+///     TRAIN_LOG = "train_log";
+///     /// One row of `train_log.parquet`.
+///     #[derive(Debug, Clone, PartialEq)]
+///     pub struct TrainLogRow { pub stage: String, pub step: u64, pub metric: String, pub value: f64 }
+/// }
+/// ```
+#[macro_export]
+macro_rules! table {
+    (
+        $(#[$schema_meta:meta])*
+        $schema:ident = $name:literal;
+        $(#[$meta:meta])*
+        pub struct $row:ident {
+            $( $(#[$field_meta:meta])* pub $field:ident : $ty:ty ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $row {
+            $( $(#[$field_meta])* pub $field: $ty ),*
+        }
+
+        $(#[$schema_meta])*
+        pub const $schema: $crate::tables::TableSchema = $crate::tables::TableSchema {
+            name: $name,
+            columns: &[ $( (stringify!($field), <$ty as $crate::tables::Cell>::TYPE) ),* ],
+        };
+
+        impl $crate::tables::Table for $row {
+            const SCHEMA: $crate::tables::TableSchema = $schema;
+
+            fn frame(rows: &[Self]) -> $crate::Result<$crate::tables::DataFrame> {
+                $crate::tables::frame(vec![ $(
+                    <$ty as $crate::tables::Cell>::column(
+                        stringify!($field),
+                        rows.iter().map(|r| &r.$field).collect(),
+                    )
+                ),* ])
+            }
+
+            fn read(path: &::std::path::Path) -> $crate::Result<Vec<Self>> {
+                let df = $crate::tables::read_table(path, &$schema)?;
+                $(
+                    let mut $field =
+                        <$ty as $crate::tables::Cell>::read(&df, stringify!($field), path)?
+                            .into_iter();
+                )*
+                let mut rows = Vec::with_capacity(df.height());
+                for _ in 0..df.height() {
+                    rows.push($row {
+                        $( $field: $field.next().expect("a checked column has a value per row"), )*
+                    });
+                }
+                Ok(rows)
+            }
+        }
+    };
+}
+
+table! {
+    /// `tasks.parquet`: one row per task. `metadata` is the domain's
+    /// privileged information as JSON (hidden tests, solution grid, maze
+    /// layout). Stages read it as [`TaskRow`]s.
+    TASKS = "tasks";
+    /// The columns of `tasks.parquet`; [`TaskRow`] is the form stages use.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct TaskRecord {
+        pub task_id: String,
+        pub domain: DomainKind,
+        pub difficulty: u32,
+        pub split: Split,
+        pub seed: u64,
+        pub prompt: String,
+        pub solution: String,
+        pub metadata: String,
+    }
+}
+
+table! {
+    /// `synthetic_dialogues.parquet`: for train tasks, `wrong_attempts` wrong
+    /// attempts from the error model, each answered by the teacher, then the
+    /// student's repairs (each answered by the teacher while still wrong) and
+    /// the correct answer; used to warm-start the feedback format. Pretraining
+    /// trains every student turn after the first `wrong_attempts`. `attempt`,
+    /// `attempt_verdict`, `feedback` and `leak_blocked` describe the first
+    /// exchange (`text` holds the whole dialogue); `leak_blocked` marks
+    /// feedback that failed the leak check and was replaced by the verdict-only
+    /// message.
+    SYNTHETIC_DIALOGUES = "synthetic_dialogues";
+    /// One row of `synthetic_dialogues.parquet`.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct SyntheticDialogue {
+        pub dialogue_id: String,
+        pub task_id: String,
+        pub domain: DomainKind,
+        pub difficulty: u32,
+        pub attempt: String,
+        pub attempt_verdict: String,
+        pub feedback_level: String,
+        pub feedback: String,
+        pub leak_blocked: bool,
+        /// Error-model attempts (each with feedback) that open the dialogue;
+        /// the student turns after them (repairs, the answer) are the ones
+        /// trained.
+        pub wrong_attempts: u32,
+        pub answer: String,
+        /// The rendered dialogue (see [`crate::dialogue`]).
+        pub text: String,
+    }
+}
+
+table! {
+    /// `train_log.parquet`: one row per (stage, step, metric), long format so a
+    /// stage can log any metric (loss, learning rate, tokens/s, accuracy by
+    /// domain) without a schema change. Each training stage replaces its own
+    /// rows.
+    TRAIN_LOG = "train_log";
+    /// One row of `train_log.parquet`.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct TrainLogRow {
+        pub stage: String,
+        pub step: u64,
+        pub metric: String,
+        pub value: f64,
+    }
+}
+
+table! {
+    /// `rollouts.parquet`: one row per student attempt sampled during online
+    /// RL: which iteration, task and group member, the turn, the attempt and its
+    /// verdict, the teacher's reply (empty when the dialogue ended there), the
+    /// tokens generated with their summed log-probability, and the dialogue's
+    /// discounted reward.
+    ROLLOUTS = "rollouts";
+    /// One row of `rollouts.parquet`.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct RolloutRow {
+        pub iteration: u64,
+        pub task_id: String,
+        pub domain: DomainKind,
+        pub member: u32,
+        pub turn: u32,
+        pub attempt: String,
+        pub verdict: String,
+        pub feedback: String,
+        pub leak_blocked: bool,
+        pub tokens: u32,
+        pub logprob: f64,
+        pub reward: f64,
+    }
+}
+
+table! {
+    /// `eval/turns.parquet`: one row per (model, condition, seed, task, turn)
+    /// of the evaluation grid: the attempt, its verdict, and the feedback that
+    /// followed it with its source (`teacher`, `retry`; empty when the dialogue
+    /// ended with this attempt).
+    EVAL_TURNS = "eval_turns";
+    /// One row of `eval/turns.parquet`.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct EvalTurnRow {
+        pub model: String,
+        pub condition: String,
+        pub seed: u64,
+        pub task_id: String,
+        pub domain: DomainKind,
+        pub difficulty: u32,
+        pub turn: u32,
+        pub attempt: String,
+        pub verdict: String,
+        pub correct: bool,
+        pub feedback: String,
+        pub feedback_source: String,
+        /// The responder's verdict on the attempt (`correct`, `wrong`), or
+        /// empty when it was not asked.
+        pub judged: String,
+        /// The responder's first message failed the leak check and was
+        /// replaced by the verdict (counted for whichever teacher spoke:
+        /// programmatic, model or HTTP).
+        pub leak_blocked: bool,
+    }
+}
+
+table! {
+    /// `critiques.parquet`: the critic's training data, one row per student
+    /// attempt on a train task: the dialogue before the critique as the critic
+    /// sees it (`context`, no privileged information), the attempt, its
+    /// verdict, and the teacher's critique (`Correct.` for a correct attempt).
+    CRITIQUES = "critiques";
+    /// One critique: the teacher's message on one attempt, with the dialogue
+    /// before it as the critic sees it.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct CritiqueRow {
+        pub task_id: String,
+        pub domain: DomainKind,
+        /// Index of the dialogue the attempt belongs to.
+        pub dialogue: u64,
+        pub turn: u32,
+        /// The rendered dialogue up to and including the opening teacher token.
+        pub context: String,
+        pub attempt: String,
+        pub verdict: String,
+        pub critique: String,
+        pub leak_blocked: bool,
+    }
+}
+
+// ---- the report's tables (`analyse`, `sml`, `transfer`) ----
+
+table! {
+    /// `report/summary.parquet`: accuracy by turn per model, condition and
+    /// domain (`all` pooled), pooled over training seeds, with a two-level
+    /// bootstrap 95% interval.
+    SUMMARY = "summary";
+    /// One row of `report/summary.parquet`.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct SummaryRecord {
+        pub model: String,
+        pub condition: String,
+        pub domain: String,
+        pub turn: u32,
+        pub cum_accuracy: f64,
+        pub ci_low: f64,
+        pub ci_high: f64,
+        pub n_tasks: u32,
+        pub n_seeds: u32,
+    }
+}
+
+table! {
+    /// `report/gains.parquet`: Δ = acc@K − acc@1 with its interval, Δi→c,
+    /// Δc→i, and on critic rows the recovered fraction of the teacher's gain
+    /// (NaN elsewhere).
+    GAINS = "gains";
+    /// One row of `report/gains.parquet`.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct GainRecord {
+        pub model: String,
+        pub condition: String,
+        pub domain: String,
+        pub delta: f64,
+        pub delta_ci_low: f64,
+        pub delta_ci_high: f64,
+        pub delta_i_to_c: f64,
+        pub delta_c_to_i: f64,
+        pub recovered_fraction: f64,
+        pub n_tasks: u32,
+        pub n_seeds: u32,
+    }
+}
+
+table! {
+    /// `report/contrasts.parquet`: one row per (contrast, domain, turn), the
+    /// paired difference pooled over training seeds. Contrast names:
+    /// `{model}:{a}-{b}` (conditions a and b of one model, cumulative accuracy
+    /// at `turn`), `{m1}-{m2}:{condition}` (two models under one condition)
+    /// and `{m1}-{m2}:{condition}:gain` (difference in differences of
+    /// Δ(turn 1, `turn`)).
+    CONTRASTS = "contrasts";
+    /// One row of `report/contrasts.parquet`.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct ContrastRecord {
+        pub contrast: String,
+        pub domain: String,
+        pub turn: u32,
+        pub estimate: f64,
+        pub ci_low: f64,
+        pub ci_high: f64,
+        pub n_tasks: u32,
+        pub n_seeds: u32,
+    }
+}
+
+table! {
+    /// `report/contrasts_by_seed.parquet`: the estimates of [`CONTRASTS`]
+    /// for each training seed alone.
+    CONTRASTS_BY_SEED = "contrasts_by_seed";
+    /// One row of `report/contrasts_by_seed.parquet`.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct ContrastBySeedRecord {
+        pub contrast: String,
+        pub domain: String,
+        pub turn: u32,
+        pub training_seed: u64,
+        pub estimate: f64,
+        pub n_tasks: u32,
+    }
+}
+
+table! {
+    /// `report/revisions.parquet`: per model, condition, domain and turn t,
+    /// the dialogues whose answer standing at t is wrong (`n_wrong`), the fix
+    /// rate P(correct at t+1 | wrong at t) with its interval, the revisions
+    /// made (an attempt at t+1 after a wrong one at t), how many repeat the
+    /// previous answer, and, where the domain can tell
+    /// ([`crate::revision::targeted_revision`]), the share of revisions
+    /// that change only what the feedback pointed at.
+    REVISIONS = "revisions";
+    /// One row of `report/revisions.parquet`.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct RevisionRecord {
+        pub model: String,
+        pub condition: String,
+        pub domain: String,
+        pub turn: u32,
+        pub n_wrong: u32,
+        pub fix_rate: f64,
+        pub fix_ci_low: f64,
+        pub fix_ci_high: f64,
+        pub n_revisions: u32,
+        pub repeat_rate: f64,
+        pub n_judged: u32,
+        pub targeted_rate: f64,
+        pub n_seeds: u32,
+    }
+}
+
+table! {
+    /// `report/transfer.parquet`: the cross-domain matrix, one row per
+    /// (model, evaluated domain): accuracy at turns 1 and K with the teacher,
+    /// the gain between them, and the difference from the base model at K
+    /// (paired over tasks), each with a bootstrap 95% interval.
+    TRANSFER_MATRIX = "transfer";
+    /// One cell of the matrix.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct MatrixCell {
+        pub model: String,
+        /// `none` for the base model, `all` for the RL²F student of `student`.
+        pub trained_on: String,
+        pub evaluated_on: String,
+        pub acc_1: f64,
+        pub acc_k: f64,
+        pub delta: f64,
+        pub delta_ci_low: f64,
+        pub delta_ci_high: f64,
+        pub vs_base: f64,
+        pub vs_base_ci_low: f64,
+        pub vs_base_ci_high: f64,
+        pub n_tasks: u32,
+    }
+}
+
+table! {
+    /// `sml/turns.parquet`: one row per student turn of an SML evaluation
+    /// dialogue.
+    SML_TURNS = "sml_turns";
+    /// One row of `sml/turns.parquet`.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct SmlTurnRow {
+        pub model: String,
+        /// `sharded` or `full`.
+        pub spec: String,
+        pub domain: String,
+        /// The fully specified task's id, shared by both specs.
+        pub task_id: String,
+        pub turn: u32,
+        pub attempt: String,
+        pub feedback: String,
+        pub question: bool,
+        pub premature: bool,
+        pub correct: bool,
+    }
+}
+
+table! {
+    /// `sml/summary.parquet`, long format: `metric` is `cum_accuracy` (by
+    /// `turn`), `questions_per_dialogue` or `premature_rate` (share of
+    /// dialogues with an answer given before every essential shard was known;
+    /// `turn` 0 for both).
+    SML_SUMMARY = "sml_summary";
+    /// One row of `sml/summary.parquet`.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct SmlSummaryRow {
+        pub model: String,
+        pub spec: String,
+        pub domain: String,
+        pub metric: String,
+        pub turn: u32,
+        pub value: f64,
+        pub ci_low: f64,
+        pub ci_high: f64,
+        pub n_dialogues: u32,
+    }
 }
 
 /// Reads `rollouts.parquet` back into typed rows.
 pub fn read_rollouts(path: &Path) -> Result<Vec<RolloutRow>> {
-    let df = read_table(path, &ROLLOUTS)?;
-    let (tasks, domains) = (strs(&df, "task_id")?, strs(&df, "domain")?);
-    let (attempts, verdicts, feedback) = (
-        strs(&df, "attempt")?,
-        strs(&df, "verdict")?,
-        strs(&df, "feedback")?,
-    );
-    let iterations = u64s(&df, "iteration")?;
-    let (members, turns, tokens) = (
-        u32s(&df, "member")?,
-        u32s(&df, "turn")?,
-        u32s(&df, "tokens")?,
-    );
-    let blocked = bools(&df, "leak_blocked")?;
-    let (logprobs, rewards) = (f64s(&df, "logprob")?, f64s(&df, "reward")?);
-    (0..df.height())
-        .map(|i| {
-            Ok(RolloutRow {
-                iteration: iterations[i],
-                task_id: tasks[i].to_string(),
-                domain: domains[i]
-                    .parse()
-                    .map_err(|e: DataError| schema_err(path, format!("row {i}: {e}")))?,
-                member: members[i],
-                turn: turns[i],
-                attempt: attempts[i].to_string(),
-                verdict: verdicts[i].to_string(),
-                feedback: feedback[i].to_string(),
-                leak_blocked: blocked[i],
-                tokens: tokens[i],
-                logprob: logprobs[i],
-                reward: rewards[i],
-            })
-        })
-        .collect()
-}
-
-/// `eval/turns.parquet`: one row per (model, condition, seed, task, turn)
-/// of the evaluation grid: the attempt, its verdict, and the feedback that
-/// followed it with its source (`teacher`, `retry`; empty when the dialogue
-/// ended with this attempt).
-pub const EVAL_TURNS: TableSchema = TableSchema {
-    name: "eval_turns",
-    columns: &[
-        ("model", ColumnType::Str),
-        ("condition", ColumnType::Str),
-        ("seed", ColumnType::U64),
-        ("task_id", ColumnType::Str),
-        ("domain", ColumnType::Str),
-        ("difficulty", ColumnType::U32),
-        ("turn", ColumnType::U32),
-        ("attempt", ColumnType::Str),
-        ("verdict", ColumnType::Str),
-        ("correct", ColumnType::Bool),
-        ("feedback", ColumnType::Str),
-        ("feedback_source", ColumnType::Str),
-        ("judged", ColumnType::Str),
-        ("leak_blocked", ColumnType::Bool),
-    ],
-};
-
-/// One row of `eval/turns.parquet`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EvalTurnRow {
-    pub model: String,
-    pub condition: String,
-    pub seed: u64,
-    pub task_id: String,
-    pub domain: DomainKind,
-    pub difficulty: u32,
-    pub turn: u32,
-    pub attempt: String,
-    pub verdict: String,
-    pub correct: bool,
-    pub feedback: String,
-    pub feedback_source: String,
-    /// The responder's verdict on the attempt (`correct`, `wrong`), or
-    /// empty when it was not asked.
-    pub judged: String,
-    /// The responder's first message failed the leak check and was
-    /// replaced by the verdict (counted for whichever teacher spoke:
-    /// programmatic, model or HTTP).
-    pub leak_blocked: bool,
-}
-
-pub fn eval_turns_frame(rows: &[EvalTurnRow]) -> Result<DataFrame> {
-    let s = |f: fn(&EvalTurnRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
-    let u = |f: fn(&EvalTurnRow) -> u32| rows.iter().map(f).collect::<Vec<u32>>();
-    frame(vec![
-        Column::new("model".into(), s(|r| &r.model)),
-        Column::new("condition".into(), s(|r| &r.condition)),
-        Column::new(
-            "seed".into(),
-            rows.iter().map(|r| r.seed).collect::<Vec<u64>>(),
-        ),
-        Column::new("task_id".into(), s(|r| &r.task_id)),
-        Column::new("domain".into(), s(|r| r.domain.name())),
-        Column::new("difficulty".into(), u(|r| r.difficulty)),
-        Column::new("turn".into(), u(|r| r.turn)),
-        Column::new("attempt".into(), s(|r| &r.attempt)),
-        Column::new("verdict".into(), s(|r| &r.verdict)),
-        Column::new(
-            "correct".into(),
-            rows.iter().map(|r| r.correct).collect::<Vec<bool>>(),
-        ),
-        Column::new("feedback".into(), s(|r| &r.feedback)),
-        Column::new("feedback_source".into(), s(|r| &r.feedback_source)),
-        Column::new("judged".into(), s(|r| &r.judged)),
-        Column::new(
-            "leak_blocked".into(),
-            rows.iter().map(|r| r.leak_blocked).collect::<Vec<bool>>(),
-        ),
-    ])
+    RolloutRow::read(path)
 }
 
 /// Reads `eval/turns.parquet` back into typed rows.
 pub fn read_eval_turns(path: &Path) -> Result<Vec<EvalTurnRow>> {
-    let df = read_table(path, &EVAL_TURNS)?;
-    let col = |n| strs(&df, n);
-    let (models, conditions, tasks, domains) = (
-        col("model")?,
-        col("condition")?,
-        col("task_id")?,
-        col("domain")?,
-    );
-    let (attempts, verdicts, feedback, sources) = (
-        col("attempt")?,
-        col("verdict")?,
-        col("feedback")?,
-        col("feedback_source")?,
-    );
-    let judged = col("judged")?;
-    let seeds = u64s(&df, "seed")?;
-    let (difficulties, turns) = (u32s(&df, "difficulty")?, u32s(&df, "turn")?);
-    let correct = bools(&df, "correct")?;
-    let leak_blocked = bools(&df, "leak_blocked")?;
-    (0..df.height())
-        .map(|i| {
-            Ok(EvalTurnRow {
-                model: models[i].to_string(),
-                condition: conditions[i].to_string(),
-                seed: seeds[i],
-                task_id: tasks[i].to_string(),
-                domain: domains[i]
-                    .parse()
-                    .map_err(|e: DataError| schema_err(path, format!("row {i}: {e}")))?,
-                difficulty: difficulties[i],
-                turn: turns[i],
-                attempt: attempts[i].to_string(),
-                verdict: verdicts[i].to_string(),
-                correct: correct[i],
-                feedback: feedback[i].to_string(),
-                feedback_source: sources[i].to_string(),
-                judged: judged[i].to_string(),
-                leak_blocked: leak_blocked[i],
-            })
-        })
-        .collect()
+    EvalTurnRow::read(path)
 }
 
-/// `critiques.parquet`: the critic's training data, one row per student
-/// attempt on a train task: the dialogue before the critique as the critic
-/// sees it (`context`, no privileged information), the attempt, its
-/// verdict, and the teacher's critique (`Correct.` for a correct attempt).
-pub const CRITIQUES: TableSchema = TableSchema {
-    name: "critiques",
-    columns: &[
-        ("task_id", ColumnType::Str),
-        ("domain", ColumnType::Str),
-        ("dialogue", ColumnType::U64),
-        ("turn", ColumnType::U32),
-        ("context", ColumnType::Str),
-        ("attempt", ColumnType::Str),
-        ("verdict", ColumnType::Str),
-        ("critique", ColumnType::Str),
-        ("leak_blocked", ColumnType::Bool),
-    ],
-};
-
-/// Builds `critiques.parquet` from columns in row order.
-#[allow(clippy::too_many_arguments)]
-pub fn critiques_frame(
-    task_id: Vec<&str>,
-    domain: Vec<&str>,
-    dialogue: Vec<u64>,
-    turn: Vec<u32>,
-    context: Vec<&str>,
-    attempt: Vec<&str>,
-    verdict: Vec<&str>,
-    critique: Vec<&str>,
-    leak_blocked: Vec<bool>,
-) -> Result<DataFrame> {
-    frame(vec![
-        Column::new("task_id".into(), task_id),
-        Column::new("domain".into(), domain),
-        Column::new("dialogue".into(), dialogue),
-        Column::new("turn".into(), turn),
-        Column::new("context".into(), context),
-        Column::new("attempt".into(), attempt),
-        Column::new("verdict".into(), verdict),
-        Column::new("critique".into(), critique),
-        Column::new("leak_blocked".into(), leak_blocked),
-    ])
-}
-
-/// One row of `train_log.parquet`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TrainLogRow {
-    pub stage: String,
-    pub step: u64,
-    pub metric: String,
-    pub value: f64,
-}
-
-pub fn train_log_frame(rows: &[TrainLogRow]) -> Result<DataFrame> {
-    frame(vec![
-        Column::new(
-            "stage".into(),
-            rows.iter().map(|r| r.stage.as_str()).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "step".into(),
-            rows.iter().map(|r| r.step).collect::<Vec<u64>>(),
-        ),
-        Column::new(
-            "metric".into(),
-            rows.iter().map(|r| r.metric.as_str()).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "value".into(),
-            rows.iter().map(|r| r.value).collect::<Vec<f64>>(),
-        ),
-    ])
-}
-
+/// Reads `train_log.parquet` back into typed rows.
 pub fn read_train_log(path: &Path) -> Result<Vec<TrainLogRow>> {
-    let df = read_table(path, &TRAIN_LOG)?;
-    let (stages, metrics) = (strs(&df, "stage")?, strs(&df, "metric")?);
-    let steps = u64s(&df, "step")?;
-    let values = f64s(&df, "value")?;
-    Ok((0..df.height())
-        .map(|i| TrainLogRow {
-            stage: stages[i].to_string(),
-            step: steps[i],
-            metric: metrics[i].to_string(),
-            value: values[i],
-        })
-        .collect())
+    TrainLogRow::read(path)
+}
+
+/// Reads `synthetic_dialogues.parquet` back into typed rows.
+pub fn read_synthetic(path: &Path) -> Result<Vec<SyntheticDialogue>> {
+    SyntheticDialogue::read(path)
 }
 
 /// Replaces `stage`'s rows of the train log at `path` (creating it if
@@ -425,7 +555,7 @@ pub fn replace_train_log(path: &Path, stage: &str, rows: &[TrainLogRow]) -> Resu
     };
     all.retain(|r| r.stage != stage);
     all.extend_from_slice(rows);
-    write_table(path, &TRAIN_LOG, &mut train_log_frame(&all)?)
+    TrainLogRow::write(path, &all)
 }
 
 /// Which part of the data a task belongs to. Splits are disjoint by content.
@@ -583,161 +713,64 @@ fn f64s(df: &DataFrame, name: &str) -> Result<Vec<f64>> {
     Ok(ca.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
 }
 
-fn frame(columns: Vec<Column>) -> Result<DataFrame> {
+/// A frame of equal-length columns; for [`table!`](crate::table).
+#[doc(hidden)]
+pub fn frame(columns: Vec<Column>) -> Result<DataFrame> {
     DataFrame::new_infer_height(columns).map_err(|e| DataError::Generation(e.to_string()))
 }
 
-/// A task with the split it belongs to: one row of `tasks.parquet`.
+/// A task with the split it belongs to: one row of `tasks.parquet` as
+/// stages use it ([`TaskRecord`] holds its columns).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskRow {
     pub task: Task,
     pub split: Split,
 }
 
+impl From<&TaskRow> for TaskRecord {
+    fn from(r: &TaskRow) -> Self {
+        let t = &r.task;
+        Self {
+            task_id: t.task_id.clone(),
+            domain: t.domain,
+            difficulty: t.difficulty,
+            split: r.split,
+            seed: t.seed,
+            prompt: t.prompt.clone(),
+            solution: t.solution.clone(),
+            metadata: t.metadata.clone(),
+        }
+    }
+}
+
+impl From<TaskRecord> for TaskRow {
+    fn from(r: TaskRecord) -> Self {
+        Self {
+            task: Task {
+                task_id: r.task_id,
+                domain: r.domain,
+                difficulty: r.difficulty,
+                seed: r.seed,
+                prompt: r.prompt,
+                solution: r.solution,
+                metadata: r.metadata,
+            },
+            split: r.split,
+        }
+    }
+}
+
+/// `tasks.parquet`'s frame.
 pub fn tasks_frame(rows: &[TaskRow]) -> Result<DataFrame> {
-    let s = |f: fn(&TaskRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
-    frame(vec![
-        Column::new("task_id".into(), s(|r| &r.task.task_id)),
-        Column::new("domain".into(), s(|r| r.task.domain.name())),
-        Column::new(
-            "difficulty".into(),
-            rows.iter().map(|r| r.task.difficulty).collect::<Vec<u32>>(),
-        ),
-        Column::new("split".into(), s(|r| r.split.name())),
-        Column::new(
-            "seed".into(),
-            rows.iter().map(|r| r.task.seed).collect::<Vec<u64>>(),
-        ),
-        Column::new("prompt".into(), s(|r| &r.task.prompt)),
-        Column::new("solution".into(), s(|r| &r.task.solution)),
-        Column::new("metadata".into(), s(|r| &r.task.metadata)),
-    ])
+    TaskRecord::frame(&rows.iter().map(TaskRecord::from).collect::<Vec<_>>())
 }
 
 /// Reads `tasks.parquet` back into typed rows.
 pub fn read_tasks(path: &Path) -> Result<Vec<TaskRow>> {
-    let df = read_table(path, &TASKS)?;
-    let (ids, domains, splits) = (
-        strs(&df, "task_id")?,
-        strs(&df, "domain")?,
-        strs(&df, "split")?,
-    );
-    let (prompts, solutions, metas) = (
-        strs(&df, "prompt")?,
-        strs(&df, "solution")?,
-        strs(&df, "metadata")?,
-    );
-    let (difficulties, seeds) = (u32s(&df, "difficulty")?, u64s(&df, "seed")?);
-    (0..df.height())
-        .map(|i| {
-            let bad = |what: String| schema_err(path, format!("row {i}: {what}"));
-            let domain: DomainKind = domains[i]
-                .parse()
-                .map_err(|e: DataError| bad(e.to_string()))?;
-            let split: Split = splits[i].parse().map_err(bad)?;
-            Ok(TaskRow {
-                task: Task {
-                    task_id: ids[i].to_string(),
-                    domain,
-                    difficulty: difficulties[i],
-                    seed: seeds[i],
-                    prompt: prompts[i].to_string(),
-                    solution: solutions[i].to_string(),
-                    metadata: metas[i].to_string(),
-                },
-                split,
-            })
-        })
-        .collect()
-}
-
-/// One row of `synthetic_dialogues.parquet`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyntheticDialogue {
-    pub dialogue_id: String,
-    pub task_id: String,
-    pub domain: DomainKind,
-    pub difficulty: u32,
-    pub attempt: String,
-    pub attempt_verdict: String,
-    pub feedback_level: String,
-    pub feedback: String,
-    pub leak_blocked: bool,
-    /// Error-model attempts (each with feedback) that open the dialogue;
-    /// the student turns after them (repairs, the answer) are the ones
-    /// trained.
-    pub wrong_attempts: u32,
-    pub answer: String,
-    /// The rendered dialogue (see [`crate::dialogue`]).
-    pub text: String,
-}
-
-pub fn synthetic_frame(rows: &[SyntheticDialogue]) -> Result<DataFrame> {
-    let s = |f: fn(&SyntheticDialogue) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
-    frame(vec![
-        Column::new("dialogue_id".into(), s(|r| &r.dialogue_id)),
-        Column::new("task_id".into(), s(|r| &r.task_id)),
-        Column::new("domain".into(), s(|r| r.domain.name())),
-        Column::new(
-            "difficulty".into(),
-            rows.iter().map(|r| r.difficulty).collect::<Vec<u32>>(),
-        ),
-        Column::new("attempt".into(), s(|r| &r.attempt)),
-        Column::new("attempt_verdict".into(), s(|r| &r.attempt_verdict)),
-        Column::new("feedback_level".into(), s(|r| &r.feedback_level)),
-        Column::new("feedback".into(), s(|r| &r.feedback)),
-        Column::new(
-            "leak_blocked".into(),
-            rows.iter().map(|r| r.leak_blocked).collect::<Vec<bool>>(),
-        ),
-        Column::new(
-            "wrong_attempts".into(),
-            rows.iter().map(|r| r.wrong_attempts).collect::<Vec<u32>>(),
-        ),
-        Column::new("answer".into(), s(|r| &r.answer)),
-        Column::new("text".into(), s(|r| &r.text)),
-    ])
-}
-
-/// Reads `synthetic_dialogues.parquet` back into typed rows.
-pub fn read_synthetic(path: &Path) -> Result<Vec<SyntheticDialogue>> {
-    let df = read_table(path, &SYNTHETIC_DIALOGUES)?;
-    let col = |n| strs(&df, n);
-    let (ids, tasks, domains, attempts) = (
-        col("dialogue_id")?,
-        col("task_id")?,
-        col("domain")?,
-        col("attempt")?,
-    );
-    let (verdicts, levels, feedback) = (
-        col("attempt_verdict")?,
-        col("feedback_level")?,
-        col("feedback")?,
-    );
-    let (answers, texts) = (col("answer")?, col("text")?);
-    let (difficulties, blocked) = (u32s(&df, "difficulty")?, bools(&df, "leak_blocked")?);
-    let wrong = u32s(&df, "wrong_attempts")?;
-    (0..df.height())
-        .map(|i| {
-            let domain: DomainKind = domains[i]
-                .parse()
-                .map_err(|e: DataError| schema_err(path, format!("row {i}: {e}")))?;
-            Ok(SyntheticDialogue {
-                dialogue_id: ids[i].to_string(),
-                task_id: tasks[i].to_string(),
-                domain,
-                difficulty: difficulties[i],
-                attempt: attempts[i].to_string(),
-                attempt_verdict: verdicts[i].to_string(),
-                feedback_level: levels[i].to_string(),
-                feedback: feedback[i].to_string(),
-                leak_blocked: blocked[i],
-                wrong_attempts: wrong[i],
-                answer: answers[i].to_string(),
-                text: texts[i].to_string(),
-            })
-        })
-        .collect()
+    Ok(TaskRecord::read(path)?
+        .into_iter()
+        .map(TaskRow::from)
+        .collect())
 }
 
 #[cfg(test)]
@@ -812,7 +845,7 @@ mod tests {
                 reward: 0.49,
             })
             .collect();
-        write_table(&path, &ROLLOUTS, &mut rollouts_frame(&rows).unwrap()).unwrap();
+        write_table(&path, &ROLLOUTS, &mut RolloutRow::frame(&rows).unwrap()).unwrap();
         assert_eq!(read_rollouts(&path).unwrap(), rows);
     }
 

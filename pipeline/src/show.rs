@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use std::collections::{BTreeMap, BTreeSet};
 
+use didact_data::tables::Table;
 use didact_data::tables::{
     EvalTurnRow, read_eval_turns, read_rollouts, read_synthetic, read_tasks, read_train_log,
 };
@@ -318,13 +319,13 @@ fn show_rollouts(run_dir: &Path, args: &ShowArgs) -> Result<()> {
 
 /// Evaluation dialogues, one block per (model, condition, seed, task).
 fn show_sml(seed_dir: &Path, run_dir: &Path, args: &ShowArgs) -> Result<()> {
-    let rows = crate::stages::sml::read_turns(&seed_dir.join(SML_TURNS_FILE))?;
+    let rows = didact_data::tables::SmlTurnRow::read(&seed_dir.join(SML_TURNS_FILE))?;
     let tasks: std::collections::HashMap<String, didact_data::Task> =
         read_tasks(&run_dir.join(TASKS_FILE))?
             .into_iter()
             .map(|r| (r.task.task_id.clone(), r.task))
             .collect();
-    let mut dialogues: BTreeMap<(&str, &str, &str), Vec<&crate::stages::sml::SmlTurnRow>> =
+    let mut dialogues: BTreeMap<(&str, &str, &str), Vec<&didact_data::tables::SmlTurnRow>> =
         BTreeMap::new();
     for r in &rows {
         let keep = args.model.as_deref().is_none_or(|m| m == r.model)

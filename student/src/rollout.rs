@@ -15,6 +15,7 @@ use didact_data::domain::Shard;
 use didact_data::leak::teacher_message;
 use didact_data::rng::mix_seed;
 use didact_data::shard::{parse_move, teacher_reply};
+use didact_data::tables::Table;
 use didact_data::tables::{self, RolloutRow};
 use didact_data::{Dialogue, FeedbackLevel, Role, Task, Tokenizer, Verdict};
 
@@ -602,11 +603,7 @@ impl<B: Kernels> Environment<B> for DialogueEnv<'_> {
 
     fn save(&self, dir: &Path) -> Result<()> {
         let path = dir.join(ROLLOUTS_IN_CHECKPOINT);
-        tables::write_table(
-            &path,
-            &tables::ROLLOUTS,
-            &mut tables::rollouts_frame(&self.rows)?,
-        )?;
+        tables::RolloutRow::write(&path, &self.rows)?;
         Ok(())
     }
 

@@ -18,10 +18,10 @@ use didact_critic::respond::says_correct;
 use didact_data::leak::normalise;
 use didact_data::leak::teacher_message;
 use didact_data::tables::{
-    self, ColumnType, EvalTurnRow, TableSchema, read_eval_turns, read_tasks,
+    ContrastBySeedRecord, ContrastRecord, EvalTurnRow, GainRecord, RevisionRecord, SummaryRecord,
+    Table, read_eval_turns, read_tasks,
 };
 use didact_data::{FeedbackLevel, Task};
-use polars::prelude::*;
 use serde_json::json;
 
 use super::common::{Stage, StageContext, StageOutput};
@@ -47,103 +47,6 @@ pub const STAGE: Stage = Stage {
     // The training seeds decide which tables are pooled.
     config_section: |c| json!({"seeds": c.run.seeds}),
     run,
-};
-
-/// `report/summary.parquet`: accuracy by turn per model, condition and
-/// domain (`all` pooled), pooled over training seeds, with a two-level
-/// bootstrap 95% interval.
-pub const SUMMARY: TableSchema = TableSchema {
-    name: "summary",
-    columns: &[
-        ("model", ColumnType::Str),
-        ("condition", ColumnType::Str),
-        ("domain", ColumnType::Str),
-        ("turn", ColumnType::U32),
-        ("cum_accuracy", ColumnType::F64),
-        ("ci_low", ColumnType::F64),
-        ("ci_high", ColumnType::F64),
-        ("n_tasks", ColumnType::U32),
-        ("n_seeds", ColumnType::U32),
-    ],
-};
-
-/// `report/gains.parquet`: Δ = acc@K − acc@1 with its interval, Δi→c,
-/// Δc→i, and on critic rows the recovered fraction of the teacher's gain.
-pub const GAINS: TableSchema = TableSchema {
-    name: "gains",
-    columns: &[
-        ("model", ColumnType::Str),
-        ("condition", ColumnType::Str),
-        ("domain", ColumnType::Str),
-        ("delta", ColumnType::F64),
-        ("delta_ci_low", ColumnType::F64),
-        ("delta_ci_high", ColumnType::F64),
-        ("delta_i_to_c", ColumnType::F64),
-        ("delta_c_to_i", ColumnType::F64),
-        ("recovered_fraction", ColumnType::F64),
-        ("n_tasks", ColumnType::U32),
-        ("n_seeds", ColumnType::U32),
-    ],
-};
-
-/// `report/contrasts.parquet`: one row per (contrast, domain, turn), the
-/// paired difference pooled over training seeds. Contrast names:
-/// `{model}:{a}-{b}` (conditions a and b of one model, cumulative accuracy
-/// at `turn`), `{m1}-{m2}:{condition}` (two models under one condition)
-/// and `{m1}-{m2}:{condition}:gain` (difference in differences of
-/// Δ(turn 1, `turn`)).
-pub const CONTRASTS: TableSchema = TableSchema {
-    name: "contrasts",
-    columns: &[
-        ("contrast", ColumnType::Str),
-        ("domain", ColumnType::Str),
-        ("turn", ColumnType::U32),
-        ("estimate", ColumnType::F64),
-        ("ci_low", ColumnType::F64),
-        ("ci_high", ColumnType::F64),
-        ("n_tasks", ColumnType::U32),
-        ("n_seeds", ColumnType::U32),
-    ],
-};
-
-/// `report/contrasts_by_seed.parquet`: the estimates of
-/// [`CONTRASTS`] for each training seed alone.
-pub const CONTRASTS_BY_SEED: TableSchema = TableSchema {
-    name: "contrasts_by_seed",
-    columns: &[
-        ("contrast", ColumnType::Str),
-        ("domain", ColumnType::Str),
-        ("turn", ColumnType::U32),
-        ("training_seed", ColumnType::U64),
-        ("estimate", ColumnType::F64),
-        ("n_tasks", ColumnType::U32),
-    ],
-};
-
-/// `report/revisions.parquet`: per model, condition, domain and turn t,
-/// the dialogues whose answer standing at t is wrong (`n_wrong`), the fix
-/// rate P(correct at t+1 | wrong at t) with its interval, the revisions
-/// made (an attempt at t+1 after a wrong one at t), how many repeat the
-/// previous answer, and, where the domain can tell
-/// ([`didact_data::revision::targeted_revision`]), the share of revisions
-/// that change only what the feedback pointed at.
-pub const REVISIONS: TableSchema = TableSchema {
-    name: "revisions",
-    columns: &[
-        ("model", ColumnType::Str),
-        ("condition", ColumnType::Str),
-        ("domain", ColumnType::Str),
-        ("turn", ColumnType::U32),
-        ("n_wrong", ColumnType::U32),
-        ("fix_rate", ColumnType::F64),
-        ("fix_ci_low", ColumnType::F64),
-        ("fix_ci_high", ColumnType::F64),
-        ("n_revisions", ColumnType::U32),
-        ("repeat_rate", ColumnType::F64),
-        ("n_judged", ColumnType::U32),
-        ("targeted_rate", ColumnType::F64),
-        ("n_seeds", ColumnType::U32),
-    ],
 };
 
 /// The pairs of conditions compared within each model, `(a, b)` for
@@ -551,125 +454,105 @@ fn revision_rows(grid: &Grid, tasks: &HashMap<String, Task>, k: usize) -> Vec<Re
     out
 }
 
-/// A text column of `rows`.
-fn text<'a, T>(name: &str, rows: &'a [T], f: impl Fn(&'a T) -> &'a str) -> Column {
-    Column::new(name.into(), rows.iter().map(f).collect::<Vec<&str>>())
-}
-
-/// A float column of `rows`.
-fn float<T>(name: &str, rows: &[T], f: impl Fn(&T) -> f64) -> Column {
-    Column::new(name.into(), rows.iter().map(f).collect::<Vec<f64>>())
-}
-
-/// A count column of `rows`.
-fn count<T>(name: &str, rows: &[T], f: impl Fn(&T) -> usize) -> Column {
-    Column::new(
-        name.into(),
-        rows.iter().map(|r| f(r) as u32).collect::<Vec<u32>>(),
-    )
-}
-
-fn write(path: &Path, schema: &TableSchema, columns: Vec<Column>) -> Result<()> {
-    let mut df = DataFrame::new_infer_height(columns)?;
-    Ok(tables::write_table(path, schema, &mut df)?)
+/// A count as the tables store it.
+fn n(x: usize) -> u32 {
+    x as u32
 }
 
 fn write_summary(path: &Path, rows: &[SummaryRow]) -> Result<()> {
-    write(
-        path,
-        &SUMMARY,
-        vec![
-            text("model", rows, |r| &r.model),
-            text("condition", rows, |r| &r.condition),
-            text("domain", rows, |r| &r.domain),
-            count("turn", rows, |r| r.turn),
-            float("cum_accuracy", rows, |r| r.est.value),
-            float("ci_low", rows, |r| r.est.lo),
-            float("ci_high", rows, |r| r.est.hi),
-            count("n_tasks", rows, |r| r.est.n_tasks),
-            count("n_seeds", rows, |r| r.est.n_seeds),
-        ],
-    )
+    let records: Vec<SummaryRecord> = rows
+        .iter()
+        .map(|r| SummaryRecord {
+            model: r.model.clone(),
+            condition: r.condition.clone(),
+            domain: r.domain.clone(),
+            turn: n(r.turn),
+            cum_accuracy: r.est.value,
+            ci_low: r.est.lo,
+            ci_high: r.est.hi,
+            n_tasks: n(r.est.n_tasks),
+            n_seeds: n(r.est.n_seeds),
+        })
+        .collect();
+    Ok(SummaryRecord::write(path, &records)?)
 }
 
 fn write_gains(path: &Path, rows: &[GainRow]) -> Result<()> {
-    write(
-        path,
-        &GAINS,
-        vec![
-            text("model", rows, |r| &r.model),
-            text("condition", rows, |r| &r.condition),
-            text("domain", rows, |r| &r.domain),
-            float("delta", rows, |r| r.est.value),
-            float("delta_ci_low", rows, |r| r.est.lo),
-            float("delta_ci_high", rows, |r| r.est.hi),
-            float("delta_i_to_c", rows, |r| r.i_to_c),
-            float("delta_c_to_i", rows, |r| r.c_to_i),
-            float("recovered_fraction", rows, |r| {
-                r.recovered.unwrap_or(f64::NAN)
-            }),
-            count("n_tasks", rows, |r| r.est.n_tasks),
-            count("n_seeds", rows, |r| r.est.n_seeds),
-        ],
-    )
+    let records: Vec<GainRecord> = rows
+        .iter()
+        .map(|r| GainRecord {
+            model: r.model.clone(),
+            condition: r.condition.clone(),
+            domain: r.domain.clone(),
+            delta: r.est.value,
+            delta_ci_low: r.est.lo,
+            delta_ci_high: r.est.hi,
+            delta_i_to_c: r.i_to_c,
+            delta_c_to_i: r.c_to_i,
+            recovered_fraction: r.recovered.unwrap_or(f64::NAN),
+            n_tasks: n(r.est.n_tasks),
+            n_seeds: n(r.est.n_seeds),
+        })
+        .collect();
+    Ok(GainRecord::write(path, &records)?)
 }
 
 fn write_contrasts(dir: &Path, rows: &[ContrastRow]) -> Result<()> {
-    write(
-        &dir.join(CONTRASTS_FILE),
-        &CONTRASTS,
-        vec![
-            text("contrast", rows, |r| &r.contrast),
-            text("domain", rows, |r| &r.domain),
-            count("turn", rows, |r| r.turn),
-            float("estimate", rows, |r| r.est.value),
-            float("ci_low", rows, |r| r.est.lo),
-            float("ci_high", rows, |r| r.est.hi),
-            count("n_tasks", rows, |r| r.est.n_tasks),
-            count("n_seeds", rows, |r| r.est.n_seeds),
-        ],
-    )?;
-    let flat: Vec<(&ContrastRow, u64, f64, usize)> = rows
+    let pooled: Vec<ContrastRecord> = rows
         .iter()
-        .flat_map(|r| r.by_seed.iter().map(move |&(s, e, n)| (r, s, e, n)))
+        .map(|r| ContrastRecord {
+            contrast: r.contrast.clone(),
+            domain: r.domain.clone(),
+            turn: n(r.turn),
+            estimate: r.est.value,
+            ci_low: r.est.lo,
+            ci_high: r.est.hi,
+            n_tasks: n(r.est.n_tasks),
+            n_seeds: n(r.est.n_seeds),
+        })
         .collect();
-    write(
+    ContrastRecord::write(&dir.join(CONTRASTS_FILE), &pooled)?;
+    let by_seed: Vec<ContrastBySeedRecord> = rows
+        .iter()
+        .flat_map(|r| {
+            r.by_seed
+                .iter()
+                .map(move |&(seed, estimate, n_tasks)| ContrastBySeedRecord {
+                    contrast: r.contrast.clone(),
+                    domain: r.domain.clone(),
+                    turn: n(r.turn),
+                    training_seed: seed,
+                    estimate,
+                    n_tasks: n(n_tasks),
+                })
+        })
+        .collect();
+    Ok(ContrastBySeedRecord::write(
         &dir.join(CONTRASTS_BY_SEED_FILE),
-        &CONTRASTS_BY_SEED,
-        vec![
-            text("contrast", &flat, |f| &f.0.contrast),
-            text("domain", &flat, |f| &f.0.domain),
-            count("turn", &flat, |f| f.0.turn),
-            Column::new(
-                "training_seed".into(),
-                flat.iter().map(|f| f.1).collect::<Vec<u64>>(),
-            ),
-            float("estimate", &flat, |f| f.2),
-            count("n_tasks", &flat, |f| f.3),
-        ],
-    )
+        &by_seed,
+    )?)
 }
 
 fn write_revisions(path: &Path, rows: &[RevisionRow]) -> Result<()> {
-    write(
-        path,
-        &REVISIONS,
-        vec![
-            text("model", rows, |r| &r.model),
-            text("condition", rows, |r| &r.condition),
-            text("domain", rows, |r| &r.domain),
-            count("turn", rows, |r| r.turn),
-            count("n_wrong", rows, |r| r.n_wrong),
-            float("fix_rate", rows, |r| r.fix.value),
-            float("fix_ci_low", rows, |r| r.fix.lo),
-            float("fix_ci_high", rows, |r| r.fix.hi),
-            count("n_revisions", rows, |r| r.n_revisions),
-            float("repeat_rate", rows, |r| r.repeat_rate),
-            count("n_judged", rows, |r| r.n_judged),
-            float("targeted_rate", rows, |r| r.targeted_rate),
-            count("n_seeds", rows, |r| r.fix.n_seeds),
-        ],
-    )
+    let records: Vec<RevisionRecord> = rows
+        .iter()
+        .map(|r| RevisionRecord {
+            model: r.model.clone(),
+            condition: r.condition.clone(),
+            domain: r.domain.clone(),
+            turn: n(r.turn),
+            n_wrong: n(r.n_wrong),
+            fix_rate: r.fix.value,
+            fix_ci_low: r.fix.lo,
+            fix_ci_high: r.fix.hi,
+            n_revisions: n(r.n_revisions),
+            repeat_rate: r.repeat_rate,
+            n_judged: n(r.n_judged),
+            targeted_rate: r.targeted_rate,
+            n_seeds: n(r.fix.n_seeds),
+        })
+        .collect();
+    Ok(RevisionRecord::write(path, &records)?)
 }
 
 fn pct(x: f64) -> String {

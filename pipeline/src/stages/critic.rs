@@ -17,7 +17,7 @@ use didact_critic::respond::{calibrate, calibrate_utility, critic_prompt};
 use didact_critic::{Critic, CriticConfig, CriticMode};
 use didact_data::domain::CORRECT_MESSAGE;
 use didact_data::rng::Rng;
-use didact_data::tables;
+use didact_data::tables::Table;
 use didact_data::{Dialogue, DomainKind, Task, Tokenizer};
 use didact_student::generate::SamplingParams;
 use didact_student::kernels::{Kernels, TrainBackend};
@@ -235,7 +235,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
     let by_id: std::collections::HashMap<&str, &Task> =
         val_tasks.iter().map(|t| (t.task_id.as_str(), *t)).collect();
     let val_task_of: Vec<&Task> = val_rows.iter().map(|r| by_id[r.task_id.as_str()]).collect();
-    write_critiques(&ctx.run_dir.join(CRITIQUES_FILE), &rows)?;
+    CritiqueRow::write(&ctx.run_dir.join(CRITIQUES_FILE), &rows)?;
     let sampling_s = started.elapsed().as_secs_f64();
     let correct = rows.iter().filter(|r| r.verdict == "correct").count();
     tracing::info!(
@@ -480,21 +480,4 @@ fn calibrate_verdict<B: TrainBackend>(
         specificity: rate(false, false),
         held_out_attempts: scored.len(),
     })
-}
-
-fn write_critiques(path: &std::path::Path, rows: &[CritiqueRow]) -> Result<()> {
-    let s = |f: fn(&CritiqueRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
-    let mut df = tables::critiques_frame(
-        s(|r| &r.task_id),
-        s(|r| r.domain.name()),
-        rows.iter().map(|r| r.dialogue).collect(),
-        rows.iter().map(|r| r.turn).collect(),
-        s(|r| &r.context),
-        s(|r| &r.attempt),
-        s(|r| &r.verdict),
-        s(|r| &r.critique),
-        rows.iter().map(|r| r.leak_blocked).collect(),
-    )?;
-    tables::write_table(path, &tables::CRITIQUES, &mut df)?;
-    Ok(())
 }

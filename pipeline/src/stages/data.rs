@@ -8,7 +8,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use didact_data::chat::SYSTEM_PROMPT_KEY;
 use didact_data::dataset::{self, LeakStats};
-use didact_data::tables::{self, SYNTHETIC_DIALOGUES, TASKS};
+use didact_data::tables::Table;
+use didact_data::tables::{self, TASKS};
 use didact_data::{DomainKind, Split, TaskRow, Tokenizer};
 use serde_json::json;
 
@@ -70,11 +71,7 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
     let tasks_path = ctx.run_dir.join(TASKS_FILE);
     tables::write_table(&tasks_path, &TASKS, &mut tables::tasks_frame(&tasks)?)?;
     let synthetic_path = ctx.run_dir.join(SYNTHETIC_FILE);
-    tables::write_table(
-        &synthetic_path,
-        &SYNTHETIC_DIALOGUES,
-        &mut tables::synthetic_frame(&dialogues)?,
-    )?;
+    tables::SyntheticDialogue::write(&synthetic_path, &dialogues)?;
 
     let mut outputs = vec![
         TASKS_FILE.into(),

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 use didact_critic::Critic;
+use didact_data::tables::Table;
 use didact_data::tables::{self, EvalTurnRow, read_tasks};
 use didact_data::teaching::LeakTally;
 use didact_data::{FeedbackLevel, Split, Task, Tokenizer};
@@ -237,11 +238,7 @@ fn write_turns(path: &std::path::Path, rows: &[EvalTurnRow]) -> Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    tables::write_table(
-        path,
-        &tables::EVAL_TURNS,
-        &mut tables::eval_turns_frame(rows)?,
-    )?;
+    tables::EvalTurnRow::write(path, rows)?;
     Ok(())
 }
 

@@ -27,7 +27,9 @@ use burn::module::AutodiffModule;
 use didact_data::domain::Shard;
 use didact_data::rng::{Rng, mix_seed};
 use didact_data::shard::{ShardedTask, classify_turns, full_task_id, parse_move, qprimed_dialogue};
-use didact_data::tables::{self, ColumnType, TableSchema, read_tasks};
+use didact_data::tables::{
+    self, SML_SUMMARY, SmlSummaryRow as SummaryRow, SmlTurnRow, Table, read_tasks,
+};
 use didact_data::{Dialogue, Role, Split, Task, Tokenizer};
 use didact_student::checkpoint;
 use didact_student::grpo::RlConfig;
@@ -59,112 +61,6 @@ pub const STAGE: Stage = Stage {
     run,
 };
 
-/// `sml/turns.parquet`: one row per student turn of an evaluation dialogue.
-pub const SML_TURNS: TableSchema = TableSchema {
-    name: "sml_turns",
-    columns: &[
-        ("model", ColumnType::Str),
-        // `sharded` or `full`.
-        ("spec", ColumnType::Str),
-        ("domain", ColumnType::Str),
-        // The fully specified task's id, shared by both specs.
-        ("task_id", ColumnType::Str),
-        ("turn", ColumnType::U32),
-        ("attempt", ColumnType::Str),
-        ("feedback", ColumnType::Str),
-        ("question", ColumnType::Bool),
-        ("premature", ColumnType::Bool),
-        ("correct", ColumnType::Bool),
-    ],
-};
-
-/// `sml/summary.parquet`, long format: `metric` is `cum_accuracy` (by
-/// `turn`), `questions_per_dialogue` or `premature_rate` (share of
-/// dialogues with an answer given before every essential shard was known;
-/// `turn` 0 for both).
-pub const SML_SUMMARY: TableSchema = TableSchema {
-    name: "sml_summary",
-    columns: &[
-        ("model", ColumnType::Str),
-        ("spec", ColumnType::Str),
-        ("domain", ColumnType::Str),
-        ("metric", ColumnType::Str),
-        ("turn", ColumnType::U32),
-        ("value", ColumnType::F64),
-        ("ci_low", ColumnType::F64),
-        ("ci_high", ColumnType::F64),
-        ("n_dialogues", ColumnType::U32),
-    ],
-};
-
-/// One row of [`SML_TURNS`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct SmlTurnRow {
-    pub model: String,
-    pub spec: String,
-    pub domain: String,
-    pub task_id: String,
-    pub turn: u32,
-    pub attempt: String,
-    pub feedback: String,
-    pub question: bool,
-    pub premature: bool,
-    pub correct: bool,
-}
-
-fn turns_frame(rows: &[SmlTurnRow]) -> Result<DataFrame> {
-    let s = |f: fn(&SmlTurnRow) -> &str| rows.iter().map(f).collect::<Vec<_>>();
-    let b = |f: fn(&SmlTurnRow) -> bool| rows.iter().map(f).collect::<Vec<_>>();
-    Ok(df!(
-        "model" => s(|r| &r.model),
-        "spec" => s(|r| &r.spec),
-        "domain" => s(|r| &r.domain),
-        "task_id" => s(|r| &r.task_id),
-        "turn" => rows.iter().map(|r| r.turn).collect::<Vec<_>>(),
-        "attempt" => s(|r| &r.attempt),
-        "feedback" => s(|r| &r.feedback),
-        "question" => b(|r| r.question),
-        "premature" => b(|r| r.premature),
-        "correct" => b(|r| r.correct),
-    )?)
-}
-
-/// Reads `sml/turns.parquet` back (schema-checked).
-pub fn read_turns(path: &Path) -> Result<Vec<SmlTurnRow>> {
-    let df = tables::read_table(path, &SML_TURNS)?;
-    let strs = |c: &str| -> Result<Vec<String>> {
-        Ok(tables::strs(&df, c)?
-            .into_iter()
-            .map(str::to_string)
-            .collect())
-    };
-    let bools = |c: &str| tables::bools(&df, c);
-    let (model, spec, domain, task_id) = (
-        strs("model")?,
-        strs("spec")?,
-        strs("domain")?,
-        strs("task_id")?,
-    );
-    let (attempt, feedback) = (strs("attempt")?, strs("feedback")?);
-    let turn = tables::u32s(&df, "turn")?;
-    let (question, premature, correct) =
-        (bools("question")?, bools("premature")?, bools("correct")?);
-    Ok((0..df.height())
-        .map(|i| SmlTurnRow {
-            model: model[i].clone(),
-            spec: spec[i].clone(),
-            domain: domain[i].clone(),
-            task_id: task_id[i].clone(),
-            turn: turn[i],
-            attempt: attempt[i].clone(),
-            feedback: feedback[i].clone(),
-            question: question[i],
-            premature: premature[i],
-            correct: correct[i],
-        })
-        .collect())
-}
-
 fn run(ctx: &StageContext) -> Result<StageOutput> {
     crate::with_backend!(ctx.device, |B, device| run_on::<B>(ctx, &device))
 }
@@ -185,7 +81,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
     let path = ctx.run_dir.join(SML_TURNS_FILE);
     std::fs::create_dir_all(ctx.run_dir.join(SML_DIR))?;
     if !cfg.enabled {
-        tables::write_table(&path, &SML_TURNS, &mut turns_frame(&[])?)?;
+        SmlTurnRow::write(&path, &[])?;
         return Ok(StageOutput {
             outputs: vec![SML_TURNS_FILE.into()],
             metrics: json!({"enabled": false}),
@@ -272,7 +168,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
     }
     let turn_rows =
         evaluate::<B::InnerBackend>(ctx, &tokenizer, &full_test, &sharded_test, &shards, device)?;
-    tables::write_table(&path, &SML_TURNS, &mut turns_frame(&turn_rows)?)?;
+    SmlTurnRow::write(&path, &turn_rows)?;
     let (md, mut table) = report(&turn_rows, cfg.max_turns);
     tables::write_table(
         &ctx.run_dir.join(SML_SUMMARY_FILE),
@@ -620,20 +516,12 @@ fn mean_ci(values: &[f64], seed: u64) -> (f64, f64, f64) {
     (mean, lo, hi)
 }
 
-/// One row of [`SML_SUMMARY`].
-struct SummaryRow {
-    model: String,
-    spec: String,
-    domain: String,
-    metric: &'static str,
-    turn: u32,
-    value: f64,
-    ci_low: f64,
-    ci_high: f64,
-    n_dialogues: u32,
+/// The report's lookups in its summary rows.
+trait SummaryLookup {
+    fn is(&self, model: &str, spec: &str, domain: &str, metric: &str, turn: u32) -> bool;
 }
 
-impl SummaryRow {
+impl SummaryLookup for SummaryRow {
     fn is(&self, model: &str, spec: &str, domain: &str, metric: &str, turn: u32) -> bool {
         self.model == model
             && self.spec == spec
@@ -670,7 +558,7 @@ pub fn report(rows: &[SmlTurnRow], k: usize) -> (String, DataFrame) {
                 model: model.clone(),
                 spec: spec.clone(),
                 domain: domain.clone(),
-                metric,
+                metric: metric.into(),
                 turn,
                 value: v.0,
                 ci_low: v.1,
@@ -750,7 +638,7 @@ fn delta_section(md: &mut String, table: &mut Vec<SummaryRow>, cells: &Cells, k:
                 model: model.into(),
                 spec: spec.into(),
                 domain: "all".into(),
-                metric: "delta_vs_base",
+                metric: "delta_vs_base".into(),
                 turn: k as u32,
                 value: d.0,
                 ci_low: d.1,
@@ -815,19 +703,7 @@ fn turn_and_domain_sections(md: &mut String, table: &[SummaryRow], cells: &Cells
 
 /// `sml/summary.parquet`'s frame.
 fn summary_frame(table: &[SummaryRow]) -> DataFrame {
-    let col = |f: fn(&SummaryRow) -> String| table.iter().map(f).collect::<Vec<_>>();
-    df!(
-        "model" => col(|r| r.model.clone()),
-        "spec" => col(|r| r.spec.clone()),
-        "domain" => col(|r| r.domain.clone()),
-        "metric" => col(|r| r.metric.to_string()),
-        "turn" => table.iter().map(|r| r.turn).collect::<Vec<_>>(),
-        "value" => table.iter().map(|r| r.value).collect::<Vec<_>>(),
-        "ci_low" => table.iter().map(|r| r.ci_low).collect::<Vec<_>>(),
-        "ci_high" => table.iter().map(|r| r.ci_high).collect::<Vec<_>>(),
-        "n_dialogues" => table.iter().map(|r| r.n_dialogues).collect::<Vec<_>>(),
-    )
-    .expect("columns of equal length")
+    SummaryRow::frame(table).expect("columns of equal length")
 }
 
 /// One line per model on sharded tasks, for the run's summary.
@@ -855,7 +731,7 @@ fn headline(rows: &[SmlTurnRow], k: usize) -> Vec<String> {
 pub fn report_section(run_dir: &Path) -> Result<String> {
     let path = run_dir.join(SML_TURNS_FILE);
     let rows = if path.exists() {
-        read_turns(&path)?
+        SmlTurnRow::read(&path)?
     } else {
         Vec::new()
     };

@@ -6,6 +6,7 @@
 
 use anyhow::Result;
 use didact_data::tables;
+use didact_data::tables::Table;
 use didact_student::teachers::TeacherKind;
 use serde_json::json;
 
@@ -34,11 +35,7 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
             None,
             &device,
         )?;
-        tables::write_table(
-            &ctx.run_dir.join(ROLLOUTS_FILE),
-            &tables::ROLLOUTS,
-            &mut tables::rollouts_frame(&outcome.rollouts)?,
-        )?;
+        tables::RolloutRow::write(&ctx.run_dir.join(ROLLOUTS_FILE), &outcome.rollouts)?;
         let mut outputs = outcome.outputs;
         outputs.push(ROLLOUTS_FILE.into());
         Ok(StageOutput {

@@ -12,6 +12,7 @@
 
 use anyhow::Result;
 use didact_data::tables::{self, read_tasks};
+use didact_data::tables::{MatrixCell, Table};
 use didact_data::{DomainKind, Split, Task, Tokenizer};
 use didact_student::checkpoint;
 use didact_student::grpo::RlConfig;
@@ -54,11 +55,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
         std::fs::create_dir_all(parent)?;
     }
     if cfg.domains.is_empty() {
-        tables::write_table(
-            &path,
-            &tables::EVAL_TURNS,
-            &mut tables::eval_turns_frame(&[])?,
-        )?;
+        tables::EvalTurnRow::write(&path, &[])?;
         return Ok(StageOutput {
             outputs: vec![TRANSFER_TURNS_FILE.into()],
             metrics: json!({"domains": []}),
@@ -144,11 +141,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
         bar.inc(1);
     }
     bar.finish_and_clear();
-    tables::write_table(
-        &path,
-        &tables::EVAL_TURNS,
-        &mut tables::eval_turns_frame(&rows)?,
-    )?;
+    tables::EvalTurnRow::write(&path, &rows)?;
     Ok(StageOutput {
         outputs,
         metrics: json!({
@@ -159,44 +152,6 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
         }),
         summary,
     })
-}
-
-/// `report/transfer.parquet`: the cross-domain matrix, one row per
-/// (model, evaluated domain): accuracy at turns 1 and K with the teacher,
-/// the gain between them, and the difference from the base model at K
-/// (paired over tasks), each with a bootstrap 95% interval.
-pub const MATRIX: tables::TableSchema = tables::TableSchema {
-    name: "transfer",
-    columns: &[
-        ("model", tables::ColumnType::Str),
-        ("trained_on", tables::ColumnType::Str),
-        ("evaluated_on", tables::ColumnType::Str),
-        ("acc_1", tables::ColumnType::F64),
-        ("acc_k", tables::ColumnType::F64),
-        ("delta", tables::ColumnType::F64),
-        ("delta_ci_low", tables::ColumnType::F64),
-        ("delta_ci_high", tables::ColumnType::F64),
-        ("vs_base", tables::ColumnType::F64),
-        ("vs_base_ci_low", tables::ColumnType::F64),
-        ("vs_base_ci_high", tables::ColumnType::F64),
-        ("n_tasks", tables::ColumnType::U32),
-    ],
-};
-
-/// One cell of the matrix.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MatrixCell {
-    pub model: String,
-    /// `none` for the base model, `all` for the RL²F student of `student`.
-    pub trained_on: String,
-    pub evaluated_on: String,
-    pub acc_1: f64,
-    pub acc_k: f64,
-    pub delta: f64,
-    pub delta_ci: (f64, f64),
-    pub vs_base: f64,
-    pub vs_base_ci: (f64, f64),
-    pub n_tasks: usize,
 }
 
 /// The matrix from the rows of `transfer/turns.parquet`: per model and
@@ -249,6 +204,8 @@ pub fn matrix(rows: &[tables::EvalTurnRow], k: usize, resamples: usize) -> Vec<M
         let n = tasks.len() as f64;
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
         let seed = didact_data::rng::mix_seed(&[model.len() as u64, domain.len() as u64, 0x7A]);
+        let delta_ci = bootstrap_mean_ci(&gain, resamples, seed);
+        let vs_base_ci = bootstrap_mean_ci(&vs_base, resamples, seed ^ 1);
         cells.push(MatrixCell {
             model: model.to_string(),
             trained_on: match model {
@@ -260,10 +217,12 @@ pub fn matrix(rows: &[tables::EvalTurnRow], k: usize, resamples: usize) -> Vec<M
             acc_1: tasks.values().map(|x| outcome(x, 1)).sum::<f64>() / n,
             acc_k: tasks.values().map(|x| outcome(x, k)).sum::<f64>() / n,
             delta: mean(&gain),
-            delta_ci: bootstrap_mean_ci(&gain, resamples, seed),
+            delta_ci_low: delta_ci.0,
+            delta_ci_high: delta_ci.1,
             vs_base: mean(&vs_base),
-            vs_base_ci: bootstrap_mean_ci(&vs_base, resamples, seed ^ 1),
-            n_tasks: tasks.len(),
+            vs_base_ci_low: vs_base_ci.0,
+            vs_base_ci_high: vs_base_ci.1,
+            n_tasks: tasks.len() as u32,
         });
     }
     // Base first, then the all-domain student, then one row per domain.
@@ -332,7 +291,7 @@ pub fn report_section(
     };
     md.push_str(&format!(
         "Accuracy with the teacher, turn 1 → turn {k} (percent; {} test tasks per domain; `none` is the base model, `all` the RL²F student of the `student` stage):\n\n",
-        cells.first().map_or(0, |c| c.n_tasks)
+        cells.first().map_or(0, |c| c.n_tasks as usize)
     ));
     header(&mut md);
     for (m, trained_on) in &models {
@@ -360,8 +319,8 @@ pub fn report_section(
                 Some(c) => md.push_str(&format!(
                     " {:+.1} [{:+.1}, {:+.1}] |",
                     100.0 * c.vs_base,
-                    100.0 * c.vs_base_ci.0,
-                    100.0 * c.vs_base_ci.1
+                    100.0 * c.vs_base_ci_low,
+                    100.0 * c.vs_base_ci_high
                 )),
                 None => md.push_str(" |"),
             }
@@ -369,33 +328,8 @@ pub fn report_section(
         md.push('\n');
     }
     md.push('\n');
-    write_matrix(&out_dir.join(TRANSFER_MATRIX_FILE), &cells)?;
+    MatrixCell::write(&out_dir.join(TRANSFER_MATRIX_FILE), &cells)?;
     Ok(md)
-}
-
-fn write_matrix(path: &std::path::Path, cells: &[MatrixCell]) -> Result<()> {
-    use polars::prelude::{Column, DataFrame};
-    let s = |f: fn(&MatrixCell) -> &str| cells.iter().map(f).collect::<Vec<&str>>();
-    let x = |f: fn(&MatrixCell) -> f64| cells.iter().map(f).collect::<Vec<f64>>();
-    let mut df = DataFrame::new_infer_height(vec![
-        Column::new("model".into(), s(|c| &c.model)),
-        Column::new("trained_on".into(), s(|c| &c.trained_on)),
-        Column::new("evaluated_on".into(), s(|c| &c.evaluated_on)),
-        Column::new("acc_1".into(), x(|c| c.acc_1)),
-        Column::new("acc_k".into(), x(|c| c.acc_k)),
-        Column::new("delta".into(), x(|c| c.delta)),
-        Column::new("delta_ci_low".into(), x(|c| c.delta_ci.0)),
-        Column::new("delta_ci_high".into(), x(|c| c.delta_ci.1)),
-        Column::new("vs_base".into(), x(|c| c.vs_base)),
-        Column::new("vs_base_ci_low".into(), x(|c| c.vs_base_ci.0)),
-        Column::new("vs_base_ci_high".into(), x(|c| c.vs_base_ci.1)),
-        Column::new(
-            "n_tasks".into(),
-            cells.iter().map(|c| c.n_tasks as u32).collect::<Vec<u32>>(),
-        ),
-    ])?;
-    tables::write_table(path, &MATRIX, &mut df)?;
-    Ok(())
 }
 
 #[cfg(test)]
