@@ -256,6 +256,59 @@ pub fn bootstrap_mean_ci(values: &[f64], resamples: usize, seed: u64) -> (f64, f
     (at(0.025), at(0.975))
 }
 
+/// Per (sampling seed, task index), the correctness of each attempt made,
+/// in order: one model under one condition in `eval`.
+pub type Outcomes = BTreeMap<(usize, usize), Vec<bool>>;
+
+/// Accuracy of the answer standing at turns `1..=turns` over `dialogues`,
+/// each the correctness of its attempts in order ([`correct_at`]).
+pub fn accuracy_by_turn<'a>(
+    dialogues: impl Iterator<Item = &'a [bool]> + Clone,
+    turns: usize,
+) -> Vec<f64> {
+    let n = dialogues.clone().count().max(1) as f64;
+    (1..=turns)
+        .map(|t| dialogues.clone().filter(|a| correct_at(a, t)).count() as f64 / n)
+        .collect()
+}
+
+/// Accuracy by turn of dialogues that stop when solved (an oracle stop, as
+/// in training validation): the share solved at or before each turn.
+pub fn solved_by_turn(solved_turns: &[Option<usize>], turns: usize) -> Vec<f64> {
+    let n = solved_turns.len().max(1) as f64;
+    (1..=turns)
+        .map(|t| {
+            solved_turns
+                .iter()
+                .filter(|s| s.is_some_and(|s| s <= t))
+                .count() as f64
+                / n
+        })
+        .collect()
+}
+
+/// Accuracy of the answer standing at turns `1..=turns`.
+pub fn cumulative(outcomes: &Outcomes, turns: usize) -> Vec<f64> {
+    accuracy_by_turn(outcomes.values().map(Vec::as_slice), turns)
+}
+
+/// Correct at `turn` per task, averaged over sampling seeds, as the
+/// report's statistics take it (one training seed, labelled 0).
+pub fn outcome_values(outcomes: &Outcomes, turn: usize) -> SeedTaskValues {
+    let trajectories: Vec<Trajectory> = outcomes
+        .iter()
+        .map(|(&(_, task), correct)| Trajectory {
+            training_seed: 0,
+            task,
+            attempts: Vec::new(),
+            correct: correct.clone(),
+            judged: Vec::new(),
+        })
+        .collect();
+    let refs: Vec<&Trajectory> = trajectories.iter().collect();
+    seed_task_values(&refs, &|x| x.correct_at(turn) as u8 as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,9 +24,7 @@ use super::common::{
     Stage, StageContext, StageOutput, dialogue_params, dialogue_seed, subset, turn_rows,
 };
 use super::verdict::read_verdict;
-use crate::analysis::{
-    SeedTaskValues, Trajectory, correct_at, mean_of, paired, seed_task_values, two_level_ci,
-};
+use crate::analysis::{Outcomes, cumulative, mean_of, outcome_values, paired, two_level_ci};
 use crate::config::{Condition, EvalConfig};
 use crate::layout::{
     BASE_DIR, BASE_WEIGHTS, CRITIC_DIR, CRITIC_VERDICT_FILE, CRITIC_WEIGHTS, MODELS,
@@ -60,9 +58,6 @@ pub const STAGE: Stage = Stage {
 fn run(ctx: &StageContext) -> Result<StageOutput> {
     crate::with_backend!(ctx.device, |B, device| run_on::<B>(ctx, &device))
 }
-
-/// Per (seed, task index), the correctness of each attempt made, in order.
-pub type Outcomes = BTreeMap<(usize, usize), Vec<bool>>;
 
 fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<StageOutput> {
     let cfg = &ctx.config.eval;
@@ -326,34 +321,10 @@ fn condition_setup(cfg: &EvalConfig, condition: Condition) -> (usize, FeedbackLe
     }
 }
 
-/// Accuracy of the answer standing at turns `1..=turns`.
-pub fn cumulative(outcomes: &Outcomes, turns: usize) -> Vec<f64> {
-    let n = outcomes.len().max(1) as f64;
-    (1..=turns)
-        .map(|t| outcomes.values().filter(|a| correct_at(a, t)).count() as f64 / n)
-        .collect()
-}
-
-/// Correct at `turn` per task, averaged over sampling seeds, as the
-/// report's statistics take it (one training seed, labelled 0).
-pub fn outcome_values(outcomes: &Outcomes, turn: usize) -> SeedTaskValues {
-    let trajectories: Vec<Trajectory> = outcomes
-        .iter()
-        .map(|(&(_, task), correct)| Trajectory {
-            training_seed: 0,
-            task,
-            attempts: Vec::new(),
-            correct: correct.clone(),
-            judged: Vec::new(),
-        })
-        .collect();
-    let refs: Vec<&Trajectory> = trajectories.iter().collect();
-    seed_task_values(&refs, &|x| x.correct_at(turn) as u8 as f64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::correct_at;
 
     #[test]
     fn paired_differences_on_a_hand_made_grid() {

@@ -16,7 +16,7 @@ use didact_student::generate::SamplingParams;
 use didact_student::grpo::{self, RlConfig, RlHooks};
 use didact_student::kernels::TrainBackend;
 use didact_student::rollout::{
-    DialogueEnv, DialogueParams, DialogueRun, Responder, ShardTeacher, Teacher, run_dialogues_with,
+    DialogueEnv, DialogueParams, Responder, ShardTeacher, Teacher, run_dialogues_with,
 };
 use didact_student::teachers::{HttpTeacher, ModelTeacher, TeacherConfig, TeacherKind};
 use didact_student::{Llama, checkpoint};
@@ -24,23 +24,11 @@ use indicatif::ProgressBar;
 use serde_json::json;
 
 use super::common::{StageContext, finish_training, load_tasks, save_final, subset};
+use crate::analysis::solved_by_turn;
 use crate::layout::{
     BASE_DIR, TASKS_FILE, TOKENIZER_FILE, TRAIN_LOG_FILE, checkpoint_files, resumable_dir,
 };
 use crate::progress;
-
-/// Fraction of dialogues solved at or before each turn `1..=max_turns`.
-pub fn cumulative_accuracy(runs: &[&DialogueRun], max_turns: usize) -> Vec<f64> {
-    let n = runs.len().max(1) as f64;
-    (1..=max_turns)
-        .map(|t| {
-            runs.iter()
-                .filter(|r| r.solved_turn.is_some_and(|s| s <= t))
-                .count() as f64
-                / n
-        })
-        .collect()
-}
 
 /// The hooks of an RL run: the progress bar, and validation by greedy
 /// dialogues with the teacher (the shard teacher for SML), accuracy by turn.
@@ -102,8 +90,8 @@ impl<B: TrainBackend> RlHooks<B> for Hooks<'_> {
             0,
             &device,
         )?;
-        let refs: Vec<&DialogueRun> = runs.iter().collect();
-        let acc = cumulative_accuracy(&refs, self.cfg.max_turns);
+        let solved: Vec<Option<usize>> = runs.iter().map(|r| r.solved_turn).collect();
+        let acc = solved_by_turn(&solved, self.cfg.max_turns);
         let line = format!(
             "{}: validation accuracy with the teacher by turn: {}",
             self.name,
