@@ -21,6 +21,30 @@ use crate::error::{Result, StudentError};
 use crate::model::{Attention, DecoderLayer, Llama, Mlp};
 use didact_data::rng::Rng;
 
+/// The Hugging Face tensor names of a Llama-family checkpoint, each written
+/// once: random initialisation, loading and saving all spell them from here.
+pub(crate) mod names {
+    pub const EMBED: &str = "model.embed_tokens.weight";
+    pub const NORM: &str = "model.norm.weight";
+    /// The untied output projection (`lm_head.weight`).
+    pub const LM_HEAD: &str = "lm_head";
+    pub const LM_HEAD_WEIGHT: &str = "lm_head.weight";
+    pub const Q: &str = "self_attn.q_proj";
+    pub const K: &str = "self_attn.k_proj";
+    pub const V: &str = "self_attn.v_proj";
+    pub const O: &str = "self_attn.o_proj";
+    pub const GATE: &str = "mlp.gate_proj";
+    pub const UP: &str = "mlp.up_proj";
+    pub const DOWN: &str = "mlp.down_proj";
+    pub const INPUT_NORM: &str = "input_layernorm.weight";
+    pub const POST_NORM: &str = "post_attention_layernorm.weight";
+
+    /// The prefix of decoder layer `i`'s tensors.
+    pub fn layer(i: usize) -> String {
+        format!("model.layers.{i}")
+    }
+}
+
 pub const CONFIG_FILE: &str = "config.json";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const INDEX_FILE: &str = "model.safetensors.index.json";
@@ -235,47 +259,37 @@ pub fn init_random<B: Backend>(
         config.kv_heads() * hd,
         config.intermediate_size,
     );
-    add(
-        "model.embed_tokens.weight".into(),
-        vec![v, hs],
-        normal(v * hs),
-    );
+    add(names::EMBED.into(), vec![v, hs], normal(v * hs));
     for i in 0..config.num_hidden_layers {
-        let p = format!("model.layers.{i}");
+        let p = names::layer(i);
         for (name, out, inp) in [
-            ("self_attn.q_proj", q, hs),
-            ("self_attn.k_proj", kv, hs),
-            ("self_attn.v_proj", kv, hs),
-            ("self_attn.o_proj", hs, q),
-            ("mlp.gate_proj", inter, hs),
-            ("mlp.up_proj", inter, hs),
-            ("mlp.down_proj", hs, inter),
+            (names::Q, q, hs),
+            (names::K, kv, hs),
+            (names::V, kv, hs),
+            (names::O, hs, q),
+            (names::GATE, inter, hs),
+            (names::UP, inter, hs),
+            (names::DOWN, hs, inter),
         ] {
             add(
                 format!("{p}.{name}.weight"),
                 vec![out, inp],
                 normal(out * inp),
             );
-            if config.qkv_bias()
-                && ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"].contains(&name)
-            {
+            if config.qkv_bias() && [names::Q, names::K, names::V].contains(&name) {
                 add(format!("{p}.{name}.bias"), vec![out], vec![0.0; out]);
             }
         }
         add(
-            format!("{p}.input_layernorm.weight"),
+            format!("{p}.{}", names::INPUT_NORM),
             vec![hs],
             vec![1.0; hs],
         );
-        add(
-            format!("{p}.post_attention_layernorm.weight"),
-            vec![hs],
-            vec![1.0; hs],
-        );
+        add(format!("{p}.{}", names::POST_NORM), vec![hs], vec![1.0; hs]);
     }
-    add("model.norm.weight".into(), vec![hs], vec![1.0; hs]);
+    add(names::NORM.into(), vec![hs], vec![1.0; hs]);
     if !config.tie_word_embeddings {
-        add("lm_head.weight".into(), vec![v, hs], normal(v * hs));
+        add(names::LM_HEAD_WEIGHT.into(), vec![v, hs], normal(v * hs));
     }
     build(config.clone(), tensors, Path::new("<random init>"), device)
 }
@@ -297,46 +311,42 @@ fn build<B: Backend>(
         config.kv_heads(),
         config.intermediate_size,
     );
-    let embed = src.take("model.embed_tokens.weight", &[config.vocab_size, hs])?;
+    let embed = src.take(names::EMBED, &[config.vocab_size, hs])?;
     let embed_tokens = Embedding {
         weight: param(
-            "model.embed_tokens.weight",
+            names::EMBED,
             Tensor::from_data(TensorData::new(embed, [config.vocab_size, hs]), device),
         ),
     };
     let mut layers = Vec::with_capacity(config.num_hidden_layers);
     for i in 0..config.num_hidden_layers {
-        let p = format!("model.layers.{i}");
+        let p = names::layer(i);
         let bias = config.qkv_bias();
         layers.push(DecoderLayer {
             self_attn: Attention {
-                q_proj: src.linear(&format!("{p}.self_attn.q_proj"), hs, h * hd, bias)?,
-                k_proj: src.linear(&format!("{p}.self_attn.k_proj"), hs, kv * hd, bias)?,
-                v_proj: src.linear(&format!("{p}.self_attn.v_proj"), hs, kv * hd, bias)?,
-                o_proj: src.linear(&format!("{p}.self_attn.o_proj"), h * hd, hs, false)?,
+                q_proj: src.linear(&format!("{p}.{}", names::Q), hs, h * hd, bias)?,
+                k_proj: src.linear(&format!("{p}.{}", names::K), hs, kv * hd, bias)?,
+                v_proj: src.linear(&format!("{p}.{}", names::V), hs, kv * hd, bias)?,
+                o_proj: src.linear(&format!("{p}.{}", names::O), h * hd, hs, false)?,
                 n_heads: h,
                 n_kv_heads: kv,
                 head_dim: hd,
             },
             mlp: Mlp {
-                gate_proj: src.linear(&format!("{p}.mlp.gate_proj"), hs, inter, false)?,
-                up_proj: src.linear(&format!("{p}.mlp.up_proj"), hs, inter, false)?,
-                down_proj: src.linear(&format!("{p}.mlp.down_proj"), inter, hs, false)?,
+                gate_proj: src.linear(&format!("{p}.{}", names::GATE), hs, inter, false)?,
+                up_proj: src.linear(&format!("{p}.{}", names::UP), hs, inter, false)?,
+                down_proj: src.linear(&format!("{p}.{}", names::DOWN), inter, hs, false)?,
             },
-            input_layernorm: src.norm(&format!("{p}.input_layernorm.weight"), hs, eps)?,
-            post_attention_layernorm: src.norm(
-                &format!("{p}.post_attention_layernorm.weight"),
-                hs,
-                eps,
-            )?,
+            input_layernorm: src.norm(&format!("{p}.{}", names::INPUT_NORM), hs, eps)?,
+            post_attention_layernorm: src.norm(&format!("{p}.{}", names::POST_NORM), hs, eps)?,
         });
     }
-    let norm = src.norm("model.norm.weight", hs, eps)?;
+    let norm = src.norm(names::NORM, hs, eps)?;
     let lm_head = if config.tie_word_embeddings {
-        src.tensors.remove("lm_head.weight");
+        src.tensors.remove(names::LM_HEAD_WEIGHT);
         None
     } else {
-        Some(src.linear("lm_head", hs, config.vocab_size, false)?)
+        Some(src.linear(names::LM_HEAD, hs, config.vocab_size, false)?)
     };
     if let Some(extra) = src
         .tensors
@@ -378,38 +388,34 @@ pub fn save<B: Backend>(model: &Llama<B>, dir: &Path) -> Result<()> {
         }
     };
     for (i, layer) in model.layers.iter().enumerate() {
-        let p = format!("model.layers.{i}");
-        linear(format!("{p}.self_attn.q_proj"), &layer.self_attn.q_proj);
-        linear(format!("{p}.self_attn.k_proj"), &layer.self_attn.k_proj);
-        linear(format!("{p}.self_attn.v_proj"), &layer.self_attn.v_proj);
-        linear(format!("{p}.self_attn.o_proj"), &layer.self_attn.o_proj);
-        linear(format!("{p}.mlp.gate_proj"), &layer.mlp.gate_proj);
-        linear(format!("{p}.mlp.up_proj"), &layer.mlp.up_proj);
-        linear(format!("{p}.mlp.down_proj"), &layer.mlp.down_proj);
+        let p = names::layer(i);
+        linear(format!("{p}.{}", names::Q), &layer.self_attn.q_proj);
+        linear(format!("{p}.{}", names::K), &layer.self_attn.k_proj);
+        linear(format!("{p}.{}", names::V), &layer.self_attn.v_proj);
+        linear(format!("{p}.{}", names::O), &layer.self_attn.o_proj);
+        linear(format!("{p}.{}", names::GATE), &layer.mlp.gate_proj);
+        linear(format!("{p}.{}", names::UP), &layer.mlp.up_proj);
+        linear(format!("{p}.{}", names::DOWN), &layer.mlp.down_proj);
     }
     if let Some(head) = &model.lm_head {
-        linear("lm_head".into(), head);
+        linear(names::LM_HEAD.into(), head);
     }
     let mut vector =
         |name: String, t: Tensor<B, 1>| tensors.push((name, t.dims().to_vec(), values(t)));
     for (i, layer) in model.layers.iter().enumerate() {
-        let p = format!("model.layers.{i}");
+        let p = names::layer(i);
         vector(
-            format!("{p}.input_layernorm.weight"),
+            format!("{p}.{}", names::INPUT_NORM),
             layer.input_layernorm.gamma.val(),
         );
         vector(
-            format!("{p}.post_attention_layernorm.weight"),
+            format!("{p}.{}", names::POST_NORM),
             layer.post_attention_layernorm.gamma.val(),
         );
     }
-    vector("model.norm.weight".into(), model.norm.gamma.val());
+    vector(names::NORM.into(), model.norm.gamma.val());
     let e = model.embed_tokens.weight.val();
-    tensors.push((
-        "model.embed_tokens.weight".into(),
-        e.dims().to_vec(),
-        values(e),
-    ));
+    tensors.push((names::EMBED.into(), e.dims().to_vec(), values(e)));
 
     write_weights(dir, tensors)?;
     let config = serde_json::to_vec_pretty(&model.config).expect("config serialises");
