@@ -11,6 +11,8 @@ Usage: python3 scripts/house_check.py [--max-fn-lines 150]
 Exits 1 when a loop, or a function over the limit in pipeline/, is found.
 """
 
+from __future__ import annotations
+
 import argparse
 import re
 import sys

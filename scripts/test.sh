@@ -5,6 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if command -v python3 >/dev/null 2>&1; then
+  python3 scripts/house_check.py
+else
+  echo "python3 not found: skipping scripts/house_check.py"
+fi
 cargo build --release --workspace --bins
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -378,6 +378,46 @@ mod tests {
     }
 
     #[test]
+    fn weight_gradients_are_the_same_bits_on_every_run() {
+        // Rows enough for many parallel blocks, so that a reduction whose
+        // order followed rayon's work stealing would differ between runs.
+        let mut rng = Rng::new(9);
+        let x = random::<Flex, 2>(&mut rng, [4096, 64]);
+        let w = random::<Flex, 2>(&mut rng, [64, 48]);
+        let g = random::<Flex, 2>(&mut rng, [4096, 48]);
+        let norm_w = random::<Flex, 1>(&mut rng, [64]);
+        let norm_g = random::<Flex, 2>(&mut rng, [4096, 64]);
+        let bits = |t: FloatTensor<Flex>| -> Vec<u32> {
+            wrap::<Flex, 1>(t)
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap()
+                .into_iter()
+                .map(f32::to_bits)
+                .collect()
+        };
+        let once = || {
+            let (_, _, bias) = Flex::dense_backward(
+                unwrap(x.clone()),
+                unwrap(w.clone()),
+                unwrap(g.clone()),
+                true,
+            );
+            let [_, dw] = Flex::rms_norm_backward(
+                unwrap(x.clone()),
+                unwrap(norm_w.clone()),
+                1e-6,
+                unwrap(norm_g.clone()),
+            );
+            (bits(bias.expect("bias gradient")), bits(dw))
+        };
+        let first = once();
+        for _ in 0..20 {
+            assert_eq!(once(), first);
+        }
+    }
+
+    #[test]
     #[should_panic(expected = "do not fit")]
     fn mismatched_shapes_stop_before_any_kernel_runs() {
         let mut rng = Rng::new(4);
