@@ -199,10 +199,14 @@ def main():
     graph = module_graph("pipeline")
     registry = (ROOT / "pipeline/src/stages/mod.rs").read_text()
     stages = {("stages", name) for name in re.findall(r"(\w+)::STAGE\b", registry)}
+    named = 0
     for s in sorted(stages):
         others = sorted("::".join(t) for t in graph[s] if t in stages)
         if others:
+            named += 1
             print(f"- {s[1]} -> {', '.join(o.split('::')[1] for o in others)}")
+    if not named:
+        print("- no stage names another")
     outside = sorted(
         "::".join(m) for m in graph if m not in stages and m != ("stages",)
         and any(t in stages for t in graph[m])

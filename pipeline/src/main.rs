@@ -12,6 +12,7 @@ mod layout;
 mod manifest;
 mod plot;
 mod progress;
+mod report;
 mod show;
 mod stages;
 

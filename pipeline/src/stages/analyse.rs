@@ -1077,12 +1077,12 @@ fn seed_sections(
         };
         let seed_out = out.join(&sub);
         std::fs::create_dir_all(&seed_out)?;
-        let mut section = super::transfer::report_section(&dir, &seed_out, k)?;
+        let mut section = crate::report::transfer::report_section(&dir, &seed_out, k)?;
         if seed_out.join(TRANSFER_MATRIX_FILE).exists() {
             outputs.push(format!("{REPORT_DIR}/{sub}{TRANSFER_MATRIX_FILE}"));
             section = section.replacen(")\n", &format!("){label}\n"), 1);
         }
-        let mut sml = super::sml::report_section(&dir)?;
+        let mut sml = crate::report::sml::report_section(&dir)?;
         if !sml.contains("Not run:") {
             sml = sml.replacen(
                 "## Social meta-learning",
