@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
@@ -22,8 +22,7 @@ use crate::error::{Result, StudentError};
 use crate::grads::clip_global_norm;
 use crate::kernels::{Kernels, TrainBackend};
 use crate::model::Llama;
-use crate::resume;
-use crate::sft::{LogRow, Trained};
+use crate::trainer::{self, Procedure, Schedule, Trained};
 
 /// Hyperparameters of online RL: the GRPO update and the dialogues it is
 /// computed on. The same struct configures RL²F (`max_turns` > 1) and the
@@ -504,22 +503,13 @@ pub fn policy_loss<B: Kernels>(
     }
 }
 
-/// Saved beside each checkpoint to resume exactly.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct RlState {
-    /// Iterations completed.
-    iteration: usize,
-    config: RlConfig,
-    log: Vec<LogRow>,
-}
-
 /// Runs GRPO. `reference` (the base model) is used for the KL penalty and
 /// the logged KL; without it neither is computed. If `ckpt_dir` holds a
 /// checkpoint of an interrupted run with the same config, the run resumes
 /// from it exactly.
 #[allow(clippy::too_many_arguments)]
 pub fn train<B: TrainBackend>(
-    mut policy: Llama<B>,
+    policy: Llama<B>,
     reference: Option<&Llama<B::InnerBackend>>,
     env: &mut dyn Environment<B::InnerBackend>,
     cfg: &RlConfig,
@@ -529,37 +519,50 @@ pub fn train<B: TrainBackend>(
     device: &B::Device,
 ) -> Result<Trained<B>> {
     cfg.validate().map_err(StudentError::Training)?;
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(cfg.weight_decay)
-        .init::<B, Llama<B>>();
-    let mut state = RlState {
-        iteration: 0,
-        config: cfg.clone(),
-        log: Vec::new(),
+    let mut procedure = Iterations {
+        reference,
+        env,
+        cfg,
+        pad,
+        ckpt_dir,
+        hooks,
+        device,
     };
-    if let Some(saved) = resume::read_state::<RlState>(ckpt_dir)?
-        && saved.config == *cfg
-    {
-        (policy, optim) = resume::load(ckpt_dir, optim, device)?;
-        env.restore(ckpt_dir)?;
-        state = saved;
-    }
-    let resumed_from = state.iteration;
-    if state.iteration == 0 {
-        // The starting point, for comparison with every later evaluation.
-        let metrics = hooks.evaluate(&policy.valid())?;
-        state
-            .log
-            .extend(metrics.into_iter().map(|(metric, value)| LogRow {
-                step: 0,
-                metric,
-                value,
-            }));
-    }
-    while state.iteration < cfg.iterations {
-        let it = state.iteration;
+    let schedule = Schedule {
+        steps: cfg.iterations,
+        eval_every: cfg.eval_every,
+        checkpoint_every: cfg.checkpoint_every,
+        weight_decay: cfg.weight_decay,
+        evaluate_first: true,
+    };
+    trainer::run(policy, &mut procedure, cfg, &schedule, ckpt_dir, device)
+}
+
+/// GRPO as a [`Procedure`]: one step is an iteration (sample episodes, then
+/// `inner_epochs` optimizer steps over them).
+struct Iterations<'a, B: TrainBackend> {
+    reference: Option<&'a Llama<B::InnerBackend>>,
+    env: &'a mut dyn Environment<B::InnerBackend>,
+    cfg: &'a RlConfig,
+    pad: u32,
+    ckpt_dir: &'a Path,
+    hooks: &'a mut dyn RlHooks<B>,
+    device: &'a B::Device,
+}
+
+impl<B: TrainBackend> Procedure<B> for Iterations<'_, B> {
+    type Config = RlConfig;
+
+    fn step<O: Optimizer<Llama<B>, B>>(
+        &mut self,
+        policy: Llama<B>,
+        optim: &mut O,
+        it: usize,
+    ) -> Result<(Llama<B>, Vec<(String, f64)>)> {
+        let cfg = self.cfg;
+        let mut policy = policy;
         let started = Instant::now();
-        let episodes = env.sample(&policy.valid(), it)?;
+        let episodes = self.env.sample(&policy.valid(), it)?;
         let sample_s = started.elapsed().as_secs_f64();
         if episodes.is_empty() {
             return Err(StudentError::Training(format!(
@@ -601,9 +604,9 @@ pub fn train<B: TrainBackend>(
             for (c, chunk) in chunks.iter().enumerate() {
                 let eps: Vec<&Episode> = chunk.iter().map(|&i| &episodes[i]).collect();
                 let adv: Vec<Vec<f64>> = chunk.iter().map(|&i| advantages[i].clone()).collect();
-                let batch = policy_batch::<B>(&eps, &adv, cfg.max_seq_len, pad, device);
+                let batch = policy_batch::<B>(&eps, &adv, cfg.max_seq_len, self.pad, self.device);
                 tokens_fed += batch.n_tokens;
-                if let (None, Some(r)) = (&ref_logp[c], reference) {
+                if let (None, Some(r)) = (&ref_logp[c], self.reference) {
                     let logits = r.forward(batch.inputs.clone().inner(), None, None);
                     let lp = target_logp(
                         sampling_log_softmax(logits, cfg.temperature),
@@ -630,8 +633,8 @@ pub fn train<B: TrainBackend>(
                 if !value.is_finite() {
                     return Err(StudentError::Training(format!(
                         "policy loss is {value} at iteration {it}; stopped (the last checkpoint in {} is intact). \
-                         Lower the learning rate.",
-                        ckpt_dir.display()
+                     Lower the learning rate.",
+                        self.ckpt_dir.display()
                     )));
                 }
                 epoch_loss += value;
@@ -648,7 +651,6 @@ pub fn train<B: TrainBackend>(
             last_epoch_loss = epoch_loss;
         }
         let train_s = train_started.elapsed().as_secs_f64();
-        state.iteration += 1;
 
         let n = episodes.len() as f64;
         let mut metrics: Vec<(String, f64)> = vec![
@@ -687,7 +689,7 @@ pub fn train<B: TrainBackend>(
         }
         if trained_tokens > 0 {
             metrics.push(("entropy".into(), entropy_sum / trained_tokens as f64));
-            if reference.is_some() {
+            if self.reference.is_some() {
                 metrics.push(("kl_to_base".into(), kl_sum / trained_tokens as f64));
             }
         }
@@ -699,32 +701,25 @@ pub fn train<B: TrainBackend>(
             // included), against `policy_loss` of the first.
             metrics.push(("policy_loss_last_epoch".into(), last_epoch_loss));
         }
-        hooks.on_iteration(state.iteration, &metrics);
-        let last = state.iteration == cfg.iterations;
-        if state.iteration.is_multiple_of(cfg.eval_every) || last {
-            metrics.extend(hooks.evaluate(&policy.valid())?);
-        }
-        let step = state.iteration as u64;
-        state
-            .log
-            .extend(metrics.into_iter().map(|(metric, value)| LogRow {
-                step,
-                metric,
-                value,
-            }));
-        if state.iteration.is_multiple_of(cfg.checkpoint_every) || last {
-            resume::save(ckpt_dir, &policy, &optim, &state, &|dir| env.save(dir))?;
-        }
-        if !last && hooks.should_stop(state.iteration) {
-            break;
-        }
+        self.hooks.on_iteration(it + 1, &metrics);
+        Ok((policy, metrics))
     }
-    Ok(Trained {
-        completed: state.iteration == cfg.iterations,
-        model: policy,
-        log: state.log,
-        resumed_from,
-    })
+
+    fn evaluate(&mut self, model: &Llama<B::InnerBackend>) -> Result<Vec<(String, f64)>> {
+        self.hooks.evaluate(model)
+    }
+
+    fn should_stop(&mut self, iteration: usize) -> bool {
+        self.hooks.should_stop(iteration)
+    }
+
+    fn save(&self, dir: &Path) -> Result<()> {
+        self.env.save(dir)
+    }
+
+    fn restore(&mut self, dir: &Path) -> Result<()> {
+        self.env.restore(dir)
+    }
 }
 
 #[cfg(test)]
@@ -733,6 +728,7 @@ mod tests {
     use crate::checkpoint::init_random;
     use crate::config::LlamaConfig;
     use crate::generate::{SamplingParams, generate_seeded};
+    use crate::trainer::LogRow;
     use burn::backend::{Autodiff, Flex};
     use burn::module::Module;
     use didact_data::rng::mix_seed;

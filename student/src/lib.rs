@@ -17,6 +17,7 @@ pub mod resume;
 pub mod rollout;
 pub mod sft;
 pub mod teachers;
+pub mod trainer;
 
 pub use config::{LlamaConfig, ModelConfig, ModelSource};
 pub use error::{Result, StudentError};

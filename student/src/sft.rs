@@ -6,8 +6,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use burn::module::AutodiffModule;
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use didact_data::rng::{Rng, mix_seed};
@@ -16,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, StudentError};
 use crate::kernels::{Kernels, TrainBackend};
 use crate::model::Llama;
-use crate::resume;
+use crate::trainer::{self, Procedure, Schedule};
 
 /// Optimisation hyperparameters of one training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -262,13 +261,7 @@ impl BatchPlan {
     }
 }
 
-/// One metric value at a step: a row of `train_log.parquet`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LogRow {
-    pub step: u64,
-    pub metric: String,
-    pub value: f64,
-}
+pub use crate::trainer::{LogRow, Trained};
 
 /// What the caller sees while training runs.
 pub trait TrainHooks<B: TrainBackend> {
@@ -291,30 +284,11 @@ pub trait TrainHooks<B: TrainBackend> {
     }
 }
 
-/// Saved beside each checkpoint to resume exactly.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct TrainerState {
-    /// Optimizer steps completed.
-    step: usize,
-    config: TrainConfig,
-    log: Vec<LogRow>,
-}
-
-/// The result of a finished run.
-pub struct Trained<B: TrainBackend> {
-    pub model: Llama<B>,
-    pub log: Vec<LogRow>,
-    /// Step the run resumed from (0 for a fresh run).
-    pub resumed_from: usize,
-    /// False when a hook stopped the run early.
-    pub completed: bool,
-}
-
 /// Trains `model` on `examples`. If `ckpt_dir` holds a checkpoint of an
 /// interrupted run with the same config, training resumes from it (model,
 /// optimizer and data order exactly as they were).
 pub fn train<B: TrainBackend>(
-    mut model: Llama<B>,
+    model: Llama<B>,
     examples: &[Example],
     cfg: &TrainConfig,
     pad: u32,
@@ -326,46 +300,73 @@ pub fn train<B: TrainBackend>(
     if examples.is_empty() {
         return Err(StudentError::Training("no training examples".into()));
     }
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(cfg.weight_decay)
-        .init::<B, Llama<B>>();
-    let mut state = TrainerState {
-        step: 0,
-        config: cfg.clone(),
-        log: Vec::new(),
+    let mut procedure = SftSteps {
+        plan: BatchPlan::new(examples.len(), cfg.batch_size, cfg.bucket_window, cfg.seed),
+        examples,
+        cfg,
+        pad,
+        ckpt_dir,
+        hooks,
+        device,
+        started: None,
+        tokens_seen: 0,
     };
-    if let Some(saved) = resume::read_state::<TrainerState>(ckpt_dir)?
-        && saved.config == *cfg
-    {
-        (model, optim) = resume::load(ckpt_dir, optim, device)?;
-        state = saved;
-    }
-    let mut model = hooks.prepare(model);
-    let resumed_from = state.step;
-    let mut plan = BatchPlan::new(examples.len(), cfg.batch_size, cfg.bucket_window, cfg.seed);
-    let lengths = |i: usize| examples[i].ids.len().min(cfg.max_seq_len);
-    let started = Instant::now();
-    let mut tokens_seen = 0usize;
-    while state.step < cfg.steps {
-        let step = state.step;
+    let schedule = Schedule {
+        steps: cfg.steps,
+        eval_every: cfg.eval_every,
+        checkpoint_every: cfg.checkpoint_every,
+        weight_decay: cfg.weight_decay,
+        evaluate_first: false,
+    };
+    trainer::run(model, &mut procedure, cfg, &schedule, ckpt_dir, device)
+}
+
+/// SFT as a [`Procedure`]: one step is `grad_accum` micro-batches of the
+/// batch plan, one optimizer step.
+struct SftSteps<'a, B: TrainBackend> {
+    examples: &'a [Example],
+    cfg: &'a TrainConfig,
+    pad: u32,
+    ckpt_dir: &'a Path,
+    hooks: &'a mut dyn TrainHooks<B>,
+    device: &'a B::Device,
+    plan: BatchPlan,
+    /// When the first step of this process started (tokens/s).
+    started: Option<Instant>,
+    tokens_seen: usize,
+}
+
+impl<B: TrainBackend> Procedure<B> for SftSteps<'_, B> {
+    type Config = TrainConfig;
+
+    fn step<O: Optimizer<Llama<B>, B>>(
+        &mut self,
+        model: Llama<B>,
+        optim: &mut O,
+        step: usize,
+    ) -> Result<(Llama<B>, Vec<(String, f64)>)> {
+        let (cfg, examples) = (self.cfg, self.examples);
+        let started = *self.started.get_or_insert_with(Instant::now);
+        let lengths = |i: usize| examples[i].ids.len().min(cfg.max_seq_len);
         let lr = cfg.lr_at(step);
         let mut accumulator = GradientsAccumulator::<Llama<B>>::new();
         let mut loss_sum = 0.0;
         for micro in 0..cfg.grad_accum {
-            let picked: Vec<&Example> = plan
+            let picked: Vec<&Example> = self
+                .plan
                 .batch(step * cfg.grad_accum + micro, &lengths)
                 .iter()
                 .map(|&i| &examples[i])
                 .collect();
-            let batch = make_batch::<B>(&picked, cfg.max_seq_len, pad, device);
-            tokens_seen += batch.n_tokens;
+            let batch = make_batch::<B>(&picked, cfg.max_seq_len, self.pad, self.device);
+            self.tokens_seen += batch.n_tokens;
             let loss = masked_nll(&model, &batch);
             let value: f64 = loss.clone().into_scalar().elem();
             if !value.is_finite() {
                 return Err(StudentError::Training(format!(
                     "loss is {value} at step {step}; stopped (the last checkpoint in {} is intact). \
                      Lower the learning rate or raise warmup_steps.",
-                    ckpt_dir.display()
+                    self.ckpt_dir.display()
                 )));
             }
             loss_sum += value;
@@ -374,55 +375,30 @@ pub fn train<B: TrainBackend>(
         }
         let mut grads = accumulator.grads();
         let grad_norm = crate::grads::clip_global_norm(&model, &mut grads, cfg.clip_norm);
-        model = optim.step(lr, model, grads);
-        state.step += 1;
+        let model = optim.step(lr, model, grads);
         let loss = loss_sum / cfg.grad_accum as f64;
-        let tps = tokens_seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        hooks.on_step(state.step, loss, lr, tps);
-        let s = state.step as u64;
-        state.log.push(LogRow {
-            step: s,
-            metric: "train_loss".into(),
-            value: loss,
-        });
-        state.log.push(LogRow {
-            step: s,
-            metric: "lr".into(),
-            value: lr,
-        });
-        state.log.push(LogRow {
-            step: s,
-            metric: "tokens_per_s".into(),
-            value: tps,
-        });
-        state.log.push(LogRow {
-            step: s,
-            metric: "grad_norm".into(),
-            value: grad_norm,
-        });
-        let last = state.step == cfg.steps;
-        if state.step.is_multiple_of(cfg.eval_every) || last {
-            for (metric, value) in hooks.evaluate(&model.valid())? {
-                state.log.push(LogRow {
-                    step: s,
-                    metric,
-                    value,
-                });
-            }
-        }
-        if state.step.is_multiple_of(cfg.checkpoint_every) || last {
-            resume::save(ckpt_dir, &model, &optim, &state, &|_| Ok(()))?;
-        }
-        if !last && hooks.should_stop(state.step) {
-            break;
-        }
+        let tps = self.tokens_seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        self.hooks.on_step(step + 1, loss, lr, tps);
+        let metrics = vec![
+            ("train_loss".into(), loss),
+            ("lr".into(), lr),
+            ("tokens_per_s".into(), tps),
+            ("grad_norm".into(), grad_norm),
+        ];
+        Ok((model, metrics))
     }
-    Ok(Trained {
-        completed: state.step == cfg.steps,
-        model,
-        log: state.log,
-        resumed_from,
-    })
+
+    fn evaluate(&mut self, model: &Llama<B::InnerBackend>) -> Result<Vec<(String, f64)>> {
+        self.hooks.evaluate(model)
+    }
+
+    fn should_stop(&mut self, step: usize) -> bool {
+        self.hooks.should_stop(step)
+    }
+
+    fn prepare(&mut self, model: Llama<B>) -> Llama<B> {
+        self.hooks.prepare(model)
+    }
 }
 
 #[cfg(test)]
