@@ -22,7 +22,7 @@ use crate::error::{Result, StudentError};
 use crate::grads::clip_global_norm;
 use crate::kernels::{Kernels, TrainBackend};
 use crate::model::Llama;
-use crate::trainer::{self, Procedure, Schedule, Trained};
+use crate::trainer::{self, Metrics, Procedure, Schedule, Trained};
 
 /// Hyperparameters of online RL: the GRPO update and the dialogues it is
 /// computed on. The same struct configures RL²F (`max_turns` > 1) and the
@@ -558,7 +558,7 @@ impl<B: TrainBackend> Procedure<B> for Iterations<'_, B> {
         policy: Llama<B>,
         optim: &mut O,
         it: usize,
-    ) -> Result<(Llama<B>, Vec<(String, f64)>)> {
+    ) -> Result<(Llama<B>, Metrics)> {
         let cfg = self.cfg;
         let mut policy = policy;
         let started = Instant::now();

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, StudentError};
 use crate::kernels::{Kernels, TrainBackend};
 use crate::model::Llama;
-use crate::trainer::{self, Procedure, Schedule};
+use crate::trainer::{self, Metrics, Procedure, Schedule};
 
 /// Optimisation hyperparameters of one training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -344,7 +344,7 @@ impl<B: TrainBackend> Procedure<B> for SftSteps<'_, B> {
         model: Llama<B>,
         optim: &mut O,
         step: usize,
-    ) -> Result<(Llama<B>, Vec<(String, f64)>)> {
+    ) -> Result<(Llama<B>, Metrics)> {
         let (cfg, examples) = (self.cfg, self.examples);
         let started = *self.started.get_or_insert_with(Instant::now);
         let lengths = |i: usize| examples[i].ids.len().min(cfg.max_seq_len);

@@ -47,6 +47,9 @@ pub struct Schedule {
     pub evaluate_first: bool,
 }
 
+/// Metrics of one step, in the order they are logged.
+pub type Metrics = Vec<(String, f64)>;
+
 /// What one step of a run is, and what the caller wants told.
 pub trait Procedure<B: TrainBackend> {
     /// The config a checkpoint must match to be resumed.
@@ -59,10 +62,10 @@ pub trait Procedure<B: TrainBackend> {
         model: Llama<B>,
         optim: &mut O,
         step: usize,
-    ) -> Result<(Llama<B>, Vec<(String, f64)>)>;
+    ) -> Result<(Llama<B>, Metrics)>;
 
     /// Validation metrics of the current model.
-    fn evaluate(&mut self, model: &Llama<B::InnerBackend>) -> Result<Vec<(String, f64)>>;
+    fn evaluate(&mut self, model: &Llama<B::InnerBackend>) -> Result<Metrics>;
 
     /// Asked after each step (and its checkpoint, if one was due): `true`
     /// stops the run there, as an interruption would.
@@ -157,7 +160,7 @@ pub fn run<B: TrainBackend, P: Procedure<B>>(
     })
 }
 
-fn log(rows: &mut Vec<LogRow>, step: u64, metrics: Vec<(String, f64)>) {
+fn log(rows: &mut Vec<LogRow>, step: u64, metrics: Metrics) {
     rows.extend(metrics.into_iter().map(|(metric, value)| LogRow {
         step,
         metric,
