@@ -288,6 +288,37 @@ impl Responder for ShardTeacher<'_> {
     }
 }
 
+/// Validation of an RL run: one greedy dialogue per task with the teacher
+/// at `cfg`'s feedback level (the shard teacher when `shards` is given),
+/// up to `cfg.max_turns` attempts; the turn each dialogue was solved at.
+pub fn validation_dialogues<B: Kernels>(
+    model: &Llama<B>,
+    tokenizer: &Tokenizer,
+    tasks: &[&Task],
+    cfg: &RlConfig,
+    shards: Option<&HashMap<String, Vec<Shard>>>,
+) -> Result<Vec<Option<usize>>> {
+    let device = model.devices().into_iter().next().expect("parameters");
+    let params = DialogueParams {
+        max_turns: cfg.max_turns,
+        feedback_level: cfg.feedback_level,
+        sampling: SamplingParams::greedy(cfg.max_new_tokens),
+        batch_size: 128,
+    };
+    let mut teacher = Teacher(cfg.feedback_level);
+    let mut shard_teacher = shards.map(|shards| ShardTeacher {
+        level: cfg.feedback_level,
+        tokenizer,
+        shards,
+    });
+    let responder: &mut dyn Responder = match shard_teacher.as_mut() {
+        Some(t) => t,
+        None => &mut teacher,
+    };
+    let runs = run_dialogues_with(model, tokenizer, tasks, 1, &params, responder, 0, &device)?;
+    Ok(runs.iter().map(|r| r.solved_turn).collect())
+}
+
 /// [`run_dialogues`] with any responder in the teacher's seat.
 #[allow(clippy::too_many_arguments)]
 pub fn run_dialogues_with<B: Kernels>(

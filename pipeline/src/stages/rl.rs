@@ -7,17 +7,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
-use burn::module::{AutodiffModule, Module};
+use burn::module::AutodiffModule;
 use didact_data::domain::Shard;
 use didact_data::tables;
 use didact_data::teaching::LeakTally;
 use didact_data::{DomainKind, Task, Tokenizer};
-use didact_student::generate::SamplingParams;
 use didact_student::grpo::{self, RlConfig, RlHooks};
 use didact_student::kernels::TrainBackend;
-use didact_student::rollout::{
-    DialogueEnv, DialogueParams, Responder, ShardTeacher, Teacher, run_dialogues_with,
-};
+use didact_student::rollout::{DialogueEnv, ShardTeacher, validation_dialogues};
 use didact_student::teachers::{HttpTeacher, ModelTeacher, TeacherConfig, TeacherKind};
 use didact_student::{Llama, checkpoint};
 use indicatif::ProgressBar;
@@ -63,34 +60,7 @@ impl<B: TrainBackend> RlHooks<B> for Hooks<'_> {
         &mut self,
         model: &Llama<B::InnerBackend>,
     ) -> didact_student::Result<Vec<(String, f64)>> {
-        let device = model.devices().into_iter().next().expect("parameters");
-        let params = DialogueParams {
-            max_turns: self.cfg.max_turns,
-            feedback_level: self.cfg.feedback_level,
-            sampling: SamplingParams::greedy(self.cfg.max_new_tokens),
-            batch_size: 128,
-        };
-        let mut teacher = Teacher(self.cfg.feedback_level);
-        let mut shard_teacher = self.shards.map(|shards| ShardTeacher {
-            level: self.cfg.feedback_level,
-            tokenizer: self.tokenizer,
-            shards,
-        });
-        let responder: &mut dyn Responder = match shard_teacher.as_mut() {
-            Some(t) => t,
-            None => &mut teacher,
-        };
-        let runs = run_dialogues_with(
-            model,
-            self.tokenizer,
-            &self.val,
-            1,
-            &params,
-            responder,
-            0,
-            &device,
-        )?;
-        let solved: Vec<Option<usize>> = runs.iter().map(|r| r.solved_turn).collect();
+        let solved = validation_dialogues(model, self.tokenizer, &self.val, self.cfg, self.shards)?;
         let acc = solved_by_turn(&solved, self.cfg.max_turns);
         let line = format!(
             "{}: validation accuracy with the teacher by turn: {}",
