@@ -13,39 +13,23 @@ use crate::leak::teacher_message;
 use crate::rng::{Rng, mix_seed};
 use crate::tables::{Split, SyntheticDialogue, TaskRow};
 
-/// How many tasks of one domain to generate, and how hard.
+/// How many tasks of one domain to generate, and how hard. A field left out
+/// of the config takes its value from [`Default`], as in every config struct.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct DomainConfig {
     /// Whether this domain is part of the run.
-    #[serde(default = "yes")]
     pub enabled: bool,
     /// Difficulty levels, used in turn (see each domain's docs for the scale).
     /// Defaults to the domain's own easy range.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub difficulties: Option<Vec<u32>>,
     /// Number of train tasks.
-    #[serde(default = "default_train")]
     pub train: usize,
     /// Number of validation tasks.
-    #[serde(default = "default_val")]
     pub val: usize,
     /// Number of held-out test tasks.
-    #[serde(default = "default_test")]
     pub test: usize,
-}
-
-fn yes() -> bool {
-    true
-}
-fn default_train() -> usize {
-    2000
-}
-fn default_val() -> usize {
-    200
-}
-fn default_test() -> usize {
-    300
 }
 
 impl Default for DomainConfig {
@@ -53,9 +37,9 @@ impl Default for DomainConfig {
         Self {
             enabled: true,
             difficulties: None,
-            train: default_train(),
-            val: default_val(),
-            test: default_test(),
+            train: 2000,
+            val: 200,
+            test: 300,
         }
     }
 }
