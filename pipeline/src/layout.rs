@@ -38,6 +38,12 @@ pub const CARRIED_FILES: [&str; 4] = [
     "special_tokens_map.json",
 ];
 
+/// The resolved configuration of the run (and, with `run.seeds`, of each
+/// training seed, in its directory).
+pub const CONFIG_FILE: &str = "config.toml";
+/// Per stage: config hash, inputs, outputs, wall time, metrics.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
 // ---- per training seed ----
 
 /// Declares a checkpoint directory and the path of its weights file

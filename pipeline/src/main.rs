@@ -176,7 +176,10 @@ fn run(cli: &Cli) -> Result<()> {
     let config = Config::load(&cli.config, &overrides)?;
     std::fs::create_dir_all(&run_dir)
         .with_context(|| format!("{}: cannot create run directory", run_dir.display()))?;
-    didact_data::atomic::write(&run_dir.join("config.toml"), config.to_toml().as_bytes())?;
+    didact_data::atomic::write(
+        &run_dir.join(crate::layout::CONFIG_FILE),
+        config.to_toml().as_bytes(),
+    )?;
     let layout = RunLayout::new(&run_dir, &config.run.seeds);
     let selected: Vec<&str> = match cli.command {
         Command::Data(_) => vec!["data"],

@@ -8,6 +8,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::layout::MANIFEST_FILE as FILE;
+
 /// One stage's record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageRecord {
@@ -38,8 +40,6 @@ pub struct FileRecord {
 pub struct Manifest {
     pub stages: BTreeMap<String, StageRecord>,
 }
-
-pub const FILE: &str = "manifest.json";
 
 impl Manifest {
     /// The `sequence` for the next stage run to finish.

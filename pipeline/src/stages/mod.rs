@@ -213,7 +213,7 @@ pub fn run_stage(
         .with_context(|| format!("{}: cannot create", run_dir.display()))?;
     if !instance.prefix.is_empty() {
         didact_data::atomic::write(
-            &run_dir.join("config.toml"),
+            &run_dir.join(crate::layout::CONFIG_FILE),
             instance.config.to_toml().as_bytes(),
         )?;
     }
