@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fs;
 
-use didact_data::tables::{read_synthetic, read_tasks};
+use didact_data::tables::{SyntheticDialogue, Table, read_tasks};
 use didact_data::{Dialogue, Split, Tokenizer};
 use didact_e2e::{didact, scratch, smoke_config};
 
@@ -50,7 +50,7 @@ fn data_stage_writes_checked_tables_and_a_manifest() {
         assert!(verdict.is_correct(), "{}", r.task.task_id);
     }
 
-    let dialogues = read_synthetic(&run.join("synthetic_dialogues.parquet")).unwrap();
+    let dialogues = SyntheticDialogue::read(&run.join("synthetic_dialogues.parquet")).unwrap();
     assert_eq!(dialogues.len(), 4 * 48);
     assert!(dialogues.iter().all(|d| !d.leak_blocked));
 

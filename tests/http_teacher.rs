@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use didact_data::tables::read_rollouts;
+use didact_data::tables::{RolloutRow, Table};
 use didact_e2e::{scratch, smoke_run, smoke_stage};
 
 /// An OpenAI-compatible chat-completions server on loopback: answers the
@@ -85,14 +85,14 @@ fn a_failing_http_teacher_stops_the_stage_and_loses_no_checkpointed_rollouts() {
     assert!(served.load(Ordering::SeqCst) > 40);
     let run = dir.path().join("run");
     assert!(!run.join("rollouts.parquet").exists());
-    let kept = read_rollouts(&run.join("checkpoints/student/rollouts.parquet")).unwrap();
+    let kept = RolloutRow::read(&run.join("checkpoints/student/rollouts.parquet")).unwrap();
     let done = kept.iter().map(|r| r.iteration).max().unwrap() + 1;
     assert!(done >= 1, "the first iteration was checkpointed");
     assert!(kept.iter().any(|r| r.feedback == "Check each step again."));
 
     healthy.store(true, Ordering::SeqCst);
     student().expect_ok();
-    let rows = read_rollouts(&run.join("rollouts.parquet")).unwrap();
+    let rows = RolloutRow::read(&run.join("rollouts.parquet")).unwrap();
     let iterations: std::collections::BTreeSet<u64> = rows.iter().map(|r| r.iteration).collect();
     assert_eq!(iterations.len(), 4, "configs/smoke.toml runs 4 iterations");
     let before: Vec<_> = rows.iter().filter(|r| r.iteration < done).collect();

@@ -5,7 +5,7 @@
 use std::fs;
 
 use burn::backend::Flex;
-use didact_data::tables::read_train_log;
+use didact_data::tables::{Table, TrainLogRow};
 use didact_e2e::{didact, scratch, smoke_config, smoke_run, smoke_stage};
 
 #[test]
@@ -32,7 +32,7 @@ fn pretrain_writes_a_loadable_base_checkpoint_and_a_train_log() {
     assert_eq!(hf["model_type"], "llama");
     assert_eq!(hf["num_key_value_heads"], 2);
 
-    let log = read_train_log(&run.join("train_log.parquet")).unwrap();
+    let log = TrainLogRow::read(&run.join("train_log.parquet")).unwrap();
     let losses: Vec<f64> = log
         .iter()
         .filter(|r| r.stage == "pretrain" && r.metric == "train_loss")
@@ -114,7 +114,7 @@ fn the_own_mistakes_phase_trains_on_the_base_models_wrong_answers() {
         .sum();
     assert_eq!(by_domain, wrong);
     // The second phase's steps follow the first phase's 30 in the log.
-    let log = read_train_log(&root.join("train_log.parquet")).unwrap();
+    let log = TrainLogRow::read(&root.join("train_log.parquet")).unwrap();
     let steps: Vec<u64> = log
         .iter()
         .filter(|r| r.stage == "pretrain" && r.metric == "train_loss")
@@ -305,7 +305,7 @@ fn a_killed_pretrain_resumes_from_its_last_checkpoint() {
         "{}",
         rerun.stderr()
     );
-    let log = read_train_log(&dir.path().join("run/train_log.parquet")).unwrap();
+    let log = TrainLogRow::read(&dir.path().join("run/train_log.parquet")).unwrap();
     let steps: Vec<u64> = log
         .iter()
         .filter(|r| r.metric == "train_loss")

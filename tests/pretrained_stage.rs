@@ -11,7 +11,7 @@ use std::path::Path;
 
 use burn::backend::Flex;
 use didact_data::leak::teacher_message;
-use didact_data::tables::{read_eval_turns, read_rollouts, read_tasks};
+use didact_data::tables::{EvalTurnRow, RolloutRow, Table, read_tasks};
 use didact_data::{Dialogue, DomainKind, FeedbackLevel, HfTokenizer, Role, Tokenizer};
 use didact_e2e::{data_import, didact, root, scratch, smoke_run};
 use didact_student::LlamaConfig;
@@ -261,14 +261,14 @@ fn the_pipeline_runs_on_a_pretrained_chat_model_with_imported_tasks() {
     );
 
     // RL²F ran multi-turn dialogues with the teacher in the user's seat.
-    let rollouts = read_rollouts(&run.join("rollouts.parquet")).unwrap();
+    let rollouts = RolloutRow::read(&run.join("rollouts.parquet")).unwrap();
     assert!(!rollouts.is_empty());
     assert!(
         rollouts.iter().any(|r| r.turn > 1),
         "feedback turns happened"
     );
     assert!(rollouts.iter().any(|r| r.domain == DomainKind::Numeric));
-    let grid = read_eval_turns(&run.join("eval/turns.parquet")).unwrap();
+    let grid = EvalTurnRow::read(&run.join("eval/turns.parquet")).unwrap();
     assert!(grid.iter().any(|r| r.domain == DomainKind::Numeric));
     assert!(run.join("report/report.md").exists());
 }

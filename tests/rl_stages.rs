@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fs;
 
 use burn::backend::Flex;
-use didact_data::tables::{self, read_eval_turns, read_rollouts, read_table, read_train_log};
+use didact_data::tables::{self, EvalTurnRow, RolloutRow, Table, TrainLogRow, read_table};
 use didact_e2e::{didact, scratch, smoke_config, smoke_stage};
 use polars::prelude::SerReader;
 
@@ -22,7 +22,7 @@ fn rl_stages_write_checkpoints_rollouts_logs_and_the_eval_grid() {
     assert!(!run.join("checkpoints").exists(), "resume state is removed");
 
     // configs/smoke.toml: 4 iterations × 4 tasks × 4 members, 3 turns.
-    let rows = read_rollouts(&run.join("rollouts.parquet")).unwrap();
+    let rows = RolloutRow::read(&run.join("rollouts.parquet")).unwrap();
     let mut dialogues: BTreeMap<(u64, String, u32), Vec<_>> = BTreeMap::new();
     for r in &rows {
         dialogues
@@ -48,7 +48,7 @@ fn rl_stages_write_checkpoints_rollouts_logs_and_the_eval_grid() {
         }
     }
 
-    let log = read_train_log(&run.join("train_log.parquet")).unwrap();
+    let log = TrainLogRow::read(&run.join("train_log.parquet")).unwrap();
     let student = |metric: &str| {
         log.iter()
             .filter(|r| r.stage == "student" && r.metric == metric)
@@ -72,7 +72,7 @@ fn rl_stages_write_checkpoints_rollouts_logs_and_the_eval_grid() {
             .any(|r| r.stage == "baseline_single_turn_rl" && r.metric == "reward_mean")
     );
 
-    let grid = read_eval_turns(&run.join("eval/turns.parquet")).unwrap();
+    let grid = EvalTurnRow::read(&run.join("eval/turns.parquet")).unwrap();
     let mut cells: BTreeMap<(String, String), usize> = BTreeMap::new();
     for r in &grid {
         assert!(r.turn >= 1 && r.turn <= 3);
@@ -261,7 +261,7 @@ fn rl_stages_write_checkpoints_rollouts_logs_and_the_eval_grid() {
         ],
     )
     .expect_ok();
-    let again = read_rollouts(&run.join("rollouts.parquet")).unwrap();
+    let again = RolloutRow::read(&run.join("rollouts.parquet")).unwrap();
     assert_eq!(again, rows);
     assert!(!before.is_empty());
 
@@ -294,7 +294,7 @@ fn rl_stages_write_checkpoints_rollouts_logs_and_the_eval_grid() {
     assert!(finished("eval") > eval_before, "eval reran after student");
     didact_student::checkpoint::load::<Flex>(&run.join("transfer/maze"), &Default::default())
         .unwrap();
-    let transfer = read_eval_turns(&run.join("transfer/turns.parquet")).unwrap();
+    let transfer = EvalTurnRow::read(&run.join("transfer/turns.parquet")).unwrap();
     let mut first_turns: BTreeMap<&str, usize> = BTreeMap::new();
     for r in &transfer {
         assert_eq!(r.condition, "teacher");

@@ -4,7 +4,7 @@
 
 use std::fs;
 
-use didact_data::tables::{read_eval_turns, read_table};
+use didact_data::tables::{EvalTurnRow, Table, read_table};
 use didact_e2e::{scratch, smoke_run};
 use polars::prelude::SerReader;
 
@@ -47,7 +47,7 @@ fn two_training_seeds_share_the_data_and_pool_in_the_report() {
     let base1 = fs::read(run.join("seed-1/base/model.safetensors")).unwrap();
     assert_ne!(base0, base1);
     let tasks = |s: &str| {
-        let mut t: Vec<String> = read_eval_turns(&run.join(s).join("eval/turns.parquet"))
+        let mut t: Vec<String> = EvalTurnRow::read(&run.join(s).join("eval/turns.parquet"))
             .unwrap()
             .into_iter()
             .map(|r| r.task_id)

@@ -525,31 +525,11 @@ table! {
     }
 }
 
-/// Reads `rollouts.parquet` back into typed rows.
-pub fn read_rollouts(path: &Path) -> Result<Vec<RolloutRow>> {
-    RolloutRow::read(path)
-}
-
-/// Reads `eval/turns.parquet` back into typed rows.
-pub fn read_eval_turns(path: &Path) -> Result<Vec<EvalTurnRow>> {
-    EvalTurnRow::read(path)
-}
-
-/// Reads `train_log.parquet` back into typed rows.
-pub fn read_train_log(path: &Path) -> Result<Vec<TrainLogRow>> {
-    TrainLogRow::read(path)
-}
-
-/// Reads `synthetic_dialogues.parquet` back into typed rows.
-pub fn read_synthetic(path: &Path) -> Result<Vec<SyntheticDialogue>> {
-    SyntheticDialogue::read(path)
-}
-
 /// Replaces `stage`'s rows of the train log at `path` (creating it if
 /// needed) with `rows`, keeping other stages' rows; written atomically.
 pub fn replace_train_log(path: &Path, stage: &str, rows: &[TrainLogRow]) -> Result<()> {
     let mut all = if path.exists() {
-        read_train_log(path)?
+        TrainLogRow::read(path)?
     } else {
         Vec::new()
     };
@@ -846,7 +826,7 @@ mod tests {
             })
             .collect();
         write_table(&path, &ROLLOUTS, &mut RolloutRow::frame(&rows).unwrap()).unwrap();
-        assert_eq!(read_rollouts(&path).unwrap(), rows);
+        assert_eq!(RolloutRow::read(&path).unwrap(), rows);
     }
 
     #[test]
@@ -867,7 +847,7 @@ mod tests {
         .unwrap();
         replace_train_log(&path, "student", &[row("student", 1, 0.5)]).unwrap();
         replace_train_log(&path, "pretrain", &[row("pretrain", 1, 3.0)]).unwrap();
-        let back = read_train_log(&path).unwrap();
+        let back = TrainLogRow::read(&path).unwrap();
         assert_eq!(back, vec![row("student", 1, 0.5), row("pretrain", 1, 3.0)]);
     }
 

@@ -5,9 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use std::collections::{BTreeMap, BTreeSet};
 
-use didact_data::tables::Table;
 use didact_data::tables::{
-    EvalTurnRow, read_eval_turns, read_rollouts, read_synthetic, read_tasks, read_train_log,
+    EvalTurnRow, RolloutRow, SyntheticDialogue, Table, TrainLogRow, read_tasks,
 };
 use didact_data::{Dialogue, DomainKind, Split};
 
@@ -180,7 +179,7 @@ pub fn show(run_dir: &Path, args: &ShowArgs) -> Result<()> {
                 .iter()
                 .map(|r| (r.task.task_id.as_str(), r.split))
                 .collect();
-            for d in read_synthetic(&run_dir.join(SYNTHETIC_FILE))? {
+            for d in SyntheticDialogue::read(&run_dir.join(SYNTHETIC_FILE))? {
                 let split = split_of.get(d.task_id.as_str()).copied();
                 if args.domain.is_some_and(|x| x != d.domain)
                     || args.split.is_some_and(|s| Some(s) != split)
@@ -215,7 +214,7 @@ pub fn show(run_dir: &Path, args: &ShowArgs) -> Result<()> {
 
 /// The train log as a table: steps down, metrics across.
 fn show_log(run_dir: &Path, args: &ShowArgs) -> Result<()> {
-    let rows = read_train_log(&run_dir.join(TRAIN_LOG_FILE))?;
+    let rows = TrainLogRow::read(&run_dir.join(TRAIN_LOG_FILE))?;
     let mut stages: BTreeMap<&str, BTreeMap<u64, BTreeMap<&str, f64>>> = BTreeMap::new();
     for r in &rows {
         if args.stage.as_deref().is_some_and(|s| s != r.stage)
@@ -275,7 +274,7 @@ fn show_log(run_dir: &Path, args: &ShowArgs) -> Result<()> {
 
 /// Sampled RL dialogues, one block per (iteration, task, group member).
 fn show_rollouts(run_dir: &Path, args: &ShowArgs) -> Result<()> {
-    let rows = read_rollouts(&run_dir.join(ROLLOUTS_FILE))?;
+    let rows = RolloutRow::read(&run_dir.join(ROLLOUTS_FILE))?;
     let mut shown = 0;
     let mut i = 0;
     while i < rows.len() && (args.limit == 0 || shown < args.limit) {
@@ -378,7 +377,7 @@ fn show_sml(seed_dir: &Path, run_dir: &Path, args: &ShowArgs) -> Result<()> {
 }
 
 fn show_eval(path: &Path, run_dir: &Path, args: &ShowArgs) -> Result<()> {
-    let rows = read_eval_turns(path)?;
+    let rows = EvalTurnRow::read(path)?;
     let prompts: std::collections::HashMap<String, String> = read_tasks(&run_dir.join(TASKS_FILE))?
         .into_iter()
         .map(|r| (r.task.task_id, r.task.prompt))

@@ -639,7 +639,7 @@ impl<B: Kernels> Environment<B> for DialogueEnv<'_> {
     }
 
     fn restore(&mut self, dir: &Path) -> Result<()> {
-        self.rows = tables::read_rollouts(&dir.join(ROLLOUTS_IN_CHECKPOINT))?;
+        self.rows = didact_data::tables::RolloutRow::read(&dir.join(ROLLOUTS_IN_CHECKPOINT))?;
         Ok(())
     }
 }

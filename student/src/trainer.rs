@@ -106,14 +106,13 @@ struct LoopState<C> {
 /// from it exactly (weights, optimizer state and the procedure's own
 /// state).
 pub fn run<B: TrainBackend, P: Procedure<B>>(
-    model: Llama<B>,
+    mut model: Llama<B>,
     procedure: &mut P,
     config: &P::Config,
     schedule: &Schedule,
     ckpt_dir: &Path,
     device: &B::Device,
 ) -> Result<Trained<B>> {
-    let mut model = model;
     let mut optim = AdamWConfig::new()
         .with_weight_decay(schedule.weight_decay)
         .init::<B, Llama<B>>();
@@ -129,7 +128,7 @@ pub fn run<B: TrainBackend, P: Procedure<B>>(
         procedure.restore(ckpt_dir)?;
         state = saved;
     }
-    let mut model = procedure.prepare(model);
+    model = procedure.prepare(model);
     let resumed_from = state.step;
     if schedule.evaluate_first && state.step == 0 {
         // The starting point, for comparison with every later evaluation.

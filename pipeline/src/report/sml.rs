@@ -100,19 +100,9 @@ fn mean_ci(values: &[f64], seed: u64) -> (f64, f64, f64) {
     (mean, lo, hi)
 }
 
-/// The report's lookups in its summary rows.
-trait SummaryLookup {
-    fn is(&self, model: &str, spec: &str, domain: &str, metric: &str, turn: u32) -> bool;
-}
-
-impl SummaryLookup for SummaryRow {
-    fn is(&self, model: &str, spec: &str, domain: &str, metric: &str, turn: u32) -> bool {
-        self.model == model
-            && self.spec == spec
-            && self.domain == domain
-            && self.metric == metric
-            && self.turn == turn
-    }
+/// Whether `r` is the summary row of this cell, metric and turn.
+fn is(r: &SummaryRow, model: &str, spec: &str, domain: &str, metric: &str, turn: u32) -> bool {
+    r.model == model && r.spec == spec && r.domain == domain && r.metric == metric && r.turn == turn
 }
 
 /// The report section and the summary table.
@@ -259,7 +249,7 @@ fn turn_and_domain_sections(md: &mut String, table: &[SummaryRow], cells: &Cells
         for t in 1..=k as u32 {
             let v = table
                 .iter()
-                .find(|r| r.is(model, spec, domain, "cum_accuracy", t))
+                .find(|r| is(r, model, spec, domain, "cum_accuracy", t))
                 .map_or(f64::NAN, |r| r.value);
             md.push_str(&format!(" {:.1} |", 100.0 * v));
         }
@@ -273,7 +263,7 @@ fn turn_and_domain_sections(md: &mut String, table: &[SummaryRow], cells: &Cells
         let get = |metric: &str, turn: u32| {
             table
                 .iter()
-                .find(|r| r.is(model, spec, domain, metric, turn))
+                .find(|r| is(r, model, spec, domain, metric, turn))
                 .map_or(f64::NAN, |r| r.value)
         };
         md.push_str(&format!(

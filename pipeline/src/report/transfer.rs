@@ -103,7 +103,7 @@ pub fn report_section(
 ) -> Result<String> {
     let path = run_dir.join(TRANSFER_TURNS_FILE);
     let rows = if path.exists() {
-        tables::read_eval_turns(&path)?
+        didact_data::tables::EvalTurnRow::read(&path)?
     } else {
         Vec::new()
     };

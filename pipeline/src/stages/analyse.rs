@@ -19,7 +19,7 @@ use didact_data::leak::normalise;
 use didact_data::leak::teacher_message;
 use didact_data::tables::{
     ContrastBySeedRecord, ContrastRecord, EvalTurnRow, GainRecord, RevisionRecord, SummaryRecord,
-    Table, read_eval_turns, read_tasks,
+    Table, read_tasks,
 };
 use didact_data::{FeedbackLevel, Task};
 use serde_json::json;
@@ -1168,7 +1168,7 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
     let mut by_seed = Vec::new();
     for (seed, dir) in ctx.layout.seed_dirs() {
         let path = dir.join(TURNS_FILE);
-        let rows = read_eval_turns(&path)?;
+        let rows = EvalTurnRow::read(&path)?;
         anyhow::ensure!(!rows.is_empty(), "analyse: {} has no rows", path.display());
         by_seed.push((seed, rows));
     }

@@ -16,7 +16,7 @@ use burn::module::{AutodiffModule, Module};
 use burn::tensor::ElementConversion;
 use didact_data::dataset::revision_dialogue;
 use didact_data::rng::{Rng, mix_seed};
-use didact_data::tables::{read_synthetic, read_tasks};
+use didact_data::tables::{SyntheticDialogue, Table, read_tasks};
 use didact_data::{FeedbackLevel, Role, Split, Task, TaskRow, Tokenizer};
 use didact_student::Llama;
 use didact_student::eval::accuracy_by_domain;
@@ -139,7 +139,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
     let cfg = &ctx.config.pretrain;
     let tokenizer = Tokenizer::load(&ctx.shared(TOKENIZER_FILE))?;
     let tasks = read_tasks(&ctx.shared(TASKS_FILE))?;
-    let synthetic = read_synthetic(&ctx.shared(SYNTHETIC_FILE))?;
+    let synthetic = SyntheticDialogue::read(&ctx.shared(SYNTHETIC_FILE))?;
     let train: Vec<&Task> = tasks
         .iter()
         .filter(|r| r.split == Split::Train)
