@@ -19,12 +19,35 @@ pub fn first_attempts<B: Kernels>(
     batch_size: usize,
     device: &B::Device,
 ) -> Result<Vec<String>> {
+    let dialogues: Vec<Dialogue> = tasks
+        .iter()
+        .map(|t| Dialogue::from_task(&t.prompt))
+        .collect();
+    student_answers(
+        model,
+        tokenizer,
+        &dialogues,
+        max_new_tokens,
+        batch_size,
+        device,
+    )
+}
+
+/// The model's greedy next student turn in each of `dialogues`, decoded.
+pub fn student_answers<B: Kernels>(
+    model: &Llama<B>,
+    tokenizer: &Tokenizer,
+    dialogues: &[Dialogue],
+    max_new_tokens: usize,
+    batch_size: usize,
+    device: &B::Device,
+) -> Result<Vec<String>> {
     let stops = tokenizer.stop_ids();
-    let mut out = Vec::with_capacity(tasks.len());
-    for chunk in tasks.chunks(batch_size.max(1)) {
+    let mut out = Vec::with_capacity(dialogues.len());
+    for chunk in dialogues.chunks(batch_size.max(1)) {
         let prompts = chunk
             .iter()
-            .map(|t| tokenizer.encode_prompt(&Dialogue::from_task(&t.prompt), Role::Student))
+            .map(|d| tokenizer.encode_prompt(d, Role::Student))
             .collect::<didact_data::Result<Vec<_>>>()?;
         let gens = generate(
             model,

@@ -48,6 +48,13 @@ pub struct RlConfig {
     pub scale_advantages: bool,
     /// How much the teacher says about a wrong attempt.
     pub feedback_level: FeedbackLevel,
+    /// Share of each iteration's groups that are about correction: the
+    /// group's dialogues all continue one sampled first attempt (and the
+    /// teacher's reply to it), so they differ only in what the student does
+    /// with that reply, and their advantages judge exactly that. A group
+    /// whose shared first attempt is right teaches nothing and is skipped.
+    /// 0: every dialogue samples its own first attempt.
+    pub correction_groups: f64,
     /// Sampling temperature of the rollouts; the loss takes log-probabilities
     /// at the same temperature, so the update stays on-policy.
     pub temperature: f32,
@@ -94,6 +101,7 @@ impl Default for RlConfig {
             credit: Credit::Turn,
             scale_advantages: false,
             feedback_level: FeedbackLevel::Explanation,
+            correction_groups: 0.0,
             temperature: 1.0,
             top_p: 1.0,
             max_new_tokens: 24,
@@ -134,6 +142,12 @@ impl RlConfig {
         }
         if self.group_size < 2 {
             return Err("group_size: GRPO needs at least 2 episodes per group".into());
+        }
+        if !(0.0..=1.0).contains(&self.correction_groups) {
+            return Err(format!(
+                "correction_groups: {} is outside 0..=1 (a share of each iteration's groups)",
+                self.correction_groups
+            ));
         }
         if !(0.0..=1.0).contains(&self.gamma) {
             return Err(format!("gamma: {} is outside 0..=1", self.gamma));
@@ -970,6 +984,18 @@ mod tests {
             ..RlConfig::default()
         };
         assert!(cold.validate().unwrap_err().starts_with("temperature:"));
+        for share in [-0.1, 1.5, f64::NAN] {
+            let cfg = RlConfig {
+                correction_groups: share,
+                ..RlConfig::default()
+            };
+            assert!(
+                cfg.validate()
+                    .unwrap_err()
+                    .starts_with("correction_groups:"),
+                "{share}"
+            );
+        }
     }
 
     /// A toy environment: the prompt is one token, the policy writes up to

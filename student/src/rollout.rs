@@ -331,6 +331,28 @@ pub fn run_dialogues_with<B: Kernels>(
     seed: u64,
     device: &B::Device,
 ) -> Result<Vec<DialogueRun>> {
+    let shared = vec![false; tasks.len()];
+    run_dialogues_sharing(
+        model, tokenizer, tasks, members, &shared, params, responder, seed, device,
+    )
+}
+
+/// [`run_dialogues_with`] in which the members of task `i`'s group share
+/// their first attempt where `shared_first[i]`: member 0 samples it, and
+/// every member continues from it (and from the reply to it) with seeds of
+/// its own.
+#[allow(clippy::too_many_arguments)]
+pub fn run_dialogues_sharing<B: Kernels>(
+    model: &Llama<B>,
+    tokenizer: &Tokenizer,
+    tasks: &[&Task],
+    members: usize,
+    shared_first: &[bool],
+    params: &DialogueParams,
+    responder: &mut dyn Responder,
+    seed: u64,
+    device: &B::Device,
+) -> Result<Vec<DialogueRun>> {
     let oracle = responder.oracle_stop();
     let stops = tokenizer.stop_ids();
     let to_teacher = tokenizer.boundary(Some(Role::Student), Some(Role::Teacher))?;
@@ -351,8 +373,10 @@ pub fn run_dialogues_with<B: Kernels>(
         }
     }
     let budget = params.sampling.max_new_tokens;
+    // Runs are laid out task by task, member by member.
+    let follows_leader = |r: usize| shared_first[r / members] && !r.is_multiple_of(members);
     let mut open: Vec<usize> = (0..runs.len())
-        .filter(|&r| runs[r].ids.len() + budget <= context)
+        .filter(|&r| runs[r].ids.len() + budget <= context && !follows_leader(r))
         .collect();
     for turn in 1..=params.max_turns {
         if open.is_empty() {
@@ -447,6 +471,9 @@ pub fn run_dialogues_with<B: Kernels>(
                 }
             }
         }
+        if turn == 1 {
+            take_up_shared_attempts(&mut runs, &open, &mut pending, shared_first, members);
+        }
         let requests: Vec<Request<'_>> = pending
             .iter()
             .map(|&(r, stop)| {
@@ -494,6 +521,41 @@ pub fn run_dialogues_with<B: Kernels>(
         open = still_open;
     }
     Ok(runs)
+}
+
+/// The members of a group that shares its first attempt take up the
+/// leader's (member 0's) attempt, and ask for a reply where it did.
+fn take_up_shared_attempts(
+    runs: &mut [DialogueRun],
+    open: &[usize],
+    pending: &mut Vec<(usize, Option<u32>)>,
+    shared_first: &[bool],
+    members: usize,
+) {
+    let leaders: Vec<usize> = open
+        .iter()
+        .copied()
+        .filter(|&r| shared_first[r / members])
+        .collect();
+    for leader in leaders {
+        let stop = pending.iter().find(|p| p.0 == leader).map(|p| p.1);
+        for r in leader + 1..leader + members {
+            let (ids, mask, turns, solved) = {
+                let l = &runs[leader];
+                (
+                    l.ids.clone(),
+                    l.mask.clone(),
+                    l.turns.clone(),
+                    l.solved_turn,
+                )
+            };
+            let run = &mut runs[r];
+            (run.ids, run.mask, run.turns, run.solved_turn) = (ids, mask, turns, solved);
+            if let Some(stop) = stop {
+                pending.push((r, stop));
+            }
+        }
+    }
 }
 
 /// The environment of RL²F (and, with `max_turns` = 1, of single-turn RL):
@@ -606,11 +668,21 @@ impl<B: Kernels> Environment<B> for DialogueEnv<'_> {
             Some(r) => r,
             None => &mut teacher,
         };
-        let runs = run_dialogues_with(
+        // The first `correction_groups` of the batch's groups (its task
+        // order is already a seeded draw) share their first attempt; with
+        // one attempt there is nothing to correct.
+        let correcting = if self.cfg.max_turns > 1 {
+            (self.cfg.correction_groups * tasks.len() as f64).round() as usize
+        } else {
+            0
+        };
+        let shared: Vec<bool> = (0..tasks.len()).map(|k| k < correcting).collect();
+        let runs = run_dialogues_sharing(
             policy,
             self.tokenizer,
             &tasks,
             self.cfg.group_size,
+            &shared,
             &params,
             responder,
             seed,
@@ -789,6 +861,61 @@ mod tests {
                 .unwrap()
                 .0;
         assert_eq!(reply.message, expected);
+    }
+
+    #[test]
+    fn a_correction_group_shares_its_first_attempt_and_samples_the_rest() {
+        let (tasks, tokenizer) = setup();
+        let refs: Vec<&Task> = tasks.iter().collect();
+        let mut cfg = LlamaConfig::small(tokenizer.vocab_size(), 32, 2, 4, 2);
+        cfg.max_position_embeddings = 256;
+        let model = init_random::<Flex>(&cfg, 1, &Default::default()).unwrap();
+        let shared: Vec<bool> = (0..refs.len()).map(|i| i % 2 == 0).collect();
+        let runs = run_dialogues_sharing(
+            &model,
+            &tokenizer,
+            &refs,
+            4,
+            &shared,
+            &params(3),
+            &mut Teacher(FeedbackLevel::Explanation),
+            9,
+            &Default::default(),
+        )
+        .unwrap();
+        let plain = run_dialogues(
+            &model,
+            &tokenizer,
+            &refs,
+            4,
+            &params(3),
+            9,
+            &Default::default(),
+        )
+        .unwrap();
+        let mut later_differ = false;
+        for (i, group) in runs.chunks(4).enumerate() {
+            let firsts: Vec<&str> = group.iter().map(|r| r.turns[0].attempt.as_str()).collect();
+            if shared[i] {
+                assert!(firsts.iter().all(|a| *a == firsts[0]), "{firsts:?}");
+                // Member 0 is sampled as it would be without sharing.
+                assert_eq!(group[0], plain[i * 4]);
+                later_differ |= group
+                    .iter()
+                    .any(|r| r.turns[1].attempt != group[0].turns[1].attempt);
+                for r in group {
+                    assert_eq!(r.turns[0].feedback, group[0].turns[0].feedback);
+                    assert_eq!(r.turns.len(), 3, "a random model is never right");
+                }
+            } else {
+                assert_eq!(
+                    group,
+                    &plain[i * 4..i * 4 + 4],
+                    "unshared groups are unchanged"
+                );
+            }
+        }
+        assert!(later_differ, "members sample their own later attempts");
     }
 
     #[test]

@@ -17,9 +17,9 @@ use burn::tensor::ElementConversion;
 use didact_data::dataset::revision_dialogue;
 use didact_data::rng::{Rng, mix_seed};
 use didact_data::tables::{SyntheticDialogue, Table, read_tasks};
-use didact_data::{FeedbackLevel, Role, Split, Task, TaskRow, Tokenizer};
+use didact_data::{Dialogue, FeedbackLevel, Role, Split, Task, TaskRow, Tokenizer};
 use didact_student::Llama;
-use didact_student::eval::accuracy_by_domain;
+use didact_student::eval::{accuracy_by_domain, student_answers};
 use didact_student::generate::SamplingParams;
 use didact_student::kernels::TrainBackend;
 use didact_student::rollout::{DialogueParams, Teacher, run_dialogues_with};
@@ -65,6 +65,38 @@ struct Hooks<'a, B: TrainBackend> {
     max_seq_len: usize,
     _backend: std::marker::PhantomData<B>,
     last_accuracy: BTreeMap<String, f64>,
+    revisions: Vec<RevisionProbe<'a>>,
+}
+
+/// A validation task with a wrong attempt from the domain's error model,
+/// answered once after the teacher's critique of it and once after "Try
+/// again.": whether the model's answer after feedback depends on what the
+/// feedback says, measured while it learns.
+struct RevisionProbe<'a> {
+    task: &'a Task,
+    after_teacher: Dialogue,
+    after_retry: Dialogue,
+}
+
+fn revision_probes<'a>(tasks: &[&'a Task]) -> Result<Vec<RevisionProbe<'a>>> {
+    let mut probes = Vec::with_capacity(tasks.len());
+    for &task in tasks {
+        let mut rng = Rng::new(mix_seed(&[task.seed, 0x9E7]));
+        let attempt = task.domain.domain().wrong_attempt(task, &mut rng)?;
+        let opened = |level| -> Result<Dialogue> {
+            let (message, _) = didact_data::leak::teacher_message(task, &attempt, level)?;
+            let mut d = Dialogue::from_task(&task.prompt);
+            d.push(Role::Student, &attempt)
+                .push(Role::Teacher, &message);
+            Ok(d)
+        };
+        probes.push(RevisionProbe {
+            task,
+            after_teacher: opened(FeedbackLevel::Explanation)?,
+            after_retry: opened(FeedbackLevel::Retry)?,
+        });
+    }
+    Ok(probes)
 }
 
 impl<B: TrainBackend> TrainHooks<B> for Hooks<'_, B> {
@@ -119,15 +151,84 @@ impl<B: TrainBackend> TrainHooks<B> for Hooks<'_, B> {
         let overall = right as f64 / total.max(1) as f64;
         metrics.push(("val_accuracy".to_string(), overall));
         self.last_accuracy.insert("all".into(), overall);
+        let revised = self.revision_accuracy(model, &inner)?;
+        metrics.extend(revised.iter().cloned());
         let line = format!(
-            "pretrain: validation loss {:.3}, accuracy {}",
+            "pretrain: validation loss {:.3}, accuracy {}; after a critique of an error-model attempt {}",
             loss_sum / batches.max(1) as f64,
             acc.iter()
                 .map(|(d, (c, n))| format!("{d} {:.0}%", 100.0 * *c as f64 / *n as f64))
                 .collect::<Vec<_>>()
+                .join(", "),
+            revised
+                .iter()
+                .filter(
+                    |(m, _)| !m.contains("retry") && m.starts_with("val_after_teacher_accuracy_")
+                )
+                .map(|(m, a)| format!(
+                    "{} {:.0}%",
+                    m.trim_start_matches("val_after_teacher_accuracy_"),
+                    100.0 * a
+                ))
+                .collect::<Vec<_>>()
                 .join(", ")
         );
         self.bar.suspend(|| tracing::info!("{line}"));
+        Ok(metrics)
+    }
+}
+
+impl<B: TrainBackend> Hooks<'_, B> {
+    /// Accuracy of the answer after the teacher's critique and after "Try
+    /// again." on the revision probes, by domain and pooled.
+    fn revision_accuracy(
+        &self,
+        model: &Llama<B::InnerBackend>,
+        device: &B::Device,
+    ) -> didact_student::Result<Vec<(String, f64)>> {
+        let mut metrics = Vec::new();
+        for (name, pick) in [
+            (
+                "teacher",
+                (|p: &RevisionProbe| p.after_teacher.clone()) as fn(&RevisionProbe) -> Dialogue,
+            ),
+            ("retry", |p: &RevisionProbe| p.after_retry.clone()),
+        ] {
+            let dialogues: Vec<Dialogue> = self.revisions.iter().map(pick).collect();
+            let answers = student_answers(
+                model,
+                self.tokenizer,
+                &dialogues,
+                self.max_new_tokens,
+                64,
+                device,
+            )?;
+            let mut by_domain: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+            for (probe, answer) in self.revisions.iter().zip(&answers) {
+                let right = probe
+                    .task
+                    .domain
+                    .domain()
+                    .verify(probe.task, answer)?
+                    .is_correct();
+                let e = by_domain.entry(probe.task.domain.to_string()).or_default();
+                e.0 += right as usize;
+                e.1 += 1;
+            }
+            let (mut right, mut total) = (0, 0);
+            for (domain, (c, n)) in &by_domain {
+                metrics.push((
+                    format!("val_after_{name}_accuracy_{domain}"),
+                    *c as f64 / *n as f64,
+                ));
+                right += c;
+                total += n;
+            }
+            metrics.push((
+                format!("val_after_{name}_accuracy"),
+                right as f64 / total.max(1) as f64,
+            ));
+        }
         Ok(metrics)
     }
 }
@@ -149,6 +250,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
     let val_tasks = val_tasks(ctx.config, &tasks, cfg.eval_tasks);
     let val_tasks: Vec<&Task> = val_tasks.iter().collect();
     let val_examples = pretrain_examples(&tokenizer, &val_tasks, &[])?;
+    let revisions = revision_probes(&val_tasks)?;
 
     let llama = ctx.config.model.to_llama(tokenizer.vocab_size());
     tracing::info!(
@@ -172,6 +274,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
         max_seq_len: cfg.max_seq_len,
         _backend: std::marker::PhantomData,
         last_accuracy: BTreeMap::new(),
+        revisions,
     };
     let started = std::time::Instant::now();
     let trained = sft::train(
