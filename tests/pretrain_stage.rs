@@ -43,12 +43,22 @@ fn pretrain_writes_a_loadable_base_checkpoint_and_a_train_log() {
     let tail: f64 = losses[25..].iter().sum::<f64>() / 5.0;
     assert!(tail < head, "training loss did not fall: {losses:?}");
     for domain in ["arith", "listops", "sudoku", "maze"] {
-        let metric = format!("val_accuracy_{domain}");
-        assert_eq!(
-            log.iter().filter(|r| r.metric == metric).count(),
-            2,
-            "{metric} at steps 15 and 30"
-        );
+        for metric in [
+            format!("val_accuracy_{domain}"),
+            format!("val_after_teacher_accuracy_{domain}"),
+            format!("val_after_retry_accuracy_{domain}"),
+        ] {
+            let values: Vec<f64> = log
+                .iter()
+                .filter(|r| r.metric == metric)
+                .map(|r| r.value)
+                .collect();
+            assert_eq!(values.len(), 2, "{metric} at steps 15 and 30");
+            assert!(
+                values.iter().all(|v| (0.0..=1.0).contains(v)),
+                "{metric}: {values:?}"
+            );
+        }
     }
 
     let manifest: serde_json::Value =

@@ -70,8 +70,9 @@ struct Hooks<'a, B: TrainBackend> {
 
 /// A validation task with a wrong attempt from the domain's error model,
 /// answered once after the teacher's critique of it and once after "Try
-/// again.": whether the model's answer after feedback depends on what the
-/// feedback says, measured while it learns.
+/// again.". Against the first attempt's accuracy the two say, while the
+/// model learns, whether it can answer after feedback at all and whether
+/// what the critique says helps it.
 struct RevisionProbe<'a> {
     task: &'a Task,
     after_teacher: Dialogue,
@@ -162,9 +163,7 @@ impl<B: TrainBackend> TrainHooks<B> for Hooks<'_, B> {
                 .join(", "),
             revised
                 .iter()
-                .filter(
-                    |(m, _)| !m.contains("retry") && m.starts_with("val_after_teacher_accuracy_")
-                )
+                .filter(|(m, _)| m.starts_with("val_after_teacher_accuracy_"))
                 .map(|(m, a)| format!(
                     "{} {:.0}%",
                     m.trim_start_matches("val_after_teacher_accuracy_"),
