@@ -19,7 +19,7 @@ use didact_data::tables::Table;
 use didact_data::tables::{self, RolloutRow};
 use didact_data::{Dialogue, FeedbackLevel, Role, Task, Tokenizer, Verdict};
 
-use crate::error::Result;
+use crate::error::{Result, StudentError};
 use crate::generate::{Generation, SamplingParams, generate_seeded};
 use crate::grpo::{Environment, Episode, RlConfig, discounted_reward};
 use crate::kernels::Kernels;
@@ -353,6 +353,13 @@ pub fn run_dialogues_sharing<B: Kernels>(
     seed: u64,
     device: &B::Device,
 ) -> Result<Vec<DialogueRun>> {
+    if shared_first.len() != tasks.len() {
+        return Err(StudentError::Training(format!(
+            "{} sharing flags for {} tasks",
+            shared_first.len(),
+            tasks.len()
+        )));
+    }
     let oracle = responder.oracle_stop();
     let stops = tokenizer.stop_ids();
     let to_teacher = tokenizer.boundary(Some(Role::Student), Some(Role::Teacher))?;
