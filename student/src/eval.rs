@@ -75,8 +75,16 @@ pub fn accuracy_by_domain<B: Kernels>(
     device: &B::Device,
 ) -> Result<BTreeMap<DomainKind, (usize, usize)>> {
     let attempts = first_attempts(model, tokenizer, tasks, max_new_tokens, batch_size, device)?;
+    accuracy_of(tasks, &attempts)
+}
+
+/// Correct and total `answers` (one per task) per domain, by the verifiers.
+pub fn accuracy_of(
+    tasks: &[&Task],
+    answers: &[String],
+) -> Result<BTreeMap<DomainKind, (usize, usize)>> {
     let mut acc: BTreeMap<DomainKind, (usize, usize)> = BTreeMap::new();
-    for (task, attempt) in tasks.iter().zip(&attempts) {
+    for (task, attempt) in tasks.iter().zip(answers) {
         let correct = task.domain.domain().verify(task, attempt)?.is_correct();
         let e = acc.entry(task.domain).or_default();
         e.0 += correct as usize;

@@ -40,10 +40,8 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
 }
 
 fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<StageOutput> {
-    // One attempt: nothing to correct, so no correction groups either.
     let single_cfg = RlConfig {
         max_turns: 1,
-        correction_groups: 0.0,
         ..ctx.config.student.clone()
     };
     let single = run_rl::<B>(

@@ -17,9 +17,9 @@ use burn::tensor::ElementConversion;
 use didact_data::dataset::revision_dialogue;
 use didact_data::rng::{Rng, mix_seed};
 use didact_data::tables::{SyntheticDialogue, Table, read_tasks};
-use didact_data::{Dialogue, FeedbackLevel, Role, Split, Task, TaskRow, Tokenizer};
+use didact_data::{Dialogue, DomainKind, FeedbackLevel, Role, Split, Task, TaskRow, Tokenizer};
 use didact_student::Llama;
-use didact_student::eval::{accuracy_by_domain, student_answers};
+use didact_student::eval::{accuracy_by_domain, accuracy_of, student_answers};
 use didact_student::generate::SamplingParams;
 use didact_student::kernels::TrainBackend;
 use didact_student::rollout::{DialogueParams, Teacher, run_dialogues_with};
@@ -65,22 +65,26 @@ struct Hooks<'a, B: TrainBackend> {
     max_seq_len: usize,
     _backend: std::marker::PhantomData<B>,
     last_accuracy: BTreeMap<String, f64>,
-    revisions: Vec<RevisionProbe<'a>>,
+    revisions: RevisionProbes<'a>,
 }
 
-/// A validation task with a wrong attempt from the domain's error model,
-/// answered once after the teacher's critique of it and once after "Try
-/// again.". Against the first attempt's accuracy the two say, while the
-/// model learns, whether it can answer after feedback at all and whether
-/// what the critique says helps it.
-struct RevisionProbe<'a> {
-    task: &'a Task,
-    after_teacher: Dialogue,
-    after_retry: Dialogue,
+/// The validation tasks, each with a wrong attempt from the domain's error
+/// model, opened for the student once after the teacher's critique of it
+/// and once after "Try again.". Against the first attempt's accuracy the
+/// two say, while the model learns, whether it can answer after feedback at
+/// all and whether what the critique says helps it.
+struct RevisionProbes<'a> {
+    tasks: Vec<&'a Task>,
+    after_teacher: Vec<Dialogue>,
+    after_retry: Vec<Dialogue>,
 }
 
-fn revision_probes<'a>(tasks: &[&'a Task]) -> Result<Vec<RevisionProbe<'a>>> {
-    let mut probes = Vec::with_capacity(tasks.len());
+fn revision_probes<'a>(tasks: &[&'a Task]) -> Result<RevisionProbes<'a>> {
+    let mut probes = RevisionProbes {
+        tasks: tasks.to_vec(),
+        after_teacher: Vec::with_capacity(tasks.len()),
+        after_retry: Vec::with_capacity(tasks.len()),
+    };
     for &task in tasks {
         let mut rng = Rng::new(mix_seed(&[task.seed, 0x9E7]));
         let attempt = task.domain.domain().wrong_attempt(task, &mut rng)?;
@@ -91,13 +95,25 @@ fn revision_probes<'a>(tasks: &[&'a Task]) -> Result<Vec<RevisionProbe<'a>>> {
                 .push(Role::Teacher, &message);
             Ok(d)
         };
-        probes.push(RevisionProbe {
-            task,
-            after_teacher: opened(FeedbackLevel::Explanation)?,
-            after_retry: opened(FeedbackLevel::Retry)?,
-        });
+        probes
+            .after_teacher
+            .push(opened(FeedbackLevel::Explanation)?);
+        probes.after_retry.push(opened(FeedbackLevel::Retry)?);
     }
     Ok(probes)
+}
+
+/// Accuracy per domain and pooled: `{name}_{domain}` metrics, then `{name}`.
+fn accuracy_metrics(name: &str, acc: &BTreeMap<DomainKind, (usize, usize)>) -> Vec<(String, f64)> {
+    let (mut right, mut total) = (0, 0);
+    let mut metrics = Vec::with_capacity(acc.len() + 1);
+    for (domain, (c, n)) in acc {
+        metrics.push((format!("{name}_{domain}"), *c as f64 / *n as f64));
+        right += c;
+        total += n;
+    }
+    metrics.push((name.to_string(), right as f64 / total.max(1) as f64));
+    metrics
 }
 
 impl<B: TrainBackend> TrainHooks<B> for Hooks<'_, B> {
@@ -141,17 +157,14 @@ impl<B: TrainBackend> TrainHooks<B> for Hooks<'_, B> {
             64,
             &inner,
         )?;
-        let (mut right, mut total) = (0, 0);
+        let first = accuracy_metrics("val_accuracy", &acc);
         for (domain, (c, n)) in &acc {
-            let a = *c as f64 / *n as f64;
-            metrics.push((format!("val_accuracy_{domain}"), a));
-            self.last_accuracy.insert(domain.to_string(), a);
-            right += c;
-            total += n;
+            self.last_accuracy
+                .insert(domain.to_string(), *c as f64 / *n as f64);
         }
-        let overall = right as f64 / total.max(1) as f64;
-        metrics.push(("val_accuracy".to_string(), overall));
+        let overall = first.last().expect("the pooled accuracy").1;
         self.last_accuracy.insert("all".into(), overall);
+        metrics.extend(first);
         let revised = self.revision_accuracy(model, &inner)?;
         metrics.extend(revised.iter().cloned());
         let line = format!(
@@ -185,48 +198,22 @@ impl<B: TrainBackend> Hooks<'_, B> {
         model: &Llama<B::InnerBackend>,
         device: &B::Device,
     ) -> didact_student::Result<Vec<(String, f64)>> {
+        let probes = &self.revisions;
         let mut metrics = Vec::new();
-        for (name, pick) in [
-            (
-                "teacher",
-                (|p: &RevisionProbe| p.after_teacher.clone()) as fn(&RevisionProbe) -> Dialogue,
-            ),
-            ("retry", |p: &RevisionProbe| p.after_retry.clone()),
+        for (name, dialogues) in [
+            ("val_after_teacher_accuracy", &probes.after_teacher),
+            ("val_after_retry_accuracy", &probes.after_retry),
         ] {
-            let dialogues: Vec<Dialogue> = self.revisions.iter().map(pick).collect();
             let answers = student_answers(
                 model,
                 self.tokenizer,
-                &dialogues,
+                dialogues,
                 self.max_new_tokens,
                 64,
                 device,
             )?;
-            let mut by_domain: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-            for (probe, answer) in self.revisions.iter().zip(&answers) {
-                let right = probe
-                    .task
-                    .domain
-                    .domain()
-                    .verify(probe.task, answer)?
-                    .is_correct();
-                let e = by_domain.entry(probe.task.domain.to_string()).or_default();
-                e.0 += right as usize;
-                e.1 += 1;
-            }
-            let (mut right, mut total) = (0, 0);
-            for (domain, (c, n)) in &by_domain {
-                metrics.push((
-                    format!("val_after_{name}_accuracy_{domain}"),
-                    *c as f64 / *n as f64,
-                ));
-                right += c;
-                total += n;
-            }
-            metrics.push((
-                format!("val_after_{name}_accuracy"),
-                right as f64 / total.max(1) as f64,
-            ));
+            let acc = accuracy_of(&probes.tasks, &answers)?;
+            metrics.extend(accuracy_metrics(name, &acc));
         }
         Ok(metrics)
     }
