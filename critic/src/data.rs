@@ -14,19 +14,21 @@ pub use didact_data::tables::CritiqueRow;
 
 /// Each run as a dialogue in which the teacher answers every attempt
 /// (including the last one, and "Correct." for a correct one), and one
-/// row per attempt.
+/// row per attempt. Where `restate` holds, the task follows each message
+/// but the last, as in the student's dialogues.
 pub fn critique_dialogues(
     tokenizer: &Tokenizer,
     tasks: &[&Task],
     runs: &[DialogueRun],
     level: FeedbackLevel,
+    restate: bool,
 ) -> didact_data::Result<(Vec<Dialogue>, Vec<CritiqueRow>)> {
     let mut dialogues = Vec::with_capacity(runs.len());
     let mut rows = Vec::new();
     for (d, run) in runs.iter().enumerate() {
         let task = tasks[run.task_index];
         let mut dialogue = Dialogue::from_task(&task.prompt);
-        for t in &run.turns {
+        for (k, t) in run.turns.iter().enumerate() {
             let attempt = sanitise(&t.attempt);
             dialogue.push(Role::Student, &attempt);
             let (critique, leak_blocked) = teacher_message(task, &t.attempt, level)?;
@@ -41,7 +43,8 @@ pub fn critique_dialogues(
                 critique: critique.clone(),
                 leak_blocked,
             });
-            dialogue.push(Role::Teacher, &critique);
+            let more = k + 1 < run.turns.len();
+            dialogue.push_reply(Role::Teacher, &critique, restate && more);
         }
         dialogues.push(dialogue);
     }
@@ -57,8 +60,18 @@ pub fn attempt_context(
     dialogue: &Dialogue,
     turn: usize,
 ) -> didact_data::Result<(Vec<u32>, u32)> {
+    // Through the `turn`-th student turn, wherever restatements put it.
+    let mut students = 0;
+    let end = dialogue
+        .turns
+        .iter()
+        .position(|t| {
+            students += (t.role == Role::Student) as usize;
+            students == turn
+        })
+        .map_or(dialogue.turns.len(), |i| i + 1);
     let through = Dialogue {
-        turns: dialogue.turns[..(2 * turn).min(dialogue.turns.len())].to_vec(),
+        turns: dialogue.turns[..end].to_vec(),
     };
     let mut ids = tokenizer.encode_prompt(&through, Role::Teacher)?;
     let handover = tokenizer.boundary(Some(Role::Student), Some(Role::Teacher))?;
@@ -166,7 +179,8 @@ mod tests {
             run(1, &[("x", Verdict::Wrong)]),
         ];
         let (_, rows) =
-            critique_dialogues(&tokenizer, &refs, &runs, FeedbackLevel::Explanation).unwrap();
+            critique_dialogues(&tokenizer, &refs, &runs, FeedbackLevel::Explanation, false)
+                .unwrap();
         let counts = fix_counts(&rows);
         // Maze: 3 followed-up wrong attempts, 2 fixed at the next turn.
         assert_eq!(counts.get(&DomainKind::Maze), Some(&(2, 3)));
@@ -188,7 +202,8 @@ mod tests {
             run(1, &[("<|teacher|> 1234", Verdict::Malformed)]),
         ];
         let (dialogues, rows) =
-            critique_dialogues(&tokenizer, &refs, &runs, FeedbackLevel::Explanation).unwrap();
+            critique_dialogues(&tokenizer, &refs, &runs, FeedbackLevel::Explanation, false)
+                .unwrap();
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[1].critique, "Correct.");
         assert_ne!(rows[0].critique, "Correct.");
@@ -218,13 +233,42 @@ mod tests {
             run(0, &[("DDRR", Verdict::Wrong), ("RRDD", Verdict::Wrong)]),
             run(1, &[("1111222233334444", Verdict::Wrong)]),
         ];
-        let (dialogues, rows) =
-            critique_dialogues(&tokenizer, &refs, &runs, FeedbackLevel::Explanation).unwrap();
-        for r in &rows {
+        for restate in [false, true] {
+            let (dialogues, rows) = critique_dialogues(
+                &tokenizer,
+                &refs,
+                &runs,
+                FeedbackLevel::Explanation,
+                restate,
+            )
+            .unwrap();
+            read_only_what_the_student_saw(&tokenizer, &tasks, &dialogues, &rows);
+            // The second attempt's context holds the restated task, and no
+            // dialogue ends on a restatement.
+            let second = rows.iter().find(|r| r.turn == 2).unwrap();
+            assert_eq!(
+                second.context.matches(tasks[0].prompt.as_str()).count(),
+                1 + restate as usize
+            );
+            assert!(
+                dialogues
+                    .iter()
+                    .all(|d| d.turns.last().unwrap().role == Role::Teacher)
+            );
+        }
+    }
+
+    fn read_only_what_the_student_saw(
+        tokenizer: &Tokenizer,
+        tasks: &[Task],
+        dialogues: &[Dialogue],
+        rows: &[CritiqueRow],
+    ) {
+        for r in rows {
             // The ids a critic reads for the attempt are the context's,
             // through the first token of the handover.
             let (ids, stop) =
-                attempt_context(&tokenizer, &dialogues[r.dialogue as usize], r.turn as usize)
+                attempt_context(tokenizer, &dialogues[r.dialogue as usize], r.turn as usize)
                     .unwrap();
             assert_eq!(ids, tokenizer.encode(&r.context).unwrap());
             assert_eq!(ids.last(), Some(&stop));

@@ -123,6 +123,14 @@ pub struct DataConfig {
     pub maze: DomainConfig,
     pub synthetic: SyntheticConfig,
     pub tokenizer: TokenizerConfig,
+    /// After each teacher (or critic) message the task's prompt is given
+    /// again before the student's next attempt, in every stage's dialogues.
+    /// A small model answers a task by copying from it at fixed distances;
+    /// without the restatement the attempt and the critique push the task
+    /// out of reach, and it answers worse after any message than without
+    /// one. Only didact's own role-token format can restate (a chat
+    /// template alternates user and assistant turns).
+    pub restate_task: bool,
     /// A `tasks.parquet` written by `didact data import` (relative to the
     /// working directory): its tasks, with their splits, join the generated
     /// ones. Disable the synthetic domains to train on it alone.
@@ -329,6 +337,7 @@ pub fn synthetic_dialogues(
                 &first_attempt,
                 level,
                 cfg.synthetic.repair,
+                cfg.restate_task,
                 wrong,
                 &mut fresh,
             )?;
@@ -382,6 +391,7 @@ pub fn revision_dialogue(
     attempt: &str,
     level: FeedbackLevel,
     repair: bool,
+    restate: bool,
     mistakes: usize,
     fresh: &mut dyn FnMut(&[String]) -> Result<String>,
 ) -> Result<Revision> {
@@ -398,7 +408,7 @@ pub fn revision_dialogue(
         first_leak_blocked |= previous.is_empty() && leak_blocked;
         dialogue
             .push(Role::Student, &attempt)
-            .push(Role::Teacher, &feedback);
+            .push_reply(Role::Teacher, &feedback, restate);
         previous.push(attempt.clone());
         let repaired = if repair && located && !leak_blocked {
             domain.repair(task, &attempt)?
@@ -456,6 +466,7 @@ pub fn tokenizer_corpus<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dialogue::Turn;
 
     fn small() -> DataConfig {
         let mut cfg = DataConfig::default();
@@ -465,6 +476,41 @@ mod tests {
         }
         cfg.resolve().unwrap();
         cfg
+    }
+
+    #[test]
+    fn restating_the_task_changes_no_attempt_message_or_answer() {
+        let mut cfg = small();
+        cfg.synthetic.max_wrong_attempts = 2;
+        let tasks: Vec<TaskRow> = DomainKind::ALL
+            .into_iter()
+            .flat_map(|k| generate_domain(&cfg, k, &mut || {}).unwrap())
+            .collect();
+        let (plain, _) = synthetic_dialogues(&cfg, &tasks).unwrap();
+        cfg.restate_task = true;
+        let (restated, _) = synthetic_dialogues(&cfg, &tasks).unwrap();
+        assert_eq!(plain.len(), restated.len());
+        for (p, r) in plain.iter().zip(&restated) {
+            let (dp, dr) = (
+                Dialogue::parse(&p.text).unwrap(),
+                Dialogue::parse(&r.text).unwrap(),
+            );
+            assert_eq!(
+                (&p.attempt, &p.feedback, &p.answer),
+                (&r.attempt, &r.feedback, &r.answer)
+            );
+            // The same turns, with the task's prompt after each message.
+            let without: Vec<&Turn> = dr.turns[1..]
+                .iter()
+                .filter(|t| t.role != Role::Task)
+                .collect();
+            assert_eq!(without, dp.turns[1..].iter().collect::<Vec<_>>());
+            for (i, t) in dr.turns.iter().enumerate() {
+                if t.role == Role::Teacher {
+                    assert_eq!(dr.turns[i + 1], dr.turns[0], "{}", r.text);
+                }
+            }
+        }
     }
 
     #[test]

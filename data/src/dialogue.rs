@@ -106,6 +106,22 @@ impl Dialogue {
         self
     }
 
+    /// Pushes `role`'s reply to the last attempt and, where `restate`
+    /// holds, the task's prompt again, so that the student's next attempt
+    /// follows the task as its first one did (see
+    /// `DataConfig::restate_task`).
+    pub fn push_reply(&mut self, role: Role, text: &str, restate: bool) -> &mut Self {
+        self.push(role, text);
+        if restate {
+            let prompt = self.turns[0].text.clone();
+            self.turns.push(Turn {
+                role: Role::Task,
+                text: prompt,
+            });
+        }
+        self
+    }
+
     /// The texts of `role`'s turns, in order.
     pub fn texts(&self, role: Role) -> Vec<&str> {
         self.turns
@@ -286,6 +302,25 @@ mod tests {
             .push(Role::Teacher, "The tens digit is wrong.")
             .push(Role::Student, "936");
         d
+    }
+
+    #[test]
+    fn a_reply_can_restate_the_task_before_the_next_attempt() {
+        let mut d = Dialogue::from_task("2+8=");
+        d.push(Role::Student, "0")
+            .push_reply(Role::Teacher, "Too low.", true)
+            .push(Role::Student, "10");
+        assert_eq!(
+            d.render(),
+            "<|task|> 2+8= <|student|> 0 <|teacher|> Too low. <|task|> 2+8= <|student|> 10 <|end|>"
+        );
+        assert_eq!(Dialogue::parse(&d.render()).unwrap(), d);
+        assert_eq!(d.texts(Role::Student), vec!["0", "10"]);
+        let mut plain = Dialogue::from_task("2+8=");
+        plain
+            .push(Role::Student, "0")
+            .push_reply(Role::Teacher, "Too low.", false);
+        assert_eq!(plain.turns.len(), 3);
     }
 
     #[test]

@@ -329,6 +329,14 @@ impl Config {
                     .into(),
             ));
         }
+        if config.data.restate_task && !config.model.source.is_scratch() {
+            return Err(invalid(
+                "data.restate_task = true gives the task again as a turn of its own, which \
+                 only didact's own role-token format can render; a pretrained chat model's \
+                 template alternates user and assistant turns: set data.restate_task = false"
+                    .into(),
+            ));
+        }
         config
             .critic
             .validate()
@@ -630,6 +638,17 @@ mod tests {
             err,
             "configs/x.toml: data.arith.difficulties: 0 is outside 1..=10 for arith"
         );
+    }
+
+    #[test]
+    fn a_chat_model_cannot_restate_the_task() {
+        let err = load(
+            "[model]\nsource = \"pretrained:models/x\"\n",
+            &["data.restate_task=true"],
+        )
+        .unwrap_err();
+        assert!(err.contains("data.restate_task"), "{err}");
+        assert!(load("[model]\nsource = \"pretrained:models/x\"\n", &[]).is_ok());
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct DialogueParams {
     pub sampling: SamplingParams,
     /// Dialogues per batched generation.
     pub batch_size: usize,
+    /// The task's prompt follows each reply, before the next attempt
+    /// (`DataConfig::restate_task`).
+    pub restate_task: bool,
 }
 
 /// One student attempt and what followed it.
@@ -297,6 +300,7 @@ pub fn validation_dialogues<B: Kernels>(
     tasks: &[&Task],
     cfg: &RlConfig,
     shards: Option<&HashMap<String, Vec<Shard>>>,
+    restate_task: bool,
 ) -> Result<Vec<Option<usize>>> {
     let device = model.devices().into_iter().next().expect("parameters");
     let params = DialogueParams {
@@ -304,6 +308,7 @@ pub fn validation_dialogues<B: Kernels>(
         feedback_level: cfg.feedback_level,
         sampling: SamplingParams::greedy(cfg.max_new_tokens),
         batch_size: 128,
+        restate_task,
     };
     let mut teacher = Teacher(cfg.feedback_level);
     let mut shard_teacher = shards.map(|shards| ShardTeacher {
@@ -364,6 +369,19 @@ pub fn run_dialogues_sharing<B: Kernels>(
     let stops = tokenizer.stop_ids();
     let to_teacher = tokenizer.boundary(Some(Role::Student), Some(Role::Teacher))?;
     let to_student = tokenizer.boundary(Some(Role::Teacher), Some(Role::Student))?;
+    let (to_task, task_to_student, restated) = if params.restate_task {
+        let prompts = tasks
+            .iter()
+            .map(|t| tokenizer.encode(&didact_data::dialogue::sanitise(&t.prompt)))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        (
+            tokenizer.boundary(Some(Role::Teacher), Some(Role::Task))?,
+            tokenizer.boundary(Some(Role::Task), Some(Role::Student))?,
+            prompts,
+        )
+    } else {
+        (Vec::new(), Vec::new(), Vec::new())
+    };
     let context = model.config.max_position_embeddings;
     let mut runs = Vec::with_capacity(tasks.len() * members);
     for (i, task) in tasks.iter().enumerate() {
@@ -506,7 +524,13 @@ pub fn run_dialogues_sharing<B: Kernels>(
                 continue;
             }
             let mut tokens = tokenizer.encode(&reply.message)?;
-            tokens.extend(&to_student);
+            if params.restate_task {
+                tokens.extend(&to_task);
+                tokens.extend(&restated[run.task_index]);
+                tokens.extend(&task_to_student);
+            } else {
+                tokens.extend(&to_student);
+            }
             // A dialogue whose next attempt would not fit ends here. The
             // handover replaces or follows the stop token.
             let handover = to_teacher.len() - stop.is_some() as usize;
@@ -576,6 +600,8 @@ pub struct DialogueEnv<'a> {
     order: DataOrder,
     /// Dialogues per batched generation.
     pub batch_size: usize,
+    /// The task's prompt follows each reply (`DataConfig::restate_task`).
+    pub restate_task: bool,
     /// Every turn sampled so far.
     pub rows: Vec<RolloutRow>,
     /// Answers the student; `None`: the programmatic teacher at
@@ -594,6 +620,7 @@ impl<'a> DialogueEnv<'a> {
             tokenizer,
             cfg: cfg.clone(),
             batch_size: 128,
+            restate_task: false,
             rows: Vec::new(),
             responder: None,
         }
@@ -629,6 +656,7 @@ impl<'a> DialogueEnv<'a> {
                 max_new_tokens: self.cfg.max_new_tokens,
             },
             batch_size: self.batch_size,
+            restate_task: self.restate_task,
         }
     }
 }
@@ -755,6 +783,7 @@ mod tests {
                 max_new_tokens: 6,
             },
             batch_size: 5,
+            restate_task: false,
         }
     }
 
@@ -990,6 +1019,60 @@ mod tests {
                 assert!(run.mask[at - 1..at + fb.len()].iter().all(|m| !m));
             }
             assert!(run.turns[2].feedback.is_none());
+        }
+    }
+
+    #[test]
+    fn a_restated_task_follows_each_reply_and_the_next_attempt_follows_it() {
+        let (tasks, tokenizer) = setup();
+        let refs: Vec<&Task> = tasks.iter().collect();
+        let mut cfg = LlamaConfig::small(tokenizer.vocab_size(), 32, 2, 4, 2);
+        cfg.max_position_embeddings = 256;
+        let model = init_random::<Flex>(&cfg, 1, &Default::default()).unwrap();
+        let mut p = params(3);
+        p.restate_task = true;
+        let runs = run_dialogues(&model, &tokenizer, &refs, 2, &p, 5, &Default::default()).unwrap();
+        let plain = run_dialogues(
+            &model,
+            &tokenizer,
+            &refs,
+            2,
+            &params(3),
+            5,
+            &Default::default(),
+        )
+        .unwrap();
+        let task_id = tokenizer.boundary(None, Some(Role::Task)).unwrap()[0];
+        let student_id = tokenizer
+            .boundary(Some(Role::Task), Some(Role::Student))
+            .unwrap()[0];
+        for (run, unrestated) in runs.iter().zip(&plain) {
+            let task = refs[run.task_index];
+            // Each reply is followed by the task's prompt, then the
+            // student's turn opens.
+            let mut tail = vec![task_id];
+            tail.extend(tokenizer.encode(&task.prompt).unwrap());
+            tail.push(student_id);
+            for t in run.turns.iter().filter(|t| t.feedback.is_some()) {
+                let mut want = tokenizer.encode(t.feedback.as_ref().unwrap()).unwrap();
+                want.extend(&tail);
+                assert!(
+                    run.ids.windows(want.len()).any(|w| w == &want[..]),
+                    "{}",
+                    tokenizer.decode(&run.ids).unwrap()
+                );
+            }
+            let rendered = tokenizer.decode(&run.ids).unwrap();
+            // The opening task and one restatement per reply, untrained
+            // (a generated stop may be a task token too, and is trained).
+            let given = (run.ids.iter().zip(&run.mask))
+                .filter(|&(&i, &m)| i == task_id && !m)
+                .count();
+            let replies = run.turns.iter().filter(|t| t.feedback.is_some()).count();
+            assert!(replies > 0);
+            assert_eq!(given, 1 + replies, "{rendered}");
+            // The first attempt does not depend on the restatement.
+            assert_eq!(run.turns[0].attempt, unrestated.turns[0].attempt);
         }
     }
 

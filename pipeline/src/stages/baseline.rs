@@ -76,6 +76,7 @@ fn successful_dialogues<B: TrainBackend>(
     let base = checkpoint::load::<B::InnerBackend>(&ctx.run_dir.join(BASE_DIR), device)?;
     let refs: Vec<&Task> = train.iter().collect();
     let mut env = DialogueEnv::new(refs, tokenizer, cfg);
+    env.restate_task = ctx.config.data.restate_task;
     let params = env.params();
     let bar = progress::bar(
         ctx.progress,

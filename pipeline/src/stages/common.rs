@@ -230,8 +230,14 @@ pub fn save_final<B: burn::tensor::backend::Backend>(
 }
 
 /// How evaluation dialogues are decoded: `cfg`'s sampling and batch size,
-/// up to `max_turns` attempts answered at `level`.
-pub fn dialogue_params(cfg: &EvalConfig, max_turns: usize, level: FeedbackLevel) -> DialogueParams {
+/// up to `max_turns` attempts answered at `level`, the task restated after
+/// each reply where `restate_task`.
+pub fn dialogue_params(
+    cfg: &EvalConfig,
+    max_turns: usize,
+    level: FeedbackLevel,
+    restate_task: bool,
+) -> DialogueParams {
     DialogueParams {
         max_turns,
         feedback_level: level,
@@ -241,6 +247,7 @@ pub fn dialogue_params(cfg: &EvalConfig, max_turns: usize, level: FeedbackLevel)
             max_new_tokens: cfg.max_new_tokens,
         },
         batch_size: cfg.batch_size,
+        restate_task,
     }
 }
 

@@ -62,6 +62,7 @@ fn critique_data<B: Kernels>(
     temperature: f32,
     per_task: usize,
     seed: u64,
+    restate_task: bool,
     device: &B::Device,
 ) -> Result<(Vec<Dialogue>, Vec<CritiqueRow>)> {
     let params = DialogueParams {
@@ -73,6 +74,7 @@ fn critique_data<B: Kernels>(
             max_new_tokens: cfg.max_new_tokens,
         },
         batch_size: 128,
+        restate_task,
     };
     let runs = run_dialogues(student, tokenizer, tasks, per_task, &params, seed, device)?;
     Ok(critique_dialogues(
@@ -80,6 +82,7 @@ fn critique_data<B: Kernels>(
         tasks,
         &runs,
         cfg.feedback_level,
+        restate_task,
     )?)
 }
 
@@ -209,6 +212,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
         cfg.temperature,
         cfg.dialogues_per_task,
         cfg.train.seed,
+        ctx.config.data.restate_task,
         device,
     )?;
     // Held-out attempts decoded as `eval` decodes them: the verdict
@@ -230,6 +234,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
         eval_temperature,
         val_per_task,
         cfg.train.seed + 1,
+        ctx.config.data.restate_task,
         device,
     )?;
     let by_id: std::collections::HashMap<&str, &Task> =

@@ -133,7 +133,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
                 batch_size: cfg.batch_size,
                 device: device.clone(),
             });
-            let params = dialogue_params(cfg, max_turns, level);
+            let params = dialogue_params(cfg, max_turns, level, ctx.config.data.restate_task);
             for seed in 0..cfg.seeds {
                 bar.set_message(format!("{name} · {}", condition.name()));
                 let responder: &mut dyn Responder = match (condition, &mut critic_responder) {

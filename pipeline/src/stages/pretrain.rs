@@ -79,7 +79,7 @@ struct RevisionProbes<'a> {
     after_retry: Vec<Dialogue>,
 }
 
-fn revision_probes<'a>(tasks: &[&'a Task]) -> Result<RevisionProbes<'a>> {
+fn revision_probes<'a>(tasks: &[&'a Task], restate: bool) -> Result<RevisionProbes<'a>> {
     let mut probes = RevisionProbes {
         tasks: tasks.to_vec(),
         after_teacher: Vec::with_capacity(tasks.len()),
@@ -92,7 +92,7 @@ fn revision_probes<'a>(tasks: &[&'a Task]) -> Result<RevisionProbes<'a>> {
             let (message, _) = didact_data::leak::teacher_message(task, &attempt, level)?;
             let mut d = Dialogue::from_task(&task.prompt);
             d.push(Role::Student, &attempt)
-                .push(Role::Teacher, &message);
+                .push_reply(Role::Teacher, &message, restate);
             Ok(d)
         };
         probes
@@ -236,7 +236,7 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
     let val_tasks = val_tasks(ctx.config, &tasks, cfg.eval_tasks);
     let val_tasks: Vec<&Task> = val_tasks.iter().collect();
     let val_examples = pretrain_examples(&tokenizer, &val_tasks, &[])?;
-    let revisions = revision_probes(&val_tasks)?;
+    let revisions = revision_probes(&val_tasks, ctx.config.data.restate_task)?;
 
     let llama = ctx.config.model.to_llama(tokenizer.vocab_size());
     tracing::info!(
@@ -375,6 +375,7 @@ fn own_mistakes_phase<B: TrainBackend>(
             max_new_tokens: cfg.max_new_tokens,
         },
         batch_size: 128,
+        restate_task: ctx.config.data.restate_task,
     };
     let runs = run_dialogues_with(
         &model.valid(),
@@ -402,10 +403,15 @@ fn own_mistakes_phase<B: TrainBackend>(
             .entry(task.domain.name().to_string())
             .or_default() += 1;
         let level = levels[(run.task_index + run.member) % levels.len()];
-        let revision =
-            revision_dialogue(task, &turn.attempt, level, synthetic.repair, 1, &mut |_| {
-                Ok(task.solution.clone())
-            })?;
+        let revision = revision_dialogue(
+            task,
+            &turn.attempt,
+            level,
+            synthetic.repair,
+            ctx.config.data.restate_task,
+            1,
+            &mut |_| Ok(task.solution.clone()),
+        )?;
         let enc = tokenizer.encode_dialogue(&revision.dialogue)?;
         examples.push(Example {
             mask: enc.loss_mask_turns(Role::Student, |k| k >= revision.untrained),

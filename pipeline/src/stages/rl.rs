@@ -38,6 +38,8 @@ struct Hooks<'a> {
     /// Shards of the sharded tasks (SML): validation then uses the shard
     /// teacher.
     shards: Option<&'a HashMap<String, Vec<Shard>>>,
+    /// The task follows each reply (`data.restate_task`).
+    restate_task: bool,
     /// Validation accuracy by turn of the latest evaluation.
     last_val: Vec<f64>,
 }
@@ -60,7 +62,14 @@ impl<B: TrainBackend> RlHooks<B> for Hooks<'_> {
         &mut self,
         model: &Llama<B::InnerBackend>,
     ) -> didact_student::Result<Vec<(String, f64)>> {
-        let solved = validation_dialogues(model, self.tokenizer, &self.val, self.cfg, self.shards)?;
+        let solved = validation_dialogues(
+            model,
+            self.tokenizer,
+            &self.val,
+            self.cfg,
+            self.shards,
+            self.restate_task,
+        )?;
         let acc = solved_by_turn(&solved, self.cfg.max_turns);
         let line = format!(
             "{}: validation accuracy with the teacher by turn: {}",
@@ -158,6 +167,9 @@ pub fn run_rl_with<B: TrainBackend>(
     let reference = policy.valid();
     let train_refs: Vec<&Task> = train.iter().collect();
     let tally = Arc::new(Mutex::new(LeakTally::default()));
+    // SML's Q-priming dialogues do not restate its sharded tasks, so
+    // neither do its rollouts.
+    let restate_task = ctx.config.data.restate_task && shards.is_none();
     let (mut env, teacher_kind) = dialogue_env::<B>(
         &ctx.config.teacher,
         cfg,
@@ -168,6 +180,7 @@ pub fn run_rl_with<B: TrainBackend>(
         &tally,
         device,
     );
+    env.restate_task = restate_task;
     tracing::info!(
         "{name}: {} iterations of {} tasks × {} dialogues of up to {} turns on {}",
         cfg.iterations,
@@ -184,6 +197,7 @@ pub fn run_rl_with<B: TrainBackend>(
         val: val.iter().collect(),
         cfg,
         shards,
+        restate_task,
         last_val: Vec::new(),
     };
     let started = std::time::Instant::now();

@@ -296,7 +296,7 @@ fn evaluate<B: Kernels>(
         ("qprimed", QPRIMED_DIR),
         ("sml", SML_STUDENT_DIR),
     ];
-    let params = dialogue_params(&ctx.config.eval, cfg.max_turns, cfg.feedback_level);
+    let params = dialogue_params(&ctx.config.eval, cfg.max_turns, cfg.feedback_level, false);
     let bar = progress::bar(ctx.progress, (models.len() * 2) as u64, "sml: evaluation");
     let mut rows = Vec::new();
     for (name, dir) in models {

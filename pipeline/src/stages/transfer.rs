@@ -95,7 +95,12 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
         .collect();
     let tasks = subset(ctx.config, &test, cfg.tasks_per_domain);
     anyhow::ensure!(!tasks.is_empty(), "transfer: no test tasks in {TASKS_FILE}");
-    let params = dialogue_params(eval, eval.max_turns, eval.feedback_level);
+    let params = dialogue_params(
+        eval,
+        eval.max_turns,
+        eval.feedback_level,
+        ctx.config.data.restate_task,
+    );
     let bar = progress::bar(ctx.progress, models.len() as u64, "transfer eval");
     let mut rows = Vec::new();
     let mut accuracy = serde_json::Map::new();
