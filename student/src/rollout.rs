@@ -368,20 +368,7 @@ pub fn run_dialogues_sharing<B: Kernels>(
     let oracle = responder.oracle_stop();
     let stops = tokenizer.stop_ids();
     let to_teacher = tokenizer.boundary(Some(Role::Student), Some(Role::Teacher))?;
-    let to_student = tokenizer.boundary(Some(Role::Teacher), Some(Role::Student))?;
-    let (to_task, task_to_student, restated) = if params.restate_task {
-        let prompts = tasks
-            .iter()
-            .map(|t| tokenizer.encode(&didact_data::dialogue::sanitise(&t.prompt)))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        (
-            tokenizer.boundary(Some(Role::Teacher), Some(Role::Task))?,
-            tokenizer.boundary(Some(Role::Task), Some(Role::Student))?,
-            prompts,
-        )
-    } else {
-        (Vec::new(), Vec::new(), Vec::new())
-    };
+    let after_reply = ReplyTail::new(tokenizer, tasks, params.restate_task)?;
     let context = model.config.max_position_embeddings;
     let mut runs = Vec::with_capacity(tasks.len() * members);
     for (i, task) in tasks.iter().enumerate() {
@@ -524,13 +511,7 @@ pub fn run_dialogues_sharing<B: Kernels>(
                 continue;
             }
             let mut tokens = tokenizer.encode(&reply.message)?;
-            if params.restate_task {
-                tokens.extend(&to_task);
-                tokens.extend(&restated[run.task_index]);
-                tokens.extend(&task_to_student);
-            } else {
-                tokens.extend(&to_student);
-            }
+            after_reply.append(&mut tokens, run.task_index);
             // A dialogue whose next attempt would not fit ends here. The
             // handover replaces or follows the stop token.
             let handover = to_teacher.len() - stop.is_some() as usize;
@@ -552,6 +533,53 @@ pub fn run_dialogues_sharing<B: Kernels>(
         open = still_open;
     }
     Ok(runs)
+}
+
+/// What follows a reply before the next attempt: the student's turn
+/// opening, or, where the task is restated, the task's prompt first.
+struct ReplyTail {
+    /// Without a restatement: the handover to the student.
+    to_student: Vec<u32>,
+    /// With one: the handover to the task, and from it to the student.
+    restated: Option<(Vec<u32>, Vec<u32>)>,
+    /// Each task's prompt, encoded as its first turn encodes it.
+    prompts: Vec<Vec<u32>>,
+}
+
+impl ReplyTail {
+    fn new(tokenizer: &Tokenizer, tasks: &[&Task], restate: bool) -> Result<Self> {
+        let to_student = tokenizer.boundary(Some(Role::Teacher), Some(Role::Student))?;
+        if !restate {
+            return Ok(Self {
+                to_student,
+                restated: None,
+                prompts: Vec::new(),
+            });
+        }
+        let prompts = tasks
+            .iter()
+            .map(|t| tokenizer.encode(&didact_data::dialogue::sanitise(&t.prompt)))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Self {
+            to_student,
+            restated: Some((
+                tokenizer.boundary(Some(Role::Teacher), Some(Role::Task))?,
+                tokenizer.boundary(Some(Role::Task), Some(Role::Student))?,
+            )),
+            prompts,
+        })
+    }
+
+    fn append(&self, tokens: &mut Vec<u32>, task_index: usize) {
+        match &self.restated {
+            Some((to_task, to_student)) => {
+                tokens.extend(to_task);
+                tokens.extend(&self.prompts[task_index]);
+                tokens.extend(to_student);
+            }
+            None => tokens.extend(&self.to_student),
+        }
+    }
 }
 
 /// The members of a group that shares its first attempt take up the
@@ -773,6 +801,14 @@ mod tests {
         (tasks, tokenizer)
     }
 
+    /// An untrained student with room for 256 positions: never right, so
+    /// its dialogues run every turn.
+    fn random_model(tokenizer: &Tokenizer) -> Llama<Flex> {
+        let mut cfg = LlamaConfig::small(tokenizer.vocab_size(), 32, 2, 4, 2);
+        cfg.max_position_embeddings = 256;
+        init_random::<Flex>(&cfg, 1, &Default::default()).unwrap()
+    }
+
     fn params(max_turns: usize) -> DialogueParams {
         DialogueParams {
             max_turns,
@@ -903,9 +939,7 @@ mod tests {
     fn a_correction_group_shares_its_first_attempt_and_samples_the_rest() {
         let (tasks, tokenizer) = setup();
         let refs: Vec<&Task> = tasks.iter().collect();
-        let mut cfg = LlamaConfig::small(tokenizer.vocab_size(), 32, 2, 4, 2);
-        cfg.max_position_embeddings = 256;
-        let model = init_random::<Flex>(&cfg, 1, &Default::default()).unwrap();
+        let model = random_model(&tokenizer);
         let shared: Vec<bool> = (0..refs.len()).map(|i| i % 2 == 0).collect();
         let runs = run_dialogues_sharing(
             &model,
@@ -958,9 +992,7 @@ mod tests {
     fn dialogues_are_reproducible_and_masks_cover_only_student_tokens() {
         let (tasks, tokenizer) = setup();
         let refs: Vec<&Task> = tasks.iter().collect();
-        let mut cfg = LlamaConfig::small(tokenizer.vocab_size(), 32, 2, 4, 2);
-        cfg.max_position_embeddings = 256;
-        let model = init_random::<Flex>(&cfg, 1, &Default::default()).unwrap();
+        let model = random_model(&tokenizer);
         let run = |seed| {
             run_dialogues(
                 &model,
@@ -1026,9 +1058,7 @@ mod tests {
     fn a_restated_task_follows_each_reply_and_the_next_attempt_follows_it() {
         let (tasks, tokenizer) = setup();
         let refs: Vec<&Task> = tasks.iter().collect();
-        let mut cfg = LlamaConfig::small(tokenizer.vocab_size(), 32, 2, 4, 2);
-        cfg.max_position_embeddings = 256;
-        let model = init_random::<Flex>(&cfg, 1, &Default::default()).unwrap();
+        let model = random_model(&tokenizer);
         let mut p = params(3);
         p.restate_task = true;
         let runs = run_dialogues(&model, &tokenizer, &refs, 2, &p, 5, &Default::default()).unwrap();
