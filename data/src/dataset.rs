@@ -396,7 +396,10 @@ pub fn revision_dialogue(
     fresh: &mut dyn FnMut(&[String]) -> Result<String>,
 ) -> Result<Revision> {
     let domain = task.domain.domain();
-    let located = matches!(level, FeedbackLevel::Location | FeedbackLevel::Explanation);
+    let located = matches!(
+        level,
+        FeedbackLevel::Location | FeedbackLevel::Explanation | FeedbackLevel::Mask
+    );
     let mut dialogue = Dialogue::from_task(&task.prompt);
     let mut previous: Vec<String> = Vec::new();
     let mut attempt = attempt.to_string();
@@ -411,7 +414,7 @@ pub fn revision_dialogue(
             .push_reply(Role::Teacher, &feedback, restate);
         previous.push(attempt.clone());
         let repaired = if repair && located && !leak_blocked {
-            domain.repair(task, &attempt)?
+            domain.repair(task, &attempt, level)?
         } else {
             None
         };
@@ -599,7 +602,9 @@ mod tests {
             // the one before it, and the last one is right.
             for i in k..answers {
                 let before = &d.turns[2 * i - 1].text;
-                let repair = domain.repair(task, before).unwrap();
+                let repair = domain
+                    .repair(task, before, FeedbackLevel::Location)
+                    .unwrap();
                 if i + 1 < answers || r.answer != task.solution {
                     assert_eq!(repair.as_deref(), Some(d.turns[2 * i + 1].text.as_str()));
                 }

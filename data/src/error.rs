@@ -10,7 +10,7 @@ pub enum DataError {
     #[error("unknown domain `{0}` (expected one of: arith, listops, sudoku, maze, numeric, exact)")]
     UnknownDomain(String),
     #[error(
-        "unknown feedback level `{0}` (expected one of: verdict, location, explanation, retry)"
+        "unknown feedback level `{0}` (expected one of: verdict, location, explanation, mask, retry)"
     )]
     UnknownFeedbackLevel(String),
     #[error("{path}: {source}")]

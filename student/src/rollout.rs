@@ -193,7 +193,15 @@ impl ShuffledTeacher {
     /// of the drawn answers gets a critique different from `real`.
     fn other_critique(&self, task: &Task, attempt: &str, real: &str) -> Result<Option<String>> {
         let domain = task.domain.domain();
-        let real_norm = didact_data::leak::normalise(real);
+        // Compared word for word with punctuation kept: a mask is all
+        // punctuation (`Wrong cells: ..!./....`), and masks that differ
+        // only there are different critiques.
+        let words = |m: &str| {
+            m.split_whitespace()
+                .map(str::to_lowercase)
+                .collect::<Vec<_>>()
+        };
+        let real_words = words(real);
         let mut best: Option<(usize, String)> = None;
         for i in 0..SHUFFLE_CANDIDATES {
             let mut rng = didact_data::rng::Rng::new(mix_seed(&[
@@ -207,7 +215,7 @@ impl ShuffledTeacher {
                 continue;
             }
             let (message, leaked) = teacher_message(task, &other, self.level)?;
-            if leaked || didact_data::leak::normalise(&message) == real_norm {
+            if leaked || words(&message) == real_words {
                 continue;
             }
             let gap = message.chars().count().abs_diff(real.chars().count());
@@ -831,9 +839,17 @@ mod tests {
             .chain((0..20).map(|s| Sudoku.generate(s, 4)))
             .chain((0..20).map(|s| Arith.generate(s, 2)))
             .collect();
-        let mut shuffled = ShuffledTeacher::new(FeedbackLevel::Explanation, 3);
+        // A mask is all punctuation: masks of different answers must count
+        // as different critiques too.
+        for level in [FeedbackLevel::Explanation, FeedbackLevel::Mask] {
+            the_shuffled_teacher_differs_at(&tasks, level);
+        }
+    }
+
+    fn the_shuffled_teacher_differs_at(tasks: &[Task], level: FeedbackLevel) {
+        let mut shuffled = ShuffledTeacher::new(level, 3);
         let (mut differ, mut wrong) = (0, 0);
-        for task in &tasks {
+        for task in tasks {
             let domain = task.domain.domain();
             let mut rng = didact_data::rng::Rng::new(task.seed);
             let attempt = domain.wrong_attempt(task, &mut rng).unwrap();
@@ -848,7 +864,7 @@ mod tests {
             let reply = shuffled.respond(std::slice::from_ref(&request)).unwrap();
             let again = shuffled.respond(std::slice::from_ref(&request)).unwrap();
             assert_eq!(reply, again, "drawn from (seed, task, attempt)");
-            let (real, _) = teacher_message(task, &attempt, FeedbackLevel::Explanation).unwrap();
+            let (real, _) = teacher_message(task, &attempt, level).unwrap();
             if verdict.is_correct() {
                 assert_eq!(reply[0].message, real);
                 continue;
@@ -864,7 +880,10 @@ mod tests {
         }
         assert_eq!(shuffled.answered, 2 * wrong);
         assert_eq!(shuffled.same_as_real, 2 * (wrong - differ));
-        assert!(differ * 10 >= wrong * 9, "{differ} of {wrong} differ");
+        assert!(
+            differ * 10 >= wrong * 9,
+            "{level:?}: {differ} of {wrong} differ"
+        );
     }
 
     #[test]

@@ -4,11 +4,14 @@
 //! Difficulty `n` (1..=10) sets `k = 2 + (n-1)/2` operands of `d = (n+2)/2`
 //! digits: 1 → `3+5=`, 2 → `47-12=`, 3 → `31*4+56=` (k=3, d=2), …
 //! Feedback levels: verdict; direction (too high / too low); direction plus
-//! which digit positions are wrong.
+//! which digit positions are wrong; mask (direction, then the attempt's
+//! digits marked right `.` or wrong `!`: `Wrong digits: .!.`).
 
 use serde::{Deserialize, Serialize};
 
-use super::contract::{Domain, DomainKind, FeedbackLevel, Task, Verdict, bounded, common_feedback};
+use super::contract::{
+    Domain, DomainKind, FeedbackLevel, Task, Verdict, bounded, common_feedback, render_mask,
+};
 use super::contract::{Shard, Sharding};
 use crate::error::Result;
 use crate::rng::{Rng, mix_seed};
@@ -114,6 +117,15 @@ fn wrong_positions(attempt: i128, answer: i128) -> Vec<usize> {
         .collect()
 }
 
+/// The attempt's digits as written, `.` where the digit matches the
+/// answer's digit of the same place and `!` where it does not (or the answer
+/// has no digit there): `156` against `166` is `.!.`.
+fn digit_mask(attempt: i128, answer: i128) -> String {
+    let wrong = wrong_positions(attempt, answer);
+    let len = attempt.unsigned_abs().to_string().len();
+    render_mask((0..len).rev().map(|place| wrong.contains(&place)))
+}
+
 impl Arith {
     fn answer(&self, task: &Task) -> Result<i128> {
         let meta: Meta = task.meta()?;
@@ -208,6 +220,10 @@ impl Domain for Arith {
             message.push_str(" It has too many digits.");
         } else if a_len < b_len {
             message.push_str(" It has too few digits.");
+        }
+        if level == FeedbackLevel::Mask {
+            message.push_str(&format!(" Wrong digits: {}", digit_mask(value, answer)));
+            return Ok(message);
         }
         if !positions.is_empty() {
             let names: Vec<String> = positions.iter().map(|&p| place_name(p)).collect();
@@ -391,6 +407,26 @@ mod tests {
             Arith.feedback(&t, "926", FeedbackLevel::Retry).unwrap(),
             "Try again."
         );
+    }
+
+    #[test]
+    fn masks_line_up_with_the_attempts_digits() {
+        let t = task(vec![347, 589], "+");
+        let mask = |attempt: &str| Arith.feedback(&t, attempt, FeedbackLevel::Mask).unwrap();
+        assert_eq!(mask("926"), "Your answer is too low. Wrong digits: .!.");
+        assert_eq!(
+            mask("1036"),
+            "Your answer is too high. It has too many digits. Wrong digits: !!.."
+        );
+        assert_eq!(
+            mask("36"),
+            "Your answer is too low. It has too few digits. Wrong digits: .."
+        );
+        assert_eq!(
+            mask("-936"),
+            "Your answer is too low. The sign is wrong. Wrong digits: ..."
+        );
+        assert_eq!(mask("936"), "Correct.");
     }
 
     #[test]

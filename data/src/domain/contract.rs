@@ -159,14 +159,22 @@ pub enum FeedbackLevel {
     Verdict,
     Location,
     Explanation,
+    /// Which characters of the attempt are wrong, as a mask written under
+    /// the attempt character for character (`.` right, `!` wrong), so that
+    /// acting on it is a copy at a fixed offset rather than a reading of
+    /// "row 2, column 3". Positions only, never values. Domains without a
+    /// character-level notion of wrong (listops, imported datasets) say
+    /// what they say at `Explanation`.
+    Mask,
 }
 
 impl FeedbackLevel {
-    pub const ALL: [FeedbackLevel; 4] = [
+    pub const ALL: [FeedbackLevel; 5] = [
         Self::Retry,
         Self::Verdict,
         Self::Location,
         Self::Explanation,
+        Self::Mask,
     ];
 
     pub fn name(self) -> &'static str {
@@ -175,6 +183,7 @@ impl FeedbackLevel {
             Self::Verdict => "verdict",
             Self::Location => "location",
             Self::Explanation => "explanation",
+            Self::Mask => "mask",
         }
     }
 }
@@ -226,7 +235,14 @@ pub trait Domain: Sync {
     /// answer after a critique is then the solution) or the attempt cannot
     /// be read. A repair may still be wrong (another mistake the critique
     /// did not name); the next critique names it.
-    fn repair(&self, _task: &Task, _attempt: &str) -> Result<Option<String>> {
+    /// At `Mask` level every flagged character changes, so the repair
+    /// is right whenever the mask covers every mistake.
+    fn repair(
+        &self,
+        _task: &Task,
+        _attempt: &str,
+        _level: FeedbackLevel,
+    ) -> Result<Option<String>> {
         Ok(None)
     }
 
@@ -266,6 +282,17 @@ pub(crate) fn bounded(attempt: &str) -> Option<&str> {
 
 /// Shared prefix of every teacher: the retry control and the correct case.
 /// Returns `Some(message)` when the teacher's domain logic need not run.
+/// The mask of a `Mask`-level critique: `.` for each right character and
+/// `!` for each wrong one, in the attempt's order. Both symbols are
+/// tokens of their own, so the mask lines up with the attempt token for
+/// token.
+pub(crate) fn render_mask(wrong: impl IntoIterator<Item = bool>) -> String {
+    wrong
+        .into_iter()
+        .map(|w| if w { '!' } else { '.' })
+        .collect()
+}
+
 pub(crate) fn common_feedback(verdict: Verdict, level: FeedbackLevel) -> Option<String> {
     if verdict.is_correct() {
         return Some(CORRECT_MESSAGE.to_string());

@@ -10,7 +10,8 @@
 //! Feedback levels: verdict; the first move that hits a wall or leaves the
 //! grid, or that the path ends away from the goal; the same with the move's
 //! letter and where it happened, or how far the goal is from where the path
-//! ended. The grid and the goal are in the prompt, so positions tell the
+//! ended; mask (`Moves: ..!`, one mark per move up to the failing one, or
+//! every move marked kept and the goal's direction). The grid and the goal are in the prompt, so positions tell the
 //! student nothing the teacher alone knows; the moves still to make are never
 //! named.
 //!
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::contract::{
     Domain, DomainKind, FeedbackLevel, Task, Verdict, WRONG_MESSAGE, bounded, common_feedback,
+    render_mask,
 };
 use super::contract::{Shard, Sharding};
 use crate::error::{DataError, Result};
@@ -273,6 +275,23 @@ fn manhattan(a: Cell, b: Cell) -> usize {
     a.0.abs_diff(b.0) + a.1.abs_diff(b.1)
 }
 
+/// The `Mask`-level critique: one symbol per move up to the first that
+/// fails (`.` kept, `!` the failing one), or every move kept and where the
+/// path ends when it ends away from the goal.
+fn mask_message(moves: &[Move], outcome: Outcome, goal: Cell) -> String {
+    match outcome {
+        Outcome::Reaches => WRONG_MESSAGE.to_string(),
+        Outcome::HitsWall { index, .. } | Outcome::LeavesGrid { index, .. } => {
+            format!("Moves: {}", render_mask((0..=index).map(|i| i == index)))
+        }
+        Outcome::EndsAway { at } => format!(
+            "Moves: {} The goal is {}.",
+            render_mask(moves.iter().map(|_| false)),
+            direction(at, goal)
+        ),
+    }
+}
+
 /// "2 rows down and 1 column left": where `to` lies as seen from `from`.
 fn direction(from: Cell, to: Cell) -> String {
     let count = |n: usize, noun: &str| format!("{n} {noun}{}", if n == 1 { "" } else { "s" });
@@ -373,8 +392,12 @@ impl Domain for Maze {
         let Some(moves) = parse_moves(attempt, layout.max_moves()) else {
             return Ok(MALFORMED_MESSAGE.to_string());
         };
+        let outcome = layout.walk(&moves);
+        if level == FeedbackLevel::Mask {
+            return Ok(mask_message(&moves, outcome, layout.goal));
+        }
         let explain = level == FeedbackLevel::Explanation;
-        Ok(match layout.walk(&moves) {
+        Ok(match outcome {
             Outcome::Reaches => WRONG_MESSAGE.to_string(),
             Outcome::HitsWall { index, mv, wall } => {
                 let k = index + 1;
@@ -462,7 +485,7 @@ impl Domain for Maze {
     /// Keeps the moves before the first one that fails (all of them when
     /// the path ends away from the goal) and searches on from where they
     /// lead: the answer a student gives who acts on the critique.
-    fn repair(&self, task: &Task, attempt: &str) -> Result<Option<String>> {
+    fn repair(&self, task: &Task, attempt: &str, _level: FeedbackLevel) -> Result<Option<String>> {
         let layout = self.layout(task)?;
         let Some(moves) = parse_moves(attempt, layout.max_moves()) else {
             return Ok(None);
@@ -688,6 +711,21 @@ mod tests {
     }
 
     #[test]
+    fn masks_mark_the_moves_up_to_the_first_that_fails() {
+        let t = task(EXAMPLE);
+        let mask = |attempt: &str| Maze.feedback(&t, attempt, FeedbackLevel::Mask).unwrap();
+        assert_eq!(mask("DRRD"), "Moves: ..!");
+        assert_eq!(mask("UDRDRRD"), "Moves: !");
+        assert_eq!(mask("DRDRR"), "Moves: ..... The goal is 1 row down.");
+        assert_eq!(mask("DRDRRD"), CORRECT_MESSAGE);
+        // The repair after a mask is the one after a located critique.
+        assert_eq!(
+            Maze.repair(&t, "DRRD", FeedbackLevel::Mask).unwrap(),
+            Maze.repair(&t, "DRRD", FeedbackLevel::Location).unwrap()
+        );
+    }
+
+    #[test]
     fn answers_parse_leniently_but_only_as_moves() {
         let t = task(EXAMPLE);
         for ok in ["DRDRRD", "drdrrd", "D, R, D, R, R, D", " D R\nD R R D "] {
@@ -899,7 +937,7 @@ mod tests {
             let mut rng = Rng::new(seed);
             let wrong = Maze.wrong_attempt(&t, &mut rng).unwrap();
             let repair = Maze
-                .repair(&t, &wrong)
+                .repair(&t, &wrong, FeedbackLevel::Location)
                 .unwrap()
                 .expect("a maze attempt has a repair");
             assert_eq!(
@@ -916,8 +954,16 @@ mod tests {
         }
         assert!(kept_some > 100, "{kept_some}");
         let t = Maze.generate(3, 5);
-        assert_eq!(Maze.repair(&t, &t.solution).unwrap(), None);
-        assert_eq!(Maze.repair(&t, "not moves").unwrap(), None);
+        assert_eq!(
+            Maze.repair(&t, &t.solution, FeedbackLevel::Location)
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            Maze.repair(&t, "not moves", FeedbackLevel::Location)
+                .unwrap(),
+            None
+        );
     }
 
     #[test]

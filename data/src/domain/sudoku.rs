@@ -8,13 +8,16 @@
 //! every valid completion that keeps the givens is correct.
 //! Feedback levels: verdict; location (the first changed given in reading
 //! order, else the first row, column or box that breaks a rule); location
-//! plus the offending digit. Feedback only ever names digits the student
-//! wrote or the prompt shows, never the value of a blank.
+//! plus the offending digit; mask (`Wrong cells: ..!./..../..../....`, the
+//! cells in which the attempt differs from its nearest valid completion).
+//! Feedback only ever names digits the student wrote or the prompt shows,
+//! never the value of a blank.
 
 use serde::{Deserialize, Serialize};
 
 use super::contract::{
     Domain, DomainKind, FeedbackLevel, Task, Verdict, WRONG_MESSAGE, bounded, common_feedback,
+    render_mask,
 };
 use super::contract::{Shard, Sharding};
 use crate::error::{DataError, Result};
@@ -280,6 +283,10 @@ impl Domain for Sudoku {
         let Some(problem) = first_problem(&givens, &grid) else {
             return Ok(WRONG_MESSAGE.to_string());
         };
+        if level == FeedbackLevel::Mask {
+            let closest = closest_completion(&givens, &grid).unwrap_or(solution);
+            return Ok(format!("Wrong cells: {}", mask_grid(&grid, &closest)));
+        }
         let explain = level == FeedbackLevel::Explanation;
         Ok(match problem {
             Problem::ChangedGiven { cell, given } => {
@@ -351,12 +358,18 @@ impl Domain for Sudoku {
 
     /// Changes only the cell the explanation names: a changed given is put
     /// back, the named cell of a repeated digit gets the solution's digit.
-    /// Other mistakes stay for the next critique to name.
-    fn repair(&self, task: &Task, attempt: &str) -> Result<Option<String>> {
+    /// Other mistakes stay for the next critique to name. After a mask,
+    /// every flagged cell changes: the answer is the completion the mask
+    /// was taken against.
+    fn repair(&self, task: &Task, attempt: &str, level: FeedbackLevel) -> Result<Option<String>> {
         let (givens, solution) = self.grids(task)?;
         let Some(mut grid) = parse_answer(attempt) else {
             return Ok(None);
         };
+        if level == FeedbackLevel::Mask {
+            return Ok(first_problem(&givens, &grid)
+                .map(|_| format_grid(&closest_completion(&givens, &grid).unwrap_or(solution))));
+        }
         let cell = match first_problem(&givens, &grid) {
             None => return Ok(None),
             Some(Problem::ChangedGiven { cell, .. }) => cell,
@@ -455,6 +468,31 @@ pub fn read(task: &Task, attempt: &str) -> Option<Reading> {
         Problem::Repeat { unit, .. } => unit.cells().to_vec(),
     });
     Some(Reading { cells, flagged })
+}
+
+/// The valid completion of `givens` that differs from `grid` in the fewest
+/// cells (the first such in search order): what a wrong answer was
+/// closest to, so its mask flags as few cells as the puzzle allows. `None`
+/// only for givens with no completion, which generation never makes.
+fn closest_completion(givens: &Grid, grid: &Grid) -> Option<Grid> {
+    let mut best: Option<(usize, Grid)> = None;
+    let mut search = *givens;
+    for_each_completion(&mut search, 0, &mut |done| {
+        let differences = (0..16).filter(|&i| done[i] != grid[i]).count();
+        if best.is_none_or(|(fewest, _)| differences < fewest) {
+            best = Some((differences, *done));
+        }
+        false
+    });
+    best.map(|(_, done)| done)
+}
+
+/// `grid`'s mask against `closest`, laid out as grids are written:
+/// `..../..!!/...!/....`.
+fn mask_grid(grid: &Grid, closest: &Grid) -> String {
+    let mask = render_mask((0..16).map(|i| grid[i] != closest[i]));
+    let rows: Vec<&str> = (0..4).map(|r| &mask[4 * r..4 * r + 4]).collect();
+    rows.join("/")
 }
 
 /// Calls `visit` on every valid grid that keeps the non-blank cells of
@@ -598,7 +636,7 @@ mod tests {
     #[test]
     fn repairs_change_only_the_named_cell() {
         let t = task("12.4/3..2/.1.3/4..1", "1234/3412/2143/4321");
-        let repair = |a: &str| Sudoku.repair(&t, a).unwrap();
+        let repair = |a: &str| Sudoku.repair(&t, a, FeedbackLevel::Explanation).unwrap();
         // The explanation names row 1, column 3.
         assert_eq!(
             repair("1244/3412/2143/4321").as_deref(),
@@ -620,13 +658,68 @@ mod tests {
         for seed in 0..300u64 {
             let t = Sudoku.generate(seed, 1 + (seed % 12) as u32);
             let wrong = Sudoku.wrong_attempt(&t, &mut Rng::new(seed)).unwrap();
-            let fixed = Sudoku.repair(&t, &wrong).unwrap().unwrap();
+            let fixed = Sudoku
+                .repair(&t, &wrong, FeedbackLevel::Explanation)
+                .unwrap()
+                .unwrap();
             let differs = wrong
                 .chars()
                 .zip(fixed.chars())
                 .filter(|(a, b)| a != b)
                 .count();
             assert_eq!(differs, 1, "{wrong} -> {fixed}");
+        }
+    }
+
+    #[test]
+    fn masks_flag_the_cells_to_change_and_the_repair_changes_them() {
+        let t = task("12.4/3..2/.1.3/4..1", "1234/3412/2143/4321");
+        let mask = |attempt: &str| Sudoku.feedback(&t, attempt, FeedbackLevel::Mask).unwrap();
+        // A slip in a blank, an overwritten given, two blanks swapped.
+        assert_eq!(
+            mask("1244/3412/2143/4321"),
+            "Wrong cells: ..!./..../..../...."
+        );
+        assert_eq!(
+            mask("2234/3412/2143/4321"),
+            "Wrong cells: !.../..../..../...."
+        );
+        assert_eq!(
+            mask("1234/3142/2143/4321"),
+            "Wrong cells: ..../.!!./..../...."
+        );
+        assert_eq!(mask("1234/3412/2143/4321"), "Correct.");
+        assert_eq!(mask("12.4/3..2/.1.3/4..1"), MALFORMED_MESSAGE);
+        // With several completions the mask is taken against the nearest.
+        let open = task("..../..../..../....", "1234/3412/2143/4321");
+        let grid = "1234/3412/2143/4312";
+        let message = Sudoku.feedback(&open, grid, FeedbackLevel::Mask).unwrap();
+        assert_eq!(message, "Wrong cells: ..../..../..../..!!");
+        for seed in 0..300u64 {
+            let t = Sudoku.generate(seed, 1 + (seed % 12) as u32);
+            let wrong = Sudoku.wrong_attempt(&t, &mut Rng::new(seed)).unwrap();
+            let message = Sudoku.feedback(&t, &wrong, FeedbackLevel::Mask).unwrap();
+            let marks: Vec<char> = message
+                .trim_start_matches("Wrong cells: ")
+                .chars()
+                .filter(|&c| c != '/')
+                .collect();
+            let fixed = Sudoku
+                .repair(&t, &wrong, FeedbackLevel::Mask)
+                .unwrap()
+                .unwrap();
+            assert!(
+                Sudoku.verify(&t, &fixed).unwrap().is_correct(),
+                "{wrong} -> {fixed}"
+            );
+            let (before, after) = (parse_answer(&wrong).unwrap(), parse_answer(&fixed).unwrap());
+            for i in 0..16 {
+                assert_eq!(
+                    marks[i] == '!',
+                    before[i] != after[i],
+                    "{wrong} {message} {fixed}"
+                );
+            }
         }
     }
 

@@ -69,9 +69,9 @@ struct Hooks<'a, B: TrainBackend> {
 }
 
 /// The validation tasks, each with a wrong attempt from the domain's error
-/// model, opened for the student once after the teacher's critique of it
-/// and once after "Try again.". Against the first attempt's accuracy the
-/// two say, while the model learns, whether it can answer after feedback at
+/// model, opened for the student once after the teacher's critique of it (at
+/// the eval's feedback level) and once after "Try again.". Against the first
+/// attempt's accuracy the two say, while the model learns, whether it can answer after feedback at
 /// all and whether what the critique says helps it.
 struct RevisionProbes<'a> {
     tasks: Vec<&'a Task>,
@@ -79,7 +79,11 @@ struct RevisionProbes<'a> {
     after_retry: Vec<Dialogue>,
 }
 
-fn revision_probes<'a>(tasks: &[&'a Task], restate: bool) -> Result<RevisionProbes<'a>> {
+fn revision_probes<'a>(
+    tasks: &[&'a Task],
+    level: FeedbackLevel,
+    restate: bool,
+) -> Result<RevisionProbes<'a>> {
     let mut probes = RevisionProbes {
         tasks: tasks.to_vec(),
         after_teacher: Vec::with_capacity(tasks.len()),
@@ -95,9 +99,7 @@ fn revision_probes<'a>(tasks: &[&'a Task], restate: bool) -> Result<RevisionProb
                 .push_reply(Role::Teacher, &message, restate);
             Ok(d)
         };
-        probes
-            .after_teacher
-            .push(opened(FeedbackLevel::Explanation)?);
+        probes.after_teacher.push(opened(level)?);
         probes.after_retry.push(opened(FeedbackLevel::Retry)?);
     }
     Ok(probes)
@@ -236,7 +238,11 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
     let val_tasks = val_tasks(ctx.config, &tasks, cfg.eval_tasks);
     let val_tasks: Vec<&Task> = val_tasks.iter().collect();
     let val_examples = pretrain_examples(&tokenizer, &val_tasks, &[])?;
-    let revisions = revision_probes(&val_tasks, ctx.config.data.restate_task)?;
+    let revisions = revision_probes(
+        &val_tasks,
+        ctx.config.eval.feedback_level,
+        ctx.config.data.restate_task,
+    )?;
 
     let llama = ctx.config.model.to_llama(tokenizer.vocab_size());
     tracing::info!(
