@@ -280,8 +280,6 @@ pub(crate) fn bounded(attempt: &str) -> Option<&str> {
     }
 }
 
-/// Shared prefix of every teacher: the retry control and the correct case.
-/// Returns `Some(message)` when the teacher's domain logic need not run.
 /// The mask of a `Mask`-level critique: `.` for each right character and
 /// `!` for each wrong one, in the attempt's order. Both symbols are
 /// tokens of their own, so the mask lines up with the attempt token for
@@ -293,6 +291,8 @@ pub(crate) fn render_mask(wrong: impl IntoIterator<Item = bool>) -> String {
         .collect()
 }
 
+/// Shared prefix of every teacher: the retry control and the correct case.
+/// Returns `Some(message)` when the teacher's domain logic need not run.
 pub(crate) fn common_feedback(verdict: Verdict, level: FeedbackLevel) -> Option<String> {
     if verdict.is_correct() {
         return Some(CORRECT_MESSAGE.to_string());

@@ -11,9 +11,9 @@
 //! grid, or that the path ends away from the goal; the same with the move's
 //! letter and where it happened, or how far the goal is from where the path
 //! ended; mask (`Moves: ..!`, one mark per move up to the failing one, or
-//! every move marked kept and the goal's direction). The grid and the goal are in the prompt, so positions tell the
-//! student nothing the teacher alone knows; the moves still to make are never
-//! named.
+//! every move marked kept and the goal's direction). The grid and the goal
+//! are in the prompt, so positions tell the student nothing the teacher
+//! alone knows; the moves still to make are never named.
 //!
 //! Solutions are strings over {u, d, l, r} once normalised, so the generic leak
 //! check would fire on any word holding three such letters in a row ("could",
@@ -484,7 +484,8 @@ impl Domain for Maze {
 
     /// Keeps the moves before the first one that fails (all of them when
     /// the path ends away from the goal) and searches on from where they
-    /// lead: the answer a student gives who acts on the critique.
+    /// lead: the answer a student gives who acts on the critique. The same
+    /// at every located level: a mask marks the same failing move.
     fn repair(&self, task: &Task, attempt: &str, _level: FeedbackLevel) -> Result<Option<String>> {
         let layout = self.layout(task)?;
         let Some(moves) = parse_moves(attempt, layout.max_moves()) else {
