@@ -70,9 +70,10 @@ struct Hooks<'a, B: TrainBackend> {
 
 /// The validation tasks, each with a wrong attempt from the domain's error
 /// model, opened for the student once after the teacher's critique of it (at
-/// the eval's feedback level) and once after "Try again.". Against the first
-/// attempt's accuracy the two say, while the model learns, whether it can answer after feedback at
-/// all and whether what the critique says helps it.
+/// the eval's feedback level) and once after "Try again.". Against the
+/// first attempt's accuracy the two say, while the model learns, whether it
+/// can answer after feedback at all and whether what the critique says
+/// helps it.
 struct RevisionProbes<'a> {
     tasks: Vec<&'a Task>,
     after_teacher: Vec<Dialogue>,
