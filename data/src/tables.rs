@@ -458,6 +458,37 @@ table! {
 }
 
 table! {
+    /// `report/critic_messages.parquet`: the critic's messages in the eval
+    /// read against the domain's teacher (`Domain::read_critique`), one row
+    /// per (model, condition, domain), `all` pooling the domains.
+    CRITIC_MESSAGES = "critic_messages";
+    /// One row of `report/critic_messages.parquet`. Shares are NaN where
+    /// their count is zero.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct CriticMessageRecord {
+        pub model: String,
+        pub condition: String,
+        pub domain: String,
+        /// Critiques the critic wrote, in domains that have a reader.
+        pub n_messages: u32,
+        /// Share of them in one of the teacher's forms for the domain.
+        pub well_formed: f64,
+        /// Critiques of wrong or malformed attempts whose claim the task
+        /// and the attempt settle.
+        pub n_claims: u32,
+        /// Share of those claims that hold.
+        pub claims_true: f64,
+        /// Attempts the critic judged (its verdict against the verifier).
+        pub n_judged: u32,
+        /// P(correct | judged correct).
+        pub precision: f64,
+        /// P(judged correct | correct).
+        pub recall: f64,
+        pub n_seeds: u32,
+    }
+}
+
+table! {
     /// `report/transfer.parquet`: the cross-domain matrix, one row per
     /// (model, evaluated domain): accuracy at turns 1 and K with the teacher,
     /// the gain between them, and the difference from the base model at K

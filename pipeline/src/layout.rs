@@ -157,6 +157,8 @@ pub const CONTRASTS_FILE: &str = "contrasts.parquet";
 pub const CONTRASTS_BY_SEED_FILE: &str = "contrasts_by_seed.parquet";
 /// In [`REPORT_DIR`]: what the student changes between turns.
 pub const REVISIONS_FILE: &str = "revisions.parquet";
+/// In [`REPORT_DIR`]: the critic's messages read against the teacher's forms.
+pub const CRITIC_MESSAGES_FILE: &str = "critic_messages.parquet";
 /// In [`REPORT_DIR`]: the report itself.
 pub const REPORT_FILE: &str = "report.md";
 /// In [`REPORT_DIR`]: the plot of gains.

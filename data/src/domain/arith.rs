@@ -13,6 +13,7 @@ use super::contract::{
     Domain, DomainKind, FeedbackLevel, Task, Verdict, bounded, common_feedback, render_mask,
 };
 use super::contract::{Shard, Sharding};
+use super::critique::{CritiqueReading, is_mask, number, read_common};
 use crate::error::Result;
 use crate::rng::{Rng, mix_seed};
 
@@ -79,6 +80,8 @@ fn parse_answer(text: &str) -> Option<i128> {
     Some(if negative { -value } else { value })
 }
 
+const MALFORMED_MESSAGE: &str = "Answer with a single integer and nothing else.";
+
 const PLACE_NAMES: [&str; 10] = [
     "ones",
     "tens",
@@ -105,6 +108,57 @@ fn join_names(names: &[String]) -> String {
         [one] => one.clone(),
         [init @ .., last] => format!("{} and {}", init.join(", "), last),
     }
+}
+
+/// Whether `message` has the form of the arith teacher's critique of a
+/// wrong answer: the direction, then in order the optional sign, length and
+/// either the mask (`Wrong digits: .!.`) or the named wrong digits.
+fn is_critique_form(message: &str) -> bool {
+    let Some(mut rest) = message
+        .strip_prefix("Your answer is too low.")
+        .or_else(|| message.strip_prefix("Your answer is too high."))
+    else {
+        return false;
+    };
+    for optional in [
+        &[" The sign is wrong."][..],
+        &[" It has too many digits.", " It has too few digits."],
+    ] {
+        if let Some(after) = optional.iter().find_map(|s| rest.strip_prefix(s)) {
+            rest = after;
+        }
+    }
+    if rest.is_empty() {
+        return true;
+    }
+    if let Some(mask) = rest.strip_prefix(" Wrong digits: ") {
+        return is_mask(mask);
+    }
+    let Some(names) = rest.strip_prefix(" The ") else {
+        return false;
+    };
+    let (names, one) = if let Some(n) = names.strip_suffix(" digit is wrong.") {
+        (n, true)
+    } else if let Some(n) = names.strip_suffix(" digits are wrong.") {
+        (n, false)
+    } else {
+        return false;
+    };
+    let (init, last) = names.rsplit_once(" and ").unwrap_or(("", names));
+    let mut all: Vec<&str> = if init.is_empty() {
+        Vec::new()
+    } else {
+        init.split(", ").collect()
+    };
+    all.push(last);
+    let is_place = |name: &&str| {
+        PLACE_NAMES.contains(name)
+            || name
+                .strip_suffix("th-from-the-right")
+                .and_then(number)
+                .is_some_and(|n| n > PLACE_NAMES.len())
+    };
+    (all.len() == 1) == one && all.iter().all(is_place)
 }
 
 /// Digit positions (0 = ones) where `attempt` and `answer` differ, comparing
@@ -196,7 +250,7 @@ impl Domain for Arith {
             return Ok(message);
         }
         let Some(value) = parse_answer(attempt) else {
-            return Ok("Answer with a single integer and nothing else.".to_string());
+            return Ok(MALFORMED_MESSAGE.to_string());
         };
         let answer = self.answer(task)?;
         let direction = if value > answer {
@@ -265,6 +319,26 @@ impl Domain for Arith {
             }
         }
         Ok((answer + 1).to_string())
+    }
+
+    /// Every claim of an arith critique (too high or low, the sign, the
+    /// number of digits, which digits) compares the attempt with the
+    /// answer, so only the form is judged.
+    fn read_critique(
+        &self,
+        task: &Task,
+        attempt: &str,
+        message: &str,
+    ) -> Result<Option<CritiqueReading>> {
+        let message = message.trim();
+        let verdict = self.verify(task, attempt)?;
+        Ok(Some(
+            match read_common(message, Some(MALFORMED_MESSAGE), verdict) {
+                Some(reading) => reading,
+                None if is_critique_form(message) => CritiqueReading::UNCHECKABLE,
+                None => CritiqueReading::GARBLED,
+            },
+        ))
     }
 
     fn leak_rule(&self, task: &Task, message: &str) -> Result<Option<String>> {
@@ -445,6 +519,33 @@ mod tests {
     fn shared_domain_checks() {
         testkit::reference_solutions_verify(&Arith, 30);
         testkit::garbage_never_panics(&Arith);
+    }
+
+    #[test]
+    fn critiques_are_read_for_their_form_only() {
+        let (checked, _) = testkit::teacher_critiques_read_true(&Arith, 30);
+        assert!(checked > 0);
+        let t = task(vec![347, 589], "+");
+        let read = |message: &str| Arith.read_critique(&t, "926", message).unwrap().unwrap();
+        for form in [
+            "Your answer is too low.",
+            "Your answer is too high. The sign is wrong. It has too many digits. Wrong digits: !.!.",
+            "Your answer is too low. The tens digit is wrong.",
+            "Your answer is too low. The ones, tens and hundreds digits are wrong.",
+            "Your answer is too low. The 12th-from-the-right digit is wrong.",
+        ] {
+            assert_eq!(read(form), CritiqueReading::UNCHECKABLE, "{form}");
+        }
+        for garbled in [
+            "Your answer is too low. The tens and ones digit is wrong.",
+            "Your answer is too low. The 3th-from-the-right digit is wrong.",
+            "Your answer is too low. It has too few digits. The sign is wrong.",
+            "Your answer is low.",
+            "Your answer is too low. Wrong digits: 1.!",
+        ] {
+            assert_eq!(read(garbled), CritiqueReading::GARBLED, "{garbled}");
+        }
+        assert_eq!(read(MALFORMED_MESSAGE), CritiqueReading::claim(false));
     }
 
     #[test]

@@ -246,6 +246,22 @@ pub trait Domain: Sync {
         Ok(None)
     }
 
+    /// How `message`, a critic's critique of `attempt`, reads against this
+    /// domain's teacher: whether it is one of the teacher's forms and
+    /// whether its claim about the attempt holds where the task and the
+    /// attempt settle it ([`CritiqueReading`]). `None` where the domain has
+    /// no reader (imported domains), so a report leaves it out rather than
+    /// counting every message as garbled. Must never panic, whatever the
+    /// message is.
+    fn read_critique(
+        &self,
+        _task: &Task,
+        _attempt: &str,
+        _message: &str,
+    ) -> Result<Option<super::CritiqueReading>> {
+        Ok(None)
+    }
+
     /// Domain-specific leak rule: `Some(reason)` if `message` gives away the
     /// solution. [`Domain::leak`] adds the generic substring rule.
     fn leak_rule(&self, task: &Task, message: &str) -> Result<Option<String>>;

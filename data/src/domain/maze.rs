@@ -28,6 +28,7 @@ use super::contract::{
     render_mask,
 };
 use super::contract::{Shard, Sharding};
+use super::critique::{CritiqueReading, is_mask, number, read_common, row_column};
 use crate::error::{DataError, Result};
 use crate::rng::{Rng, mix_seed};
 
@@ -307,6 +308,67 @@ fn direction(from: Cell, to: Cell) -> String {
     parts.join(" and ")
 }
 
+/// The feedback level whose form `message` has (`Move 2 (R) hits a wall at
+/// row 1, column 3.` is `Explanation`), `None` for none of the maze
+/// teacher's own forms.
+fn critique_level(message: &str) -> Option<FeedbackLevel> {
+    if message == "The path ends away from the goal." {
+        return Some(FeedbackLevel::Location);
+    }
+    if let Some(rest) = message.strip_prefix("Move ") {
+        let (k, rest) = rest.split_once(' ')?;
+        number(k)?;
+        if rest == "hits a wall." || rest == "leaves the grid." {
+            return Some(FeedbackLevel::Location);
+        }
+        let (letter, rest) = rest.strip_prefix('(')?.split_once(") ")?;
+        let mut letters = letter.chars();
+        Move::from_letter(letters.next()?)?;
+        let place = rest
+            .strip_prefix("hits a wall at ")
+            .or_else(|| rest.strip_prefix("leaves the grid from "))?;
+        (letters.next().is_none() && row_column(place.strip_suffix('.')?).is_some())
+            .then_some(FeedbackLevel::Explanation)
+    } else if let Some(rest) = message.strip_prefix("The path ends at ") {
+        let (place, way) = rest.split_once("; the goal is ")?;
+        (row_column(place).is_some() && is_direction(way.strip_suffix('.')?))
+            .then_some(FeedbackLevel::Explanation)
+    } else if let Some(rest) = message.strip_prefix("Moves: ") {
+        let ok = match rest.split_once(" The goal is ") {
+            Some((dots, way)) => {
+                is_mask(dots) && !dots.contains('!') && is_direction(way.strip_suffix('.')?)
+            }
+            // One `!`, under the move that fails, and the walk stops there.
+            None => is_mask(rest) && rest.find('!') == Some(rest.len() - 1),
+        };
+        ok.then_some(FeedbackLevel::Mask)
+    } else {
+        None
+    }
+}
+
+/// Whether `text` is a [`direction`]: `2 rows down`, `1 column left`, or
+/// both joined by ` and `, rows first.
+fn is_direction(text: &str) -> bool {
+    let part = |p: &str, axis: &str, ways: [&str; 2]| {
+        let words: Vec<&str> = p.split(' ').collect();
+        let [n, noun, way] = words[..] else {
+            return false;
+        };
+        let Some(n) = number(n) else {
+            return false;
+        };
+        let plural = if n == 1 { "" } else { "s" };
+        noun == format!("{axis}{plural}") && ways.contains(&way)
+    };
+    let rows = |p: &str| part(p, "row", ["up", "down"]);
+    let columns = |p: &str| part(p, "column", ["left", "right"]);
+    match text.split_once(" and ") {
+        Some((r, c)) => rows(r) && columns(c),
+        None => rows(text) || columns(text),
+    }
+}
+
 impl Maze {
     fn layout(&self, task: &Task) -> Result<Layout> {
         let meta: Meta = task.meta()?;
@@ -514,6 +576,27 @@ impl Domain for Maze {
             (repaired.len() <= layout.max_moves() && layout.walk(&repaired) == Outcome::Reaches)
                 .then(|| format_moves(&repaired)),
         )
+    }
+
+    /// Every maze critique is a fact about the walk through the maze the
+    /// prompt shows (where it first fails, where it ends, which way the
+    /// goal lies), so a well-formed one holds exactly when it is what the
+    /// teacher says at the level of its form.
+    fn read_critique(
+        &self,
+        task: &Task,
+        attempt: &str,
+        message: &str,
+    ) -> Result<Option<CritiqueReading>> {
+        let message = message.trim();
+        let verdict = self.verify(task, attempt)?;
+        if let Some(reading) = read_common(message, Some(MALFORMED_MESSAGE), verdict) {
+            return Ok(Some(reading));
+        }
+        Ok(Some(match critique_level(message) {
+            Some(level) => CritiqueReading::claim(self.feedback(task, attempt, level)? == message),
+            None => CritiqueReading::GARBLED,
+        }))
     }
 
     fn leak_rule(&self, task: &Task, message: &str) -> Result<Option<String>> {
@@ -1069,6 +1152,64 @@ mod tests {
     fn shared_domain_checks() {
         testkit::reference_solutions_verify(&Maze, 30);
         testkit::garbage_never_panics(&Maze);
+    }
+
+    #[test]
+    fn critiques_are_read_against_the_walk() {
+        let (checked, refuted) = testkit::teacher_critiques_read_true(&Maze, 30);
+        assert!(checked > 300 && refuted > 30, "{checked} {refuted}");
+        let t = task(EXAMPLE);
+        let read = |attempt: &str, message: &str| {
+            Maze.read_critique(&t, attempt, message).unwrap().unwrap()
+        };
+        let wall = "Move 2 (R) hits a wall at row 1, column 3.";
+        assert_eq!(read("RRDD", wall), CritiqueReading::claim(true));
+        assert_eq!(read("DDR", wall), CritiqueReading::claim(false));
+        assert_eq!(read("DRDRRD", wall), CritiqueReading::claim(false));
+        assert_eq!(
+            read("RRDD", "Move 2 hits a wall."),
+            CritiqueReading::claim(true)
+        );
+        assert_eq!(
+            read("DDR", "  Move 2 hits a wall.\n"),
+            CritiqueReading::claim(true)
+        );
+        assert_eq!(
+            read(
+                "DR",
+                "The path ends at row 2, column 2; the goal is 2 rows down and 2 columns right."
+            ),
+            CritiqueReading::claim(true)
+        );
+        assert_eq!(
+            read(
+                "DR",
+                "The path ends at row 2, column 2; the goal is 2 columns right and 2 rows down."
+            ),
+            CritiqueReading::GARBLED
+        );
+        assert_eq!(
+            read(
+                "DR",
+                "The path ends at row 2, column 2; the goal is 1 rows down."
+            ),
+            CritiqueReading::GARBLED
+        );
+        assert_eq!(read("RRDD", "Moves: .!"), CritiqueReading::claim(true));
+        assert_eq!(read("RRDD", "Moves: !."), CritiqueReading::GARBLED);
+        assert_eq!(
+            read("RRDD", "Move 2 (Q) hits a wall at row 1, column 3."),
+            CritiqueReading::GARBLED
+        );
+        assert_eq!(
+            read("RRDD", "Move 2 (RR) hits a wall at row 1, column 3."),
+            CritiqueReading::GARBLED
+        );
+        assert_eq!(
+            read("RRDD", MALFORMED_MESSAGE),
+            CritiqueReading::claim(false)
+        );
+        assert_eq!(read("RRDD", "Incorrect."), CritiqueReading::UNCHECKABLE);
     }
 
     /// Verify and feedback are total on untrusted text, and what they say is

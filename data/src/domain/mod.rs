@@ -20,8 +20,10 @@ pub mod numeric;
 pub mod sudoku;
 
 mod contract;
+mod critique;
 
 pub use contract::*;
+pub use critique::CritiqueReading;
 
 impl DomainKind {
     /// The domain implementation for this kind.
@@ -86,6 +88,54 @@ pub(crate) mod testkit {
         chars.into_iter().collect()
     }
 
+    /// The teacher's own critiques, at every level, of wrong attempts and
+    /// of garbage, read as well formed and never as false; the same
+    /// critique read against another wrong attempt to the same task is
+    /// sometimes false. Returns (claims checked, claims refuted against
+    /// the other attempt), for the domain's test to require that the
+    /// reader checks something and can say no.
+    pub fn teacher_critiques_read_true(domain: &dyn Domain, n: u64) -> (usize, usize) {
+        let (lo, hi) = domain.difficulty_range();
+        let (mut checked, mut refuted) = (0, 0);
+        for seed in 0..n {
+            for d in lo..=hi {
+                let t = domain.generate(seed, d);
+                let mut rng = Rng::new(seed);
+                let wrong = domain.wrong_attempt(&t, &mut rng).unwrap();
+                let other = domain.wrong_attempt(&t, &mut rng).unwrap();
+                for attempt in [wrong.as_str(), "#?", t.solution.as_str()] {
+                    for level in FeedbackLevel::ALL {
+                        let message = domain.feedback(&t, attempt, level).unwrap();
+                        let read = domain.read_critique(&t, attempt, &message).unwrap();
+                        let read = read.expect("the domain reads critiques");
+                        assert!(read.well_formed, "{t:?} {attempt:?} {message:?}");
+                        assert_ne!(read.claim, Some(false), "{t:?} {attempt:?} {message:?}");
+                        checked += read.claim.is_some() as usize;
+                        if attempt == wrong && other != wrong {
+                            let read = domain.read_critique(&t, &other, &message).unwrap();
+                            refuted += (read.unwrap().claim == Some(false)) as usize;
+                        }
+                    }
+                }
+                for garbled in [
+                    "",
+                    "column column column 3orrect column",
+                    "C",
+                    "Correct. Correct.",
+                    "Move",
+                    "Row 9 breaks a rule.",
+                    "The path ends at row 1; the goal is up.",
+                    "Your answer is too low. The tens digits are wrong.",
+                    "On input [1 2 it returns [3].",
+                ] {
+                    let read = domain.read_critique(&t, &wrong, garbled).unwrap().unwrap();
+                    assert_eq!(read, CritiqueReading::GARBLED, "{garbled:?}");
+                }
+            }
+        }
+        (checked, refuted)
+    }
+
     pub fn garbage_never_panics(domain: &dyn Domain) {
         let t = domain.generate(3, domain.difficulty_range().1);
         for s in [
@@ -114,6 +164,8 @@ pub(crate) mod testkit {
                 if v != Verdict::Correct {
                     assert_ne!(msg, CORRECT_MESSAGE);
                 }
+                domain.read_critique(&t, s, &msg).unwrap();
+                domain.read_critique(&t, &t.solution, s).unwrap();
             }
         }
     }

@@ -20,6 +20,7 @@ use super::contract::{
     render_mask,
 };
 use super::contract::{Shard, Sharding};
+use super::critique::{CritiqueReading, is_mask, number, read_common, row_column};
 use crate::error::{DataError, Result};
 use crate::rng::{Rng, mix_seed};
 
@@ -88,6 +89,114 @@ impl Unit {
             Unit::Row(r) => format!("Row {}", r + 1),
             Unit::Column(c) => format!("Column {}", c + 1),
             Unit::Box(b) => format!("The {} box", BOX_NAMES[b]),
+        }
+    }
+}
+
+/// What a sudoku critique says about a grid, as [`Sudoku::read_critique`]
+/// reads it; `None` parts are those its feedback level leaves out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    /// `You changed the given 4 in row 1, column 3.` (digit named) or
+    /// `The given cell in row 1, column 3 was changed.`
+    ChangedGiven { cell: usize, given: Option<u8> },
+    /// `Row 2 contains the digit 3 twice; the 3 in row 2, column 4 must
+    /// change.` or `Row 2 breaks a rule.`
+    Repeat {
+        unit: Unit,
+        named: Option<RepeatNamed>,
+    },
+    /// `Wrong cells: ..../.!../..../....`
+    Mask,
+}
+
+/// The explanation's account of a repeat: the digit, whether it occurs
+/// exactly twice (`twice`) or more (`more than once`), and the cell named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RepeatNamed {
+    digit: u8,
+    twice: bool,
+    cell: usize,
+}
+
+impl Claim {
+    fn read(message: &str) -> Option<Claim> {
+        let cell = |(r, c): (usize, usize)| (r <= 4 && c <= 4).then(|| 4 * (r - 1) + c - 1);
+        let digit = |text: &str| {
+            let d = number(text)?;
+            (d <= 4).then_some(d as u8)
+        };
+        if let Some(rest) = message.strip_prefix("You changed the given ") {
+            let (given, place) = rest.strip_suffix('.')?.split_once(" in ")?;
+            return Some(Claim::ChangedGiven {
+                cell: cell(row_column(place)?)?,
+                given: Some(digit(given)?),
+            });
+        }
+        if let Some(rest) = message.strip_prefix("The given cell in ") {
+            let place = rest.strip_suffix(" was changed.")?;
+            return Some(Claim::ChangedGiven {
+                cell: cell(row_column(place)?)?,
+                given: None,
+            });
+        }
+        if let Some(rest) = message.strip_prefix("Wrong cells: ") {
+            let rows: Vec<&str> = rest.split('/').collect();
+            let ok = rows.len() == 4 && rows.iter().all(|r| r.len() == 4 && is_mask(r));
+            return ok.then_some(Claim::Mask);
+        }
+        if let Some(name) = message.strip_suffix(" breaks a rule.") {
+            return Some(Claim::Repeat {
+                unit: Unit::all().find(|u| u.name() == name)?,
+                named: None,
+            });
+        }
+        let (name, rest) = message.split_once(" contains the digit ")?;
+        let unit = Unit::all().find(|u| u.name() == name)?;
+        let (d, rest) = rest.split_once(' ')?;
+        let (times, rest) = rest.split_once("; the ")?;
+        let twice = match times {
+            "twice" => true,
+            "more than once" => false,
+            _ => return None,
+        };
+        let (d2, rest) = rest.split_once(" in ")?;
+        let place = rest.strip_suffix(" must change.")?;
+        let d = digit(d)?;
+        (digit(d2)? == d).then_some(())?;
+        Some(Claim::Repeat {
+            unit,
+            named: Some(RepeatNamed {
+                digit: d,
+                twice,
+                cell: cell(row_column(place)?)?,
+            }),
+        })
+    }
+
+    /// Whether the claim is true of `grid` (a mask is judged by the
+    /// caller, against the teacher's).
+    fn holds(self, givens: &Grid, grid: &Grid) -> bool {
+        match self {
+            Claim::ChangedGiven { cell, given } => {
+                givens[cell] != 0
+                    && grid[cell] != givens[cell]
+                    && given.is_none_or(|g| g == givens[cell])
+            }
+            Claim::Repeat { unit, named: None } => {
+                let cells = unit.cells();
+                (1..=4).any(|d| cells.iter().filter(|&&i| grid[i] == d).count() > 1)
+            }
+            Claim::Repeat {
+                unit,
+                named: Some(RepeatNamed { digit, twice, cell }),
+            } => {
+                let cells = unit.cells();
+                let count = cells.iter().filter(|&&i| grid[i] == digit).count();
+                let times = if twice { count == 2 } else { count > 2 };
+                times && cells.contains(&cell) && grid[cell] == digit
+            }
+            Claim::Mask => false,
         }
     }
 }
@@ -379,6 +488,33 @@ impl Domain for Sudoku {
         };
         grid[cell] = solution[cell];
         Ok(Some(format_grid(&grid)))
+    }
+
+    /// A changed given and a repeated digit are visible in the grid and
+    /// the givens; the mask is too, since the completions of the givens
+    /// are. Which of two repeated digits must change needs the solution,
+    /// so that part of an explanation is not judged.
+    fn read_critique(
+        &self,
+        task: &Task,
+        attempt: &str,
+        message: &str,
+    ) -> Result<Option<CritiqueReading>> {
+        let message = message.trim();
+        let verdict = self.verify(task, attempt)?;
+        if let Some(reading) = read_common(message, Some(MALFORMED_MESSAGE), verdict) {
+            return Ok(Some(reading));
+        }
+        let Some(claim) = Claim::read(message) else {
+            return Ok(Some(CritiqueReading::GARBLED));
+        };
+        let (givens, _) = self.grids(task)?;
+        let holds = match (claim, parse_answer(attempt)) {
+            (_, None) => false,
+            (Claim::Mask, Some(_)) => self.feedback(task, attempt, FeedbackLevel::Mask)? == message,
+            (claim, Some(grid)) => claim.holds(&givens, &grid),
+        };
+        Ok(Some(CritiqueReading::claim(holds)))
     }
 
     fn leak_rule(&self, task: &Task, message: &str) -> Result<Option<String>> {
@@ -960,6 +1096,111 @@ mod tests {
     fn shared_domain_checks() {
         testkit::reference_solutions_verify(&Sudoku, 30);
         testkit::garbage_never_panics(&Sudoku);
+    }
+
+    #[test]
+    fn critiques_are_read_against_the_grid_and_the_givens() {
+        let (checked, refuted) = testkit::teacher_critiques_read_true(&Sudoku, 30);
+        assert!(checked > 300 && refuted > 30, "{checked} {refuted}");
+        // Givens: a 1 in row 1, column 1 and in row 4, column 4.
+        let t = task("1.../..../..../...1", "1234/3412/2143/4321");
+        let read = |attempt: &str, message: &str| {
+            Sudoku.read_critique(&t, attempt, message).unwrap().unwrap()
+        };
+        let repeat = "Row 1 contains the digit 2 twice; the 2 in row 1, column 3 must change.";
+        assert_eq!(
+            read("1224/3412/2143/4321", repeat),
+            CritiqueReading::claim(true)
+        );
+        // The other 2 of the pair is as true a claim: which one must change
+        // needs the solution and is not judged.
+        assert_eq!(
+            read(
+                "1224/3412/2143/4321",
+                "Row 1 contains the digit 2 twice; the 2 in row 1, column 2 must change."
+            ),
+            CritiqueReading::claim(true)
+        );
+        assert_eq!(
+            read("1234/3412/2143/4321", repeat),
+            CritiqueReading::claim(false)
+        );
+        assert_eq!(
+            read("1222/3412/2143/4321", repeat),
+            CritiqueReading::claim(false)
+        );
+        assert_eq!(
+            read(
+                "1222/3412/2143/4321",
+                "Row 1 contains the digit 2 more than once; the 2 in row 1, column 4 must change."
+            ),
+            CritiqueReading::claim(true)
+        );
+        assert_eq!(
+            read(
+                "1224/3412/2143/4321",
+                "Row 1 contains the digit 2 twice; the 3 in row 1, column 3 must change."
+            ),
+            CritiqueReading::GARBLED
+        );
+        assert_eq!(
+            read("1224/3412/2143/4321", "Row 1 breaks a rule."),
+            CritiqueReading::claim(true)
+        );
+        assert_eq!(
+            read("1224/3412/2143/4321", "Row 2 breaks a rule."),
+            CritiqueReading::claim(false)
+        );
+        let given = "You changed the given 1 in row 4, column 4.";
+        assert_eq!(
+            read("1234/3412/2143/4322", given),
+            CritiqueReading::claim(true)
+        );
+        assert_eq!(
+            read("1224/3412/2143/4321", given),
+            CritiqueReading::claim(false)
+        );
+        assert_eq!(
+            read(
+                "1234/3412/2143/4322",
+                "You changed the given 3 in row 4, column 4."
+            ),
+            CritiqueReading::claim(false)
+        );
+        assert_eq!(
+            read(
+                "1234/3412/2143/4322",
+                "The given cell in row 4, column 4 was changed."
+            ),
+            CritiqueReading::claim(true)
+        );
+        assert_eq!(
+            read(
+                "1234/3412/2143/4322",
+                "You changed the given 1 in row 5, column 4."
+            ),
+            CritiqueReading::GARBLED
+        );
+        assert_eq!(
+            read(
+                "1224/3412/2143/4321",
+                repeat.replace("twice", "thrice").as_str()
+            ),
+            CritiqueReading::GARBLED
+        );
+        assert_eq!(read("1224/34", repeat), CritiqueReading::claim(false));
+        assert_eq!(
+            read("1224/34", MALFORMED_MESSAGE),
+            CritiqueReading::claim(true)
+        );
+        assert_eq!(
+            read("1224/3412/2143/4321", "Wrong cells: ..../..!./..../...."),
+            CritiqueReading::claim(false)
+        );
+        assert_eq!(
+            read("1224/3412/2143/4321", "Wrong cells: ..../..!./..../..."),
+            CritiqueReading::GARBLED
+        );
     }
 
     /// Verify and feedback are total on untrusted text, and what they say is

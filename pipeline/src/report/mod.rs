@@ -3,5 +3,6 @@
 //! section too (`sml/report.md`). Kept apart from the stages so that
 //! `analyse` imports no other stage.
 
+pub mod critic;
 pub mod sml;
 pub mod transfer;

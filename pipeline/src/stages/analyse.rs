@@ -18,8 +18,8 @@ use didact_critic::respond::says_correct;
 use didact_data::leak::normalise;
 use didact_data::leak::teacher_message;
 use didact_data::tables::{
-    ContrastBySeedRecord, ContrastRecord, EvalTurnRow, GainRecord, RevisionRecord, SummaryRecord,
-    Table, read_tasks,
+    ContrastBySeedRecord, ContrastRecord, CriticMessageRecord, EvalTurnRow, GainRecord,
+    RevisionRecord, SummaryRecord, Table, read_tasks,
 };
 use didact_data::{FeedbackLevel, Task};
 use serde_json::json;
@@ -32,11 +32,12 @@ use crate::analysis::{
 };
 use crate::config::Condition;
 use crate::layout::{
-    CONTRASTS_BY_SEED_FILE, CONTRASTS_FILE, CRITIC_DIR, GAINS_FILE, GAINS_PLOT_FILE, MODELS,
-    REPORT_DIR, REPORT_FILE, REVISIONS_FILE, SML_TURNS_FILE, SUMMARY_FILE, TASKS_FILE,
-    TRANSFER_MATRIX_FILE, TRANSFER_TURNS_FILE, TURNS_FILE, VERDICT_FILE,
+    CONTRASTS_BY_SEED_FILE, CONTRASTS_FILE, CRITIC_DIR, CRITIC_MESSAGES_FILE, GAINS_FILE,
+    GAINS_PLOT_FILE, MODELS, REPORT_DIR, REPORT_FILE, REVISIONS_FILE, SML_TURNS_FILE, SUMMARY_FILE,
+    TASKS_FILE, TRANSFER_MATRIX_FILE, TRANSFER_TURNS_FILE, TURNS_FILE, VERDICT_FILE,
 };
 use crate::plot;
+use crate::report;
 
 const RESAMPLES: usize = 1000;
 
@@ -1199,7 +1200,11 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
         &cfg.conditions,
         k,
     )?;
-    let (critic_md, critic_metrics) = critic_section(ctx, &grid, &by_seed, &tasks)?;
+    let (mut critic_md, critic_metrics) = critic_section(ctx, &grid, &by_seed, &tasks)?;
+    let eval_rows: Vec<&EvalTurnRow> = by_seed.iter().flat_map(|(_, rows)| rows).collect();
+    let critic_messages = report::critic::message_records(&eval_rows, &tasks)?;
+    CriticMessageRecord::write(&out.join(CRITIC_MESSAGES_FILE), &critic_messages)?;
+    critic_md.push_str(&report::critic::section(&critic_messages, "rl2f")?);
 
     let n_tasks = counts(
         &grid
@@ -1231,6 +1236,7 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
         format!("{REPORT_DIR}/{CONTRASTS_FILE}"),
         format!("{REPORT_DIR}/{CONTRASTS_BY_SEED_FILE}"),
         format!("{REPORT_DIR}/{REVISIONS_FILE}"),
+        format!("{REPORT_DIR}/{CRITIC_MESSAGES_FILE}"),
     ];
     outputs.extend(plot_files.iter().map(|p| format!("{REPORT_DIR}/{p}")));
     md.push_str(&seed_sections(ctx, &out, k, &mut outputs)?);

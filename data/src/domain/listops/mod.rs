@@ -24,6 +24,7 @@ use super::contract::{
     Domain, DomainKind, FeedbackLevel, Task, Verdict, WRONG_MESSAGE, common_feedback,
 };
 use super::contract::{Shard, Sharding};
+use super::critique::{CritiqueReading, number, read_common};
 use crate::error::{DataError, Result};
 use crate::rng::{Rng, mix_seed};
 
@@ -232,6 +233,33 @@ impl Listops {
     }
 }
 
+/// Whether `message` has the form of a critique naming a failing case:
+/// `It fails on input [..].`, `On input [..] it returns [..], but the
+/// expected output is [..].` or `On input [..] it stops with an error: ...`.
+fn is_case_critique(message: &str) -> bool {
+    let is_list = |text: &str| {
+        text.strip_prefix('[')
+            .and_then(|t| t.strip_suffix(']'))
+            .is_some_and(|items| {
+                items.is_empty() || items.split(' ').all(|x| x.parse::<i64>().is_ok())
+            })
+    };
+    if let Some(rest) = message.strip_prefix("It fails on input ") {
+        return rest.strip_suffix('.').is_some_and(is_list);
+    }
+    let Some(rest) = message.strip_prefix("On input ") else {
+        return false;
+    };
+    if let Some((input, rest)) = rest.split_once(" it returns ") {
+        return rest
+            .strip_suffix('.')
+            .and_then(|r| r.split_once(", but the expected output is "))
+            .is_some_and(|(got, want)| is_list(input) && is_list(got) && is_list(want));
+    }
+    rest.split_once(" it stops with an error: ")
+        .is_some_and(|(input, error)| is_list(input) && error.len() > 1 && error.ends_with('.'))
+}
+
 impl Domain for Listops {
     fn kind(&self) -> DomainKind {
         DomainKind::Listops
@@ -329,6 +357,39 @@ impl Domain for Listops {
         } else {
             Ok(emptied)
         }
+    }
+
+    /// A syntax error is a fact about the attempt's text; what the
+    /// program does on a hidden case, the critic cannot see, so only the
+    /// form of those critiques is judged.
+    fn read_critique(
+        &self,
+        task: &Task,
+        attempt: &str,
+        message: &str,
+    ) -> Result<Option<CritiqueReading>> {
+        let message = message.trim();
+        let verdict = self.verify(task, attempt)?;
+        if let Some(reading) = read_common(message, None, verdict) {
+            return Ok(Some(reading));
+        }
+        if let Some(rest) = message.strip_prefix("Syntax error at character ") {
+            let well_formed = rest.split_once(": ").is_some_and(|(at, what)| {
+                number(at).is_some() && what.len() > 1 && what.ends_with('.')
+            });
+            return Ok(Some(if well_formed {
+                CritiqueReading::claim(
+                    self.feedback(task, attempt, FeedbackLevel::Explanation)? == message,
+                )
+            } else {
+                CritiqueReading::GARBLED
+            }));
+        }
+        Ok(Some(if is_case_critique(message) {
+            CritiqueReading::UNCHECKABLE
+        } else {
+            CritiqueReading::GARBLED
+        }))
     }
 
     fn leak_rule(&self, task: &Task, message: &str) -> Result<Option<String>> {
@@ -806,6 +867,40 @@ mod tests {
     fn shared_domain_checks() {
         testkit::reference_solutions_verify(&Listops, 30);
         testkit::garbage_never_panics(&Listops);
+    }
+
+    #[test]
+    fn critiques_are_read_for_form_and_syntax() {
+        let (checked, _) = testkit::teacher_critiques_read_true(&Listops, 30);
+        assert!(checked > 0);
+        let t = Listops.generate(4, 1);
+        let read = |attempt: &str, message: &str| {
+            Listops
+                .read_critique(&t, attempt, message)
+                .unwrap()
+                .unwrap()
+        };
+        for form in [
+            "It fails on input [3 -1 0].",
+            "On input [] it returns [1], but the expected output is [].",
+            "On input [2 2] it stops with an error: division by zero.",
+        ] {
+            assert_eq!(read("sort", form), CritiqueReading::UNCHECKABLE, "{form}");
+        }
+        let syntax = Listops
+            .feedback(&t, "sort |", FeedbackLevel::Explanation)
+            .unwrap();
+        assert!(syntax.starts_with("Syntax error"), "{syntax}");
+        assert_eq!(read("sort |", &syntax), CritiqueReading::claim(true));
+        assert_eq!(read("sort", &syntax), CritiqueReading::claim(false));
+        assert_eq!(
+            read("sort", "It fails on input [3 x]."),
+            CritiqueReading::GARBLED
+        );
+        assert_eq!(
+            read("sort", "Syntax error at character 0: x."),
+            CritiqueReading::GARBLED
+        );
     }
 
     fn judge_anything(
