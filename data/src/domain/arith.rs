@@ -9,11 +9,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::contract::CritiqueReading;
 use super::contract::{
     Domain, DomainKind, FeedbackLevel, Task, Verdict, bounded, common_feedback, render_mask,
 };
 use super::contract::{Shard, Sharding};
-use super::critique::{CritiqueReading, is_mask, number, read_common};
+use super::critique::{is_mask, number, read_common};
 use crate::error::Result;
 use crate::rng::{Rng, mix_seed};
 

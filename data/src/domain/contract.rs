@@ -205,6 +205,42 @@ pub const CORRECT_MESSAGE: &str = "Correct.";
 /// The verdict-only message for a wrong attempt.
 pub const WRONG_MESSAGE: &str = "Incorrect.";
 
+/// What [`Domain::read_critique`] finds in one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CritiqueReading {
+    /// The message is one of the teacher's forms for the domain, at any
+    /// feedback level, with every slot filled by a value of its kind.
+    pub well_formed: bool,
+    /// Whether the claim the message makes about the attempt holds:
+    /// `None` for a verdict alone ("Incorrect.", "Correct.": judged as a
+    /// verdict elsewhere), for a form whose claim needs the solution, and
+    /// for a message that is not well formed.
+    pub claim: Option<bool>,
+}
+
+impl CritiqueReading {
+    /// Not one of the teacher's forms.
+    pub const GARBLED: Self = Self {
+        well_formed: false,
+        claim: None,
+    };
+
+    /// A teacher's form that makes no claim checkable from the task and
+    /// the attempt alone.
+    pub const UNCHECKABLE: Self = Self {
+        well_formed: true,
+        claim: None,
+    };
+
+    /// A teacher's form whose claim about the attempt `holds` or not.
+    pub fn claim(holds: bool) -> Self {
+        Self {
+            well_formed: true,
+            claim: Some(holds),
+        }
+    }
+}
+
 /// A task domain. Implementations are stateless; everything a call needs is
 /// in the task.
 pub trait Domain: Sync {
@@ -258,7 +294,7 @@ pub trait Domain: Sync {
         _task: &Task,
         _attempt: &str,
         _message: &str,
-    ) -> Result<Option<super::CritiqueReading>> {
+    ) -> Result<Option<CritiqueReading>> {
         Ok(None)
     }
 

@@ -5,43 +5,7 @@
 //! of it; the rest (which digit of the answer is wrong, what a hidden case
 //! should return) needs the solution and is not judged here.
 
-use super::contract::{CORRECT_MESSAGE, RETRY_MESSAGE, Verdict, WRONG_MESSAGE};
-
-/// What [`super::Domain::read_critique`] finds in one message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CritiqueReading {
-    /// The message is one of the teacher's forms for the domain, at any
-    /// feedback level, with every slot filled by a value of its kind.
-    pub well_formed: bool,
-    /// Whether the claim the message makes about the attempt holds:
-    /// `None` for a verdict alone ("Incorrect.", "Correct.": judged as a
-    /// verdict elsewhere), for a form whose claim needs the solution, and
-    /// for a message that is not well formed.
-    pub claim: Option<bool>,
-}
-
-impl CritiqueReading {
-    /// Not one of the teacher's forms.
-    pub const GARBLED: Self = Self {
-        well_formed: false,
-        claim: None,
-    };
-
-    /// A teacher's form that makes no claim checkable from the task and
-    /// the attempt alone.
-    pub const UNCHECKABLE: Self = Self {
-        well_formed: true,
-        claim: None,
-    };
-
-    /// A teacher's form whose claim about the attempt `holds` or not.
-    pub fn claim(holds: bool) -> Self {
-        Self {
-            well_formed: true,
-            claim: Some(holds),
-        }
-    }
-}
+use super::contract::{CORRECT_MESSAGE, CritiqueReading, RETRY_MESSAGE, Verdict, WRONG_MESSAGE};
 
 /// The messages every teacher shares, and the domain's own message for an
 /// answer it cannot read, where it has one (whose claim, that the attempt

@@ -23,12 +23,13 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
+use super::contract::CritiqueReading;
 use super::contract::{
     Domain, DomainKind, FeedbackLevel, Task, Verdict, WRONG_MESSAGE, bounded, common_feedback,
     render_mask,
 };
 use super::contract::{Shard, Sharding};
-use super::critique::{CritiqueReading, is_mask, number, read_common, row_column};
+use super::critique::{is_mask, number, read_common, row_column};
 use crate::error::{DataError, Result};
 use crate::rng::{Rng, mix_seed};
 

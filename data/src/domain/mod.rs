@@ -23,7 +23,6 @@ mod contract;
 mod critique;
 
 pub use contract::*;
-pub use critique::CritiqueReading;
 
 impl DomainKind {
     /// The domain implementation for this kind.

@@ -20,11 +20,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::contract::CritiqueReading;
 use super::contract::{
     Domain, DomainKind, FeedbackLevel, Task, Verdict, WRONG_MESSAGE, common_feedback,
 };
 use super::contract::{Shard, Sharding};
-use super::critique::{CritiqueReading, number, read_common};
+use super::critique::{number, read_common};
 use crate::error::{DataError, Result};
 use crate::rng::{Rng, mix_seed};
 
