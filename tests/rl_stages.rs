@@ -231,7 +231,23 @@ fn rl_stages_write_checkpoints_rollouts_logs_and_the_eval_grid() {
     for c in ["fix_rate", "targeted_rate", "n_judged", "n_seeds"] {
         assert!(revisions.column(c).is_ok(), "revisions lacks {c}");
     }
+    // The critic's messages read against the teacher's forms: a pooled row
+    // per model and critic condition, shares within 0..=1 where defined.
+    let messages =
+        tables::CriticMessageRecord::read(&report.join("critic_messages.parquet")).unwrap();
+    let pooled = messages
+        .iter()
+        .find(|r| r.model == "rl2f" && r.condition == "critic_oracle_stop" && r.domain == "all")
+        .expect("a pooled row for the RL²F critic");
+    assert!(pooled.n_messages > 0, "{pooled:?}");
+    for r in &messages {
+        for share in [r.well_formed, r.claims_true, r.precision, r.recall] {
+            assert!(share.is_nan() || (0.0..=1.0).contains(&share), "{r:?}");
+        }
+        assert!(r.n_claims <= r.n_messages, "{r:?}");
+    }
     let md = fs::read_to_string(report.join("report.md")).unwrap();
+    assert!(md.contains("well-formed %"), "{md}");
     assert!(
         md.contains("## Headline") && md.contains("| rl2f | critic |"),
         "{md}"

@@ -4,7 +4,7 @@
 
 use std::fs;
 
-use didact_data::tables::{EvalTurnRow, Table, read_table};
+use didact_data::tables::{EvalTurnRow, Table, TrainLogRow, read_table};
 use didact_e2e::{scratch, smoke_run};
 use polars::prelude::SerReader;
 
@@ -12,9 +12,12 @@ use polars::prelude::SerReader;
 fn two_training_seeds_share_the_data_and_pool_in_the_report() {
     let dir = scratch();
     // The smoke budget, with fewer steps: this test is about the layout.
+    // The head critic, so that a trained critic is covered end to end
+    // beside the default `self` mode of the other pipeline tests.
     let sets = [
         "run.seeds=[0,1]",
         "student.iterations=2",
+        "critic.mode=head",
         "critic.train.steps=4",
         "eval.conditions=[\"single\",\"retry\",\"teacher\",\"verdict\",\"shuffled\"]",
     ];
@@ -42,6 +45,13 @@ fn two_training_seeds_share_the_data_and_pool_in_the_report() {
             "tasks are shared"
         );
     }
+    // The head critic trained (a `self` critic would log no steps).
+    let log = TrainLogRow::read(&run.join("seed-0/train_log.parquet")).unwrap();
+    assert!(
+        log.iter()
+            .any(|r| r.stage == "critic" && r.metric == "train_loss"),
+        "the head critic's training steps are logged"
+    );
     // Different training seeds, different models, the same test tasks.
     let base0 = fs::read(run.join("seed-0/base/model.safetensors")).unwrap();
     let base1 = fs::read(run.join("seed-1/base/model.safetensors")).unwrap();

@@ -15,6 +15,14 @@ pub enum CriticMode {
     /// The whole student LM fine-tuned on critique tokens next to its
     /// student objective (the paper's world-modelling variant).
     Shared,
+    /// The student itself (`"self"`): it learns the teacher's turns (the
+    /// critiques at `feedback_level`, and "Correct." after a right answer)
+    /// as a second next-token objective in pretraining, and at evaluation
+    /// the same weights answer as student and as critic. The critic stage
+    /// trains nothing (`head_layers` and `train` are unused); it calibrates
+    /// the verdict on the RL²F student. The default.
+    #[serde(rename = "self")]
+    Student,
 }
 
 /// How the threshold on P("Correct.") is chosen, per domain, from held-out
@@ -59,6 +67,11 @@ pub struct CriticConfig {
     /// some turn: correct attempts are rare, and a critic that never says
     /// "Correct." talks the student out of its right answers.
     pub correct_copies: usize,
+    /// In `self` mode, the weight of the critique loss in RL²F: the
+    /// negative log-likelihood of the teacher's turns of the rollouts (and
+    /// of "Correct." after a right answer), per teacher token, beside the
+    /// policy loss.
+    pub self_weight: f64,
     /// How the verdict threshold is calibrated.
     pub verdict: VerdictRule,
     /// With `verdict = "recall"`: the threshold is the largest at which the
@@ -69,10 +82,29 @@ pub struct CriticConfig {
     pub train: TrainConfig,
 }
 
+impl CriticMode {
+    /// The name a config uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Head => "head",
+            Self::Shared => "shared",
+            Self::Student => "self",
+        }
+    }
+}
+
+impl CriticConfig {
+    /// The feedback level whose critiques the student learns in
+    /// pretraining, in `self` mode; `None` in the other modes.
+    pub fn self_critique(&self) -> Option<FeedbackLevel> {
+        (self.mode == CriticMode::Student).then_some(self.feedback_level)
+    }
+}
+
 impl Default for CriticConfig {
     fn default() -> Self {
         Self {
-            mode: CriticMode::Head,
+            mode: CriticMode::Student,
             head_layers: 2,
             tasks: 1000,
             dialogues_per_task: 2,
@@ -82,6 +114,7 @@ impl Default for CriticConfig {
             max_new_tokens: 24,
             critique_tokens: 48,
             correct_copies: 3,
+            self_weight: 0.05,
             verdict: VerdictRule::Utility,
             min_recall: 0.9,
             train: TrainConfig {
@@ -114,6 +147,12 @@ impl CriticConfig {
         }
         if !(0.0..=1.0).contains(&self.min_recall) {
             return Err(format!("min_recall: {} is outside 0..=1", self.min_recall));
+        }
+        if !(self.self_weight >= 0.0 && self.self_weight.is_finite()) {
+            return Err(format!(
+                "self_weight: {} must be a non-negative number",
+                self.self_weight
+            ));
         }
         self.train.validate().map_err(|e| format!("train: {e}"))
     }

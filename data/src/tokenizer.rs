@@ -385,9 +385,31 @@ impl Tokenizer {
     /// teacher and the critic both speak as the user, and their turns look
     /// alike.
     pub fn turn_texts(&self, ids: &[u32], role: Role) -> Result<Vec<String>> {
+        self.turn_spans(ids, role)?
+            .into_iter()
+            .map(|(start, end)| Ok(self.decode(&ids[start..end])?.trim().to_string()))
+            .collect()
+    }
+
+    /// `mask[i]`: token `i` belongs to one of `role`'s turns after a
+    /// handover from the student, as [`Tokenizer::turn_texts`] reads them,
+    /// or is the token that ends one: the loss mask of an objective that
+    /// learns those turns from a sampled dialogue's tokens.
+    pub fn turn_mask(&self, ids: &[u32], role: Role) -> Result<Vec<bool>> {
+        let mut mask = vec![false; ids.len()];
+        for (start, end) in self.turn_spans(ids, role)? {
+            let through = (end + 1).min(ids.len());
+            mask[start..through].iter_mut().for_each(|m| *m = true);
+        }
+        Ok(mask)
+    }
+
+    /// Each turn of `role` after a handover from the student, as the range
+    /// of its tokens up to (not including) the token that ends it.
+    fn turn_spans(&self, ids: &[u32], role: Role) -> Result<Vec<(usize, usize)>> {
         let opener = self.boundary(Some(Role::Student), Some(role))?;
         let stops = self.stop_ids();
-        let mut texts = Vec::new();
+        let mut spans = Vec::new();
         // The prefix may end as a handover does (a system prompt closed,
         // the task opened).
         let mut i = self.boundary(None, Some(Role::Task))?.len();
@@ -401,10 +423,10 @@ impl Tokenizer {
             while end < ids.len() && !stops.contains(&ids[end]) {
                 end += 1;
             }
-            texts.push(self.decode(&ids[start..end])?.trim().to_string());
+            spans.push((start, end));
             i = end.max(start);
         }
-        Ok(texts)
+        Ok(spans)
     }
 }
 
@@ -778,6 +800,17 @@ mod tests {
         ids.extend(tok.encode("2").unwrap());
         ids.push(im_end);
         assert_eq!(tok.turn_texts(&ids, Role::Teacher).unwrap(), ["Too high."]);
+        // The teacher's turn as a loss mask: its tokens and the one that ends it.
+        let mask = tok.turn_mask(&ids, Role::Teacher).unwrap();
+        let marked: Vec<u32> = ids
+            .iter()
+            .zip(&mask)
+            .filter(|p| *p.1)
+            .map(|p| *p.0)
+            .collect();
+        let mut turn = tok.encode("Too high.").unwrap();
+        turn.push(im_end);
+        assert_eq!(marked, turn);
     }
 
     #[test]

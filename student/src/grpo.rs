@@ -88,6 +88,13 @@ pub struct RlConfig {
     pub eval_tasks: usize,
     /// Seed of task order and sampling.
     pub seed: u64,
+    /// Weight of a next-token loss on the teacher's turns of the rollouts
+    /// (and a "Correct." turn after a right answer), beside the policy
+    /// loss, so that the student learns to critique as the teacher does
+    /// (`critic.mode = "self"`). Not a key of the config file: the `student`
+    /// stage sets it from `critic.self_weight`. 0: off.
+    #[serde(skip)]
+    pub critique_weight: f64,
 }
 
 impl Default for RlConfig {
@@ -118,6 +125,7 @@ impl Default for RlConfig {
             checkpoint_every: 10,
             eval_tasks: 50,
             seed: 0,
+            critique_weight: 0.0,
         }
     }
 }
@@ -333,6 +341,9 @@ pub struct Episode {
     pub solved_turn: Option<usize>,
     /// Tokens the policy generated.
     pub generated_tokens: usize,
+    /// `critique[i]`: token `i` is the teacher's, learnt by the critique
+    /// loss ([`RlConfig::critique_weight`]); empty where there is none.
+    pub critique: Vec<bool>,
 }
 
 /// Where episodes come from: dialogues with a teacher, or a toy task in tests.
@@ -375,7 +386,11 @@ pub struct PolicyBatch<B: Kernels> {
     /// 1 / (trained tokens of the episode) at trained positions, 0
     /// elsewhere: each episode weighs the same whatever its length.
     pub weights: Tensor<B, 2>,
+    /// 1 where the target token is the teacher's, learnt by the critique
+    /// loss; 0 elsewhere.
+    pub critique: Tensor<B, 2>,
     pub n_trained: usize,
+    pub n_critique: usize,
     pub n_tokens: usize,
 }
 
@@ -398,7 +413,8 @@ pub fn policy_batch<B: Kernels>(
     let mut mask = vec![0f32; b * t];
     let mut adv = vec![0f32; b * t];
     let mut weights = vec![0f32; b * t];
-    let (mut n_trained, mut n_tokens) = (0, 0);
+    let mut critique = vec![0f32; b * t];
+    let (mut n_trained, mut n_critique, mut n_tokens) = (0, 0, 0);
     for (r, (e, a)) in episodes.iter().zip(advantages).enumerate() {
         let l = e.ids.len().min(max_len);
         n_tokens += l.saturating_sub(1);
@@ -414,6 +430,10 @@ pub fn policy_batch<B: Kernels>(
                 weights[r * t + i] = 1.0 / own as f32;
                 n_trained += 1;
             }
+            if e.critique.get(i + 1).copied().unwrap_or(false) {
+                critique[r * t + i] = 1.0;
+                n_critique += 1;
+            }
         }
     }
     PolicyBatch {
@@ -422,9 +442,24 @@ pub fn policy_batch<B: Kernels>(
         mask: Tensor::from_data(TensorData::new(mask, [b, t]), device),
         advantages: Tensor::from_data(TensorData::new(adv, [b, t]), device),
         weights: Tensor::from_data(TensorData::new(weights, [b, t]), device),
+        critique: Tensor::from_data(TensorData::new(critique, [b, t]), device),
         n_trained,
+        n_critique,
         n_tokens,
     }
+}
+
+/// The teacher's tokens of `episode` that a policy update over
+/// `max_seq_len` tokens sees: the critique loss's share of one episode.
+fn critique_tokens(episode: &Episode, max_seq_len: usize) -> usize {
+    let l = episode.ids.len().min(max_seq_len);
+    episode
+        .critique
+        .iter()
+        .take(l)
+        .skip(1)
+        .filter(|c| **c)
+        .count()
 }
 
 /// The pieces of one micro-batch's objective.
@@ -441,6 +476,9 @@ pub struct PolicyLoss<B: Kernels> {
     pub entropy_sum: f64,
     /// Summed KL estimate to the reference over trained positions.
     pub kl_sum: Option<f64>,
+    /// Summed negative log-likelihood of the teacher's tokens (detached),
+    /// where the critique loss is on.
+    pub critique_nll_sum: Option<f64>,
 }
 
 /// Log-probabilities `[b, t, v]` under the distribution the rollouts were
@@ -470,6 +508,10 @@ fn target_logp<B: Backend>(logp_all: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -
 /// target (`None`: the current policy, i.e. the first inner epoch, where
 /// the ratio is 1). `ref_logp` (at the same temperature) enables the k3 KL
 /// estimate exp(ref - new) - (ref - new) - 1, weighted by `cfg.kl_beta`.
+/// With `cfg.critique_weight` > 0 the teacher's tokens add their negative
+/// log-likelihood (at temperature 1, as a language model learns), summed
+/// and divided by `critique_normaliser` (the iteration's teacher tokens),
+/// times the weight.
 pub fn policy_loss<B: Kernels>(
     logits: Tensor<B, 3>,
     batch: &PolicyBatch<B>,
@@ -477,8 +519,11 @@ pub fn policy_loss<B: Kernels>(
     ref_logp: Option<Tensor<B, 2>>,
     cfg: &RlConfig,
     normaliser: f64,
+    critique_normaliser: f64,
 ) -> PolicyLoss<B> {
     let (clip_eps, kl_beta) = (cfg.clip_eps, cfg.kl_beta);
+    let learns_critique = cfg.critique_weight > 0.0 && batch.n_critique > 0;
+    let plain_logits = (learns_critique && cfg.temperature != 1.0).then(|| logits.clone());
     let logp_all = sampling_log_softmax(logits, cfg.temperature);
     let entropy = logp_all
         .clone()
@@ -489,6 +534,10 @@ pub fn policy_loss<B: Kernels>(
         .squeeze_dim::<2>(2)
         .neg();
     let entropy_sum: f64 = (entropy * batch.mask.clone()).sum().into_scalar().elem();
+    let critique_logp = learns_critique.then(|| match plain_logits {
+        Some(l) => target_logp(log_softmax(l, 2), batch.targets.clone()),
+        None => target_logp(logp_all.clone(), batch.targets.clone()),
+    });
     let logp = target_logp(logp_all, batch.targets.clone());
     let old = old_logp.unwrap_or_else(|| logp.clone().detach());
     let ratio = (logp.clone() - old).exp();
@@ -508,12 +557,19 @@ pub fn policy_loss<B: Kernels>(
             per_token = per_token + k3 * kl_beta;
         }
     }
-    let loss = (per_token * batch.weights.clone()).sum() / normaliser.max(1.0);
+    let mut loss = (per_token * batch.weights.clone()).sum() / normaliser.max(1.0);
+    let mut critique_nll_sum = None;
+    if let Some(critique_logp) = critique_logp {
+        let nll = (critique_logp * batch.critique.clone()).sum().neg();
+        critique_nll_sum = Some(nll.clone().detach().into_scalar().elem());
+        loss = loss + nll * (cfg.critique_weight / critique_normaliser.max(1.0));
+    }
     PolicyLoss {
         loss,
         logp: logp.detach(),
         entropy_sum,
         kl_sum,
+        critique_nll_sum,
     }
 }
 
@@ -586,10 +642,26 @@ impl<B: TrainBackend> Procedure<B> for Iterations<'_, B> {
         let rewards: Vec<f64> = episodes.iter().map(|e| e.reward).collect();
         let advantages = turn_advantages(&episodes, cfg);
         let normaliser = episodes.len();
+        let critique_counts: Vec<usize> = episodes
+            .iter()
+            .map(|e| {
+                if cfg.critique_weight > 0.0 {
+                    critique_tokens(e, cfg.max_seq_len)
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let critique_normaliser: usize = critique_counts.iter().sum();
         // Episodes with zero advantage contribute nothing unless the KL
-        // penalty is on; skipping them saves their forward and backward.
+        // penalty is on or the critique loss has tokens of theirs; skipping
+        // them saves their forward and backward.
         let mut trained: Vec<usize> = (0..episodes.len())
-            .filter(|&i| advantages[i].iter().any(|a| *a != 0.0) || cfg.kl_beta > 0.0)
+            .filter(|&i| {
+                advantages[i].iter().any(|a| *a != 0.0)
+                    || cfg.kl_beta > 0.0
+                    || critique_counts[i] > 0
+            })
             .collect();
         trained.sort_by_key(|&i| (episodes[i].ids.len(), i));
         let chunks: Vec<Vec<usize>> = trained
@@ -606,6 +678,7 @@ impl<B: TrainBackend> Procedure<B> for Iterations<'_, B> {
         let mut ref_logp: Vec<Option<Tensor<B, 2>>> = vec![None; chunks.len()];
         let mut last_epoch_loss = 0.0;
         let (mut entropy_sum, mut kl_sum, mut trained_tokens) = (0.0, 0.0, 0usize);
+        let mut critique_nll_sum = None;
         let mut loss_value = 0.0;
         let mut grad_norm = None;
         let mut tokens_fed = 0usize;
@@ -636,12 +709,16 @@ impl<B: TrainBackend> Procedure<B> for Iterations<'_, B> {
                     ref_logp[c].clone(),
                     cfg,
                     normaliser as f64,
+                    critique_normaliser as f64,
                 );
                 if epoch == 0 {
                     old_logp[c] = Some(parts.logp);
                     entropy_sum += parts.entropy_sum;
                     kl_sum += parts.kl_sum.unwrap_or(0.0);
                     trained_tokens += batch.n_trained;
+                    if let Some(nll) = parts.critique_nll_sum {
+                        *critique_nll_sum.get_or_insert(0.0) += nll;
+                    }
                 }
                 let value: f64 = parts.loss.clone().into_scalar().elem();
                 if !value.is_finite() {
@@ -709,6 +786,13 @@ impl<B: TrainBackend> Procedure<B> for Iterations<'_, B> {
         }
         if let Some(norm) = grad_norm {
             metrics.push(("grad_norm".into(), norm));
+        }
+        if let Some(nll) = critique_nll_sum {
+            // Per teacher token, before this iteration's update.
+            metrics.push((
+                "critique_nll".into(),
+                nll / critique_normaliser.max(1) as f64,
+            ));
         }
         if cfg.inner_epochs > 1 {
             // The objective as the last inner epoch saw it (KL penalty
@@ -783,6 +867,7 @@ mod tests {
             reward,
             turns: 1,
             solved_turn: (reward > 0.0).then_some(1),
+            critique: Vec::new(),
         }
     }
 
@@ -803,6 +888,7 @@ mod tests {
             None,
             &RlConfig::default(),
             10.0,
+            1.0,
         );
         let grads = parts.loss.backward();
         let [_, t, v] = logits.dims();
@@ -825,6 +911,7 @@ mod tests {
             turns,
             solved_turn,
             generated_tokens: 0,
+            critique: Vec::new(),
         };
         // Right at once; wrong then fixed; wrong twice.
         let episodes = [ep(0, 1, Some(1)), ep(0, 2, Some(2)), ep(0, 2, None)];
@@ -917,7 +1004,7 @@ mod tests {
                 temperature,
                 ..RlConfig::default()
             };
-            let parts = policy_loss(logits.clone(), &batch, None, None, &cfg, 1.0);
+            let parts = policy_loss(logits.clone(), &batch, None, None, &cfg, 1.0, 1.0);
             let logp = parts.logp.clone().into_data().to_vec::<f32>().unwrap();
             let grad = logits
                 .grad(&parts.loss.backward())
@@ -957,6 +1044,61 @@ mod tests {
         }
         // Temperature 0.5 sharpens: the likeliest target (z = 2.0) gains.
         assert!(run(0.5).0[0] > run(1.0).0[0]);
+    }
+
+    /// The critique loss adds weight × the teacher tokens' negative
+    /// log-likelihood at temperature 1, divided by the iteration's teacher
+    /// tokens; it touches no other position and is off at weight 0.
+    #[test]
+    fn the_critique_loss_learns_the_teachers_tokens_only() {
+        let device = Default::default();
+        // Positions 0 and 1 predict tokens 2 (the student's) and 0 (the
+        // teacher's); the student's advantage is 0.
+        let mut e = episode(vec![1, 2, 0], vec![false, true, false], 0, 1.0);
+        e.critique = vec![false, false, true];
+        let batch = policy_batch::<A>(&[&e], &[vec![0.0]], 64, 0, &device);
+        assert_eq!((batch.n_trained, batch.n_critique), (1, 1));
+        let z = [[0.5f32, -1.0, 2.0, 1.0, 0.2, -0.3]];
+        let run = |weight: f64, temperature: f32| {
+            let logits = Tensor::<A, 3>::from_data(TensorData::new(z.concat(), [1, 2, 3]), &device)
+                .require_grad();
+            let cfg = RlConfig {
+                critique_weight: weight,
+                temperature,
+                ..RlConfig::default()
+            };
+            let parts = policy_loss(logits.clone(), &batch, None, None, &cfg, 1.0, 4.0);
+            let loss: f32 = parts.loss.clone().into_scalar().elem();
+            let grad = logits
+                .grad(&parts.loss.backward())
+                .unwrap()
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap();
+            (loss as f64, grad, parts.critique_nll_sum)
+        };
+        // Softmax of position 1 at temperature 1, whatever the sampling one.
+        let row = [1.0f64, 0.2, -0.3];
+        let log_z = row.iter().map(|x| x.exp()).sum::<f64>().ln();
+        let p: Vec<f64> = row.iter().map(|x| (x - log_z).exp()).collect();
+        for temperature in [1.0f32, 0.5] {
+            let (loss, grad, nll) = run(0.5, temperature);
+            let want_nll = log_z - row[0];
+            assert!((nll.unwrap() - want_nll).abs() < 1e-5, "{nll:?}");
+            assert!((loss - 0.5 * want_nll / 4.0).abs() < 1e-5, "{loss}");
+            // Position 0 (the student's token, advantage 0) gets nothing.
+            assert!(grad[..3].iter().all(|g| *g == 0.0), "{grad:?}");
+            for k in 0..3 {
+                let want = 0.5 / 4.0 * (p[k] - (k == 0) as u8 as f64);
+                assert!(
+                    (grad[3 + k] as f64 - want).abs() < 1e-5,
+                    "T={temperature}: {grad:?}"
+                );
+            }
+        }
+        let (loss, grad, nll) = run(0.0, 1.0);
+        assert_eq!((loss, nll), (0.0, None));
+        assert!(grad.iter().all(|g| *g == 0.0));
     }
 
     #[test]
@@ -1049,6 +1191,7 @@ mod tests {
                         reward,
                         turns: 1,
                         solved_turn: (reward > 0.0).then_some(1),
+                        critique: Vec::new(),
                     }
                 })
                 .collect())

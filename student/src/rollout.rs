@@ -697,6 +697,33 @@ impl<'a> DialogueEnv<'a> {
     }
 }
 
+/// The teacher's turns of `run` as a loss mask over its tokens, for the
+/// critique loss of `critic.mode = "self"`. A dialogue that ends on a right
+/// attempt gets the teacher's "Correct." after it first (untrained by the
+/// policy loss), so that judging an attempt right is learnt beside
+/// critiquing a wrong one.
+fn teacher_turns(tokenizer: &Tokenizer, run: &mut DialogueRun) -> Result<Vec<bool>> {
+    if run.turns.last().is_some_and(|t| t.verdict.is_correct()) {
+        let stop = run
+            .ids
+            .last()
+            .copied()
+            .filter(|t| tokenizer.stop_ids().contains(t));
+        tokenizer.hand_over(
+            &mut run.ids,
+            &mut run.mask,
+            stop,
+            Role::Student,
+            Role::Teacher,
+        )?;
+        let mut correct = tokenizer.encode(didact_data::domain::CORRECT_MESSAGE)?;
+        correct.extend(tokenizer.boundary(Some(Role::Teacher), None)?);
+        run.mask.extend(std::iter::repeat_n(false, correct.len()));
+        run.ids.extend(correct);
+    }
+    Ok(tokenizer.turn_mask(&run.ids, Role::Teacher)?)
+}
+
 /// Rollout rows of one iteration's dialogues.
 pub fn rollout_rows(
     iteration: usize,
@@ -761,18 +788,25 @@ impl<B: Kernels> Environment<B> for DialogueEnv<'_> {
         )?;
         self.rows
             .extend(rollout_rows(iteration, &tasks, &runs, self.cfg.gamma));
-        Ok(runs
-            .into_iter()
-            .map(|run| Episode {
-                group: run.task_index,
-                reward: discounted_reward(run.solved_turn, self.cfg.gamma),
-                turns: run.turns.len(),
-                solved_turn: run.solved_turn,
-                generated_tokens: run.turns.iter().map(|t| t.tokens).sum(),
-                ids: run.ids,
-                mask: run.mask,
+        runs.into_iter()
+            .map(|mut run| {
+                let critique = if self.cfg.critique_weight > 0.0 {
+                    teacher_turns(self.tokenizer, &mut run)?
+                } else {
+                    Vec::new()
+                };
+                Ok(Episode {
+                    group: run.task_index,
+                    reward: discounted_reward(run.solved_turn, self.cfg.gamma),
+                    turns: run.turns.len(),
+                    solved_turn: run.solved_turn,
+                    generated_tokens: run.turns.iter().map(|t| t.tokens).sum(),
+                    ids: run.ids,
+                    mask: run.mask,
+                    critique,
+                })
             })
-            .collect())
+            .collect()
     }
 
     fn save(&self, dir: &Path) -> Result<()> {
@@ -1158,6 +1192,66 @@ mod tests {
             close(None),
             (vec![1, 7, 8, teacher], vec![false, true, true, false])
         );
+    }
+
+    /// The critique loss's mask covers the teacher's turns and a
+    /// "Correct." appended after a right last attempt, rendered as the
+    /// dialogue format renders it, and no student token.
+    #[test]
+    fn teacher_turns_mark_critiques_and_a_final_correct() {
+        let (tasks, tokenizer) = setup();
+        let task = &tasks[4];
+        let wrong = "UU";
+        let critique = Maze
+            .feedback(task, wrong, FeedbackLevel::Explanation)
+            .unwrap();
+        let mut d = Dialogue::from_task(&task.prompt);
+        d.push(Role::Student, wrong).push(Role::Teacher, &critique);
+        let mut ids = tokenizer.encode_prompt(&d, Role::Student).unwrap();
+        let answer = tokenizer.encode(&task.solution).unwrap();
+        ids.extend(&answer);
+        ids.extend(tokenizer.boundary(Some(Role::Student), None).unwrap());
+        let record = |turn, attempt: &str| TurnRecord {
+            turn,
+            attempt: attempt.to_string(),
+            verdict: Maze.verify(task, attempt).unwrap(),
+            feedback: None,
+            leak_blocked: false,
+            judged_correct: None,
+            tokens: 1,
+            logprob: 0.0,
+        };
+        let mut run = DialogueRun {
+            task_index: 4,
+            member: 0,
+            mask: vec![false; ids.len()],
+            ids,
+            turns: vec![record(1, wrong), record(2, &task.solution)],
+            solved_turn: Some(2),
+        };
+        let mask = teacher_turns(&tokenizer, &mut run).unwrap();
+        d.push(Role::Student, &task.solution)
+            .push(Role::Teacher, didact_data::domain::CORRECT_MESSAGE);
+        assert_eq!(run.ids, tokenizer.encode_dialogue(&d).unwrap().ids);
+        assert_eq!((mask.len(), run.mask.len()), (run.ids.len(), run.ids.len()));
+        let marked: Vec<u32> = run
+            .ids
+            .iter()
+            .zip(&mask)
+            .filter(|p| *p.1)
+            .map(|p| *p.0)
+            .collect();
+        let text = tokenizer.decode(&marked).unwrap();
+        assert!(
+            text.contains(&critique) && text.contains("Correct."),
+            "{text}"
+        );
+        assert!(!text.contains(&task.solution), "{text}");
+        // A dialogue that ends wrong gets no "Correct.".
+        run.turns.pop();
+        let before = run.ids.clone();
+        teacher_turns(&tokenizer, &mut run).unwrap();
+        assert_eq!(run.ids, before);
     }
 
     #[test]

@@ -4,10 +4,13 @@
 //! subsets, the pretraining examples). Stage modules import this module and
 //! [`crate::layout`], never each other.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use didact_data::FeedbackLevel;
+use didact_data::dialogue::EncodedDialogue;
+use didact_data::domain::CORRECT_MESSAGE;
 use didact_data::rng::mix_seed;
 use didact_data::tables::{EvalTurnRow, read_tasks};
 use didact_data::{Dialogue, Role, Split, Task, Tokenizer};
@@ -170,29 +173,61 @@ pub fn load_tasks(ctx: &StageContext) -> Result<(Tokenizer, Vec<Task>, Vec<Task>
 
 /// Single-turn examples for train tasks, plus the retry turns of the
 /// synthetic dialogues; masks come from roles.
+///
+/// With `critique` (`critic.mode = "self"`) the teacher's turns are trained
+/// too, in the same examples: the critiques of the synthetic dialogues whose
+/// level is `critique`, and a "Correct." turn appended after every right
+/// answer (the single-turn solution, a dialogue's last answer), so that the
+/// student learns to critique and to judge attempts as the teacher does.
 pub fn pretrain_examples(
     tokenizer: &Tokenizer,
     tasks: &[&Task],
     synthetic: &[didact_data::tables::SyntheticDialogue],
+    critique: Option<FeedbackLevel>,
 ) -> Result<Vec<Example>> {
     let mut examples = Vec::with_capacity(tasks.len() + synthetic.len());
+    // The teacher's turns `keep` selects, added to the student's mask.
+    let with_teacher =
+        |mut mask: Vec<bool>, enc: &EncodedDialogue, keep: &dyn Fn(usize) -> bool| {
+            let teacher = enc.loss_mask_turns(Role::Teacher, keep);
+            mask.iter_mut().zip(teacher).for_each(|(m, t)| *m |= t);
+            mask
+        };
     for t in tasks {
         let mut d = Dialogue::from_task(&t.prompt);
         d.push(Role::Student, &t.solution);
+        if critique.is_some() {
+            d.push(Role::Teacher, CORRECT_MESSAGE);
+        }
         let enc = tokenizer.encode_dialogue(&d)?;
-        examples.push(Example {
-            mask: enc.loss_mask(Role::Student),
-            ids: enc.ids,
-        });
+        let mut mask = enc.loss_mask(Role::Student);
+        if critique.is_some() {
+            mask = with_teacher(mask, &enc, &|_| true);
+        }
+        examples.push(Example { mask, ids: enc.ids });
     }
+    let by_id: HashMap<&str, &Task> = tasks.iter().map(|t| (t.task_id.as_str(), *t)).collect();
     for s in synthetic {
-        let d = Dialogue::parse(&s.text)
+        let mut d = Dialogue::parse(&s.text)
             .with_context(|| format!("synthetic dialogue {}", s.dialogue_id))?;
+        let critiques = d.turns.iter().filter(|t| t.role == Role::Teacher).count();
+        // "Correct." only after an answer the verifier accepts.
+        let right = match (critique, by_id.get(s.task_id.as_str())) {
+            (Some(_), Some(task)) => task.domain.domain().verify(task, &s.answer)?.is_correct(),
+            _ => false,
+        };
+        if right {
+            d.push(Role::Teacher, CORRECT_MESSAGE);
+        }
         let enc = tokenizer.encode_dialogue(&d)?;
-        examples.push(Example {
-            mask: enc.loss_mask_turns(Role::Student, |k| k >= s.wrong_attempts as usize),
-            ids: enc.ids,
-        });
+        let mut mask = enc.loss_mask_turns(Role::Student, |k| k >= s.wrong_attempts as usize);
+        if let Some(level) = critique {
+            let at_level = s.feedback_level == level.name();
+            mask = with_teacher(mask, &enc, &|k| {
+                (at_level && k < critiques) || k == critiques
+            });
+        }
+        examples.push(Example { mask, ids: enc.ids });
     }
     Ok(examples)
 }
@@ -294,4 +329,70 @@ pub fn turn_rows(
             leak_blocked: t.feedback.is_some() && t.leak_blocked,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use didact_data::dataset::{DataConfig, synthetic_dialogues};
+    use didact_data::{DomainKind, Split, TaskRow};
+
+    /// In `self` mode the same examples also train the teacher's turns: the
+    /// critiques at the critic's level and a "Correct." after every right
+    /// answer; otherwise only the student's.
+    #[test]
+    fn self_critique_adds_the_teachers_turns_to_the_loss() {
+        let maze = DomainKind::Maze.domain();
+        let rows: Vec<TaskRow> = (0..24)
+            .map(|s| TaskRow {
+                task: maze.generate(s, 4),
+                split: Split::Train,
+            })
+            .collect();
+        let mut cfg = DataConfig::default();
+        cfg.synthetic.feedback_levels = vec![FeedbackLevel::Explanation, FeedbackLevel::Retry];
+        let (synthetic, _) = synthetic_dialogues(&cfg, &rows).unwrap();
+        let corpus: Vec<&str> = synthetic.iter().map(|s| s.text.as_str()).collect();
+        let tokenizer = Tokenizer::train(corpus.into_iter(), 400).unwrap();
+        let tasks: Vec<&Task> = rows.iter().map(|r| &r.task).collect();
+        let plain = pretrain_examples(&tokenizer, &tasks, &synthetic, None).unwrap();
+        let critic = pretrain_examples(
+            &tokenizer,
+            &tasks,
+            &synthetic,
+            Some(FeedbackLevel::Explanation),
+        )
+        .unwrap();
+        assert_eq!(plain.len(), critic.len());
+        let decoded = |e: &Example| {
+            let ids: Vec<u32> = e
+                .ids
+                .iter()
+                .zip(&e.mask)
+                .filter(|p| *p.1)
+                .map(|p| *p.0)
+                .collect();
+            tokenizer.decode(&ids).unwrap()
+        };
+        let (mut critiques, mut retries) = (0, 0);
+        for (i, (p, c)) in plain.iter().zip(&critic).enumerate() {
+            let trained = decoded(c);
+            // Every example now ends on the teacher's "Correct.", trained.
+            assert!(trained.contains(CORRECT_MESSAGE), "{trained:?}");
+            assert!(!decoded(p).contains("Correct."));
+            // What the student learned before, it still learns.
+            let student: Vec<bool> = c.mask[..p.mask.len()].to_vec();
+            assert!(p.mask.iter().zip(&student).all(|(a, b)| !a || *b));
+            if let Some(s) = i.checked_sub(tasks.len()).map(|k| &synthetic[k]) {
+                if s.feedback_level == "explanation" {
+                    assert!(trained.contains(&s.feedback), "{trained:?} {s:?}");
+                    critiques += 1;
+                } else {
+                    assert!(!trained.contains("Try again."), "{trained:?}");
+                    retries += 1;
+                }
+            }
+        }
+        assert!(critiques > 0 && retries > 0, "{critiques} {retries}");
+    }
 }

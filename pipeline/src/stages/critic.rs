@@ -105,7 +105,7 @@ impl<B: TrainBackend> TrainHooks<B> for Hooks<'_> {
     fn prepare(&mut self, model: Llama<B>) -> Llama<B> {
         match self.cfg.mode {
             CriticMode::Head => freeze_trunk(model, self.cfg.head_layers),
-            CriticMode::Shared => model,
+            CriticMode::Shared | CriticMode::Student => model,
         }
     }
 
@@ -273,24 +273,33 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
         last: Vec::new(),
     };
     let ckpt = resumable_dir(ctx.run_dir, "critic");
-    let trained = sft::train(
-        model,
-        &examples,
-        &cfg.train,
-        tokenizer.pad_id(),
-        &ckpt,
-        &mut hooks,
-        device,
-    )?;
+    // In `self` mode the critic is the RL²F student as it is: it learnt the
+    // teacher's turns beside its own in pretraining.
+    let (critic, log, steps) = if cfg.mode == CriticMode::Student {
+        <Hooks<'_> as TrainHooks<B>>::evaluate(&mut hooks, &student)?;
+        (student, Vec::new(), 0)
+    } else {
+        let trained = sft::train(
+            model,
+            &examples,
+            &cfg.train,
+            tokenizer.pad_id(),
+            &ckpt,
+            &mut hooks,
+            device,
+        )?;
+        let steps = cfg.train.steps - trained.resumed_from;
+        (trained.model.valid(), trained.log, steps)
+    };
     bar.finish_and_clear();
     save_final(
-        &trained.model.valid(),
+        &critic,
         &ctx.run_dir.join(CRITIC_DIR),
         &ctx.shared(TOKENIZER_FILE),
     )?;
     // The verdict threshold, calibrated on the held-out attempts.
     let verdict = calibrate_verdict::<B>(
-        &trained.model.valid(),
+        &critic,
         &tokenizer,
         cfg,
         &val_contexts,
@@ -302,17 +311,10 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
         &ctx.run_dir.join(CRITIC_DIR).join(VERDICT_FILE),
         &serde_json::to_vec_pretty(&verdict)?,
     )?;
-    finish_training(ctx.run_dir, "critic", &trained.log, &ckpt)?;
+    finish_training(ctx.run_dir, "critic", &log, &ckpt)?;
     let wall = started.elapsed().as_secs_f64();
     let get = |k: &str| hooks.last.iter().find(|m| m.0 == k).map(|m| m.1);
-    let summary = summary_lines(
-        cfg,
-        rows.len(),
-        cfg.train.steps - trained.resumed_from,
-        wall,
-        &hooks.last,
-        &verdict,
-    );
+    let summary = summary_lines(cfg, rows.len(), steps, wall, &hooks.last, &verdict);
     Ok(StageOutput {
         outputs: vec![
             format!("{CRITIC_DIR}/{}", checkpoint::CONFIG_FILE),
@@ -359,7 +361,7 @@ fn training_examples(
     if cfg.mode == CriticMode::Shared {
         // The student objective beside the critique objective: single-turn
         // solutions of the same tasks.
-        examples.extend(pretrain_examples(tokenizer, order, &[])?);
+        examples.extend(pretrain_examples(tokenizer, order, &[], None)?);
     }
     Ok(examples)
 }
@@ -376,8 +378,8 @@ fn summary_lines(
 ) -> Vec<String> {
     let get = |k: &str| last.iter().find(|m| m.0 == k).map(|m| m.1);
     let mut summary = vec![format!(
-        "critic ({:?} mode): {} critiques, {} steps in {wall:.0}s; on held-out attempts its verdict agrees with the verifier {:.1}% of the time, its critique equals the teacher's {:.1}%",
-        cfg.mode,
+        "critic (`{}` mode): {} critiques, {} training steps in {wall:.0}s; on held-out attempts its verdict agrees with the verifier {:.1}% of the time, its critique equals the teacher's {:.1}%",
+        cfg.mode.name(),
         n_critiques,
         steps,
         100.0 * get("val_verdict_agreement").unwrap_or(f64::NAN),

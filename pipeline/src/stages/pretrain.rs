@@ -47,7 +47,17 @@ pub const STAGE: Stage = Stage {
     name: "pretrain",
     per_seed: true,
     inputs: &[TASKS_FILE, SYNTHETIC_FILE, TOKENIZER_FILE],
-    config_section: |c| json!({"model": c.model, "pretrain": c.pretrain, "own_mistakes": c.own_mistakes}),
+    // The critic's level enters only in `self` mode, where pretraining
+    // learns its critiques; other modes keep the section (and the stage's
+    // outputs) as they were.
+    config_section: |c| {
+        let mut section =
+            json!({"model": c.model, "pretrain": c.pretrain, "own_mistakes": c.own_mistakes});
+        if let Some(level) = c.critic.self_critique() {
+            section["self_critique"] = json!(level);
+        }
+        section
+    },
     run,
 };
 
@@ -235,10 +245,15 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
         .filter(|r| r.split == Split::Train)
         .map(|r| &r.task)
         .collect();
-    let examples = pretrain_examples(&tokenizer, &train, &synthetic)?;
+    let examples = pretrain_examples(
+        &tokenizer,
+        &train,
+        &synthetic,
+        ctx.config.critic.self_critique(),
+    )?;
     let val_tasks = val_tasks(ctx.config, &tasks, cfg.eval_tasks);
     let val_tasks: Vec<&Task> = val_tasks.iter().collect();
-    let val_examples = pretrain_examples(&tokenizer, &val_tasks, &[])?;
+    let val_examples = pretrain_examples(&tokenizer, &val_tasks, &[], None)?;
     let revisions = revision_probes(
         &val_tasks,
         ctx.config.eval.feedback_level,

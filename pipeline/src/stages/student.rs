@@ -18,23 +18,27 @@ pub const STAGE: Stage = Stage {
     name: "student",
     per_seed: true,
     inputs: &[TASKS_FILE, TOKENIZER_FILE, BASE_WEIGHTS],
-    config_section: |c| match c.teacher.kind {
-        TeacherKind::Programmatic => json!({"student": c.student}),
-        _ => json!({"student": c.student, "teacher": c.teacher}),
+    config_section: |c| {
+        let mut section = match c.teacher.kind {
+            TeacherKind::Programmatic => json!({"student": c.student}),
+            _ => json!({"student": c.student, "teacher": c.teacher}),
+        };
+        // In `self` mode RL²F also learns the teacher's turns.
+        if c.critic.self_critique().is_some() {
+            section["critique_weight"] = json!(c.critic.self_weight);
+        }
+        section
     },
     run,
 };
 
 fn run(ctx: &StageContext) -> Result<StageOutput> {
     crate::with_backend!(ctx.device, |B, device| {
-        let outcome = run_rl::<B>(
-            ctx,
-            &ctx.config.student,
-            "student",
-            STUDENT_DIR,
-            None,
-            &device,
-        )?;
+        let mut cfg = ctx.config.student.clone();
+        if ctx.config.critic.self_critique().is_some() {
+            cfg.critique_weight = ctx.config.critic.self_weight;
+        }
+        let outcome = run_rl::<B>(ctx, &cfg, "student", STUDENT_DIR, None, &device)?;
         tables::RolloutRow::write(&ctx.run_dir.join(ROLLOUTS_FILE), &outcome.rollouts)?;
         let mut outputs = outcome.outputs;
         outputs.push(ROLLOUTS_FILE.into());
