@@ -320,6 +320,13 @@ impl Config {
             .student
             .validate()
             .map_err(|e| invalid(format!("student: {e}")))?;
+        if config.student.critique_weight != 0.0 {
+            return Err(invalid(
+                "student.critique_weight is not a config key: the student stage sets it \
+                 from critic.self_weight when critic.mode = \"self\""
+                    .into(),
+            ));
+        }
         config.teacher.validate("teacher").map_err(invalid)?;
         if config.teacher.kind == TeacherKind::Model && config.model.source.is_scratch() {
             return Err(invalid(
@@ -649,6 +656,19 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("data.restate_task"), "{err}");
         assert!(load("[model]\nsource = \"pretrained:models/x\"\n", &[]).is_ok());
+    }
+
+    /// The critique loss's weight is the critic's to set; in [student] it
+    /// is refused by name, and a negative critic weight too.
+    #[test]
+    fn the_critique_weight_is_set_by_the_critic_section() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(c.critic.mode, didact_critic::config::CriticMode::Student);
+        assert_eq!(c.student.critique_weight, 0.0);
+        let err = load("", &["student.critique_weight=0.1"]).unwrap_err();
+        assert!(err.contains("critic.self_weight"), "{err}");
+        let err = load("", &["critic.self_weight=-1"]).unwrap_err();
+        assert!(err.contains("critic: self_weight"), "{err}");
     }
 
     #[test]

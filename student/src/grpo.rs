@@ -91,10 +91,16 @@ pub struct RlConfig {
     /// Weight of a next-token loss on the teacher's turns of the rollouts
     /// (and a "Correct." turn after a right answer), beside the policy
     /// loss, so that the student learns to critique as the teacher does
-    /// (`critic.mode = "self"`). Not a key of the config file: the `student`
-    /// stage sets it from `critic.self_weight`. 0: off.
-    #[serde(skip)]
+    /// (`critic.mode = "self"`). Not a key of the config file (the pipeline
+    /// refuses it there): the `student` stage sets it from
+    /// `critic.self_weight`. Serialized where nonzero, so that a resumed
+    /// run's checkpoint matches. 0: off.
+    #[serde(skip_serializing_if = "is_zero")]
     pub critique_weight: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 impl Default for RlConfig {
@@ -165,6 +171,12 @@ impl RlConfig {
         }
         if self.clip_eps <= 0.0 || self.kl_beta < 0.0 {
             return Err("clip_eps must be positive and kl_beta non-negative".into());
+        }
+        if !(self.critique_weight >= 0.0 && self.critique_weight.is_finite()) {
+            return Err(format!(
+                "critique_weight: {} must be a non-negative number",
+                self.critique_weight
+            ));
         }
         if !(self.temperature > 0.0 && self.temperature.is_finite()) {
             return Err(format!(
@@ -1099,6 +1111,25 @@ mod tests {
         let (loss, grad, nll) = run(0.0, 1.0);
         assert_eq!((loss, nll), (0.0, None));
         assert!(grad.iter().all(|g| *g == 0.0));
+    }
+
+    /// A checkpoint records the weight the stage set, so a resumed run
+    /// matches it; at 0 the config serialises as before the weight existed.
+    #[test]
+    fn the_critique_weight_round_trips_and_is_absent_at_zero() {
+        let off = serde_json::to_value(RlConfig::default()).unwrap();
+        assert!(off.get("critique_weight").is_none(), "{off}");
+        let on = RlConfig {
+            critique_weight: 0.05,
+            ..RlConfig::default()
+        };
+        let back: RlConfig = serde_json::from_value(serde_json::to_value(&on).unwrap()).unwrap();
+        assert_eq!(back, on);
+        let bad = RlConfig {
+            critique_weight: -0.1,
+            ..RlConfig::default()
+        };
+        assert!(bad.validate().unwrap_err().starts_with("critique_weight:"));
     }
 
     #[test]

@@ -698,10 +698,12 @@ impl<'a> DialogueEnv<'a> {
 }
 
 /// The teacher's turns of `run` as a loss mask over its tokens, for the
-/// critique loss of `critic.mode = "self"`. A dialogue that ends on a right
+/// critique loss of `critic.mode = "self"`: the messages of the rollout's
+/// teacher (at `student.feedback_level`). A dialogue that ends on a right
 /// attempt gets the teacher's "Correct." after it first (untrained by the
 /// policy loss), so that judging an attempt right is learnt beside
-/// critiquing a wrong one.
+/// critiquing a wrong one; a stop token other than the handover's first is
+/// replaced by the handover, as before every teacher turn of a rollout.
 fn teacher_turns(tokenizer: &Tokenizer, run: &mut DialogueRun) -> Result<Vec<bool>> {
     if run.turns.last().is_some_and(|t| t.verdict.is_correct()) {
         let stop = run
