@@ -249,8 +249,6 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
         correct
     );
 
-    let examples = training_examples(&tokenizer, &dialogues, &rows, &order, cfg)?;
-    let model = checkpoint::load::<B>(&ctx.run_dir.join(STUDENT_DIR), device)?;
     let bar = progress::bar(ctx.progress, cfg.train.steps as u64, "critic");
     let val_contexts: Vec<(Vec<u32>, u32)> = val_rows
         .iter()
@@ -279,6 +277,8 @@ fn run_on<B: TrainBackend>(ctx: &StageContext, device: &B::Device) -> Result<Sta
         <Hooks<'_> as TrainHooks<B>>::evaluate(&mut hooks, &student)?;
         (student, Vec::new(), 0)
     } else {
+        let examples = training_examples(&tokenizer, &dialogues, &rows, &order, cfg)?;
+        let model = checkpoint::load::<B>(&ctx.run_dir.join(STUDENT_DIR), device)?;
         let trained = sft::train(
             model,
             &examples,
