@@ -26,13 +26,25 @@ import torch
 import transformers
 
 
+# Where the model runs: "cpu", or "cuda" for the GPU bench (`--device`).
+DEVICE = torch.device("cpu")
+
+
+def sync() -> None:
+    """Waits for queued GPU work, so that a round's time includes it."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
 def median_rate(rounds: int, round_fn) -> float:
     """Median over `rounds` runs of `round_fn` (which returns the tokens it
     processed) of tokens per second, as the Rust bench measures."""
     rates = []
     for _ in range(rounds):
+        sync()
         t = time.perf_counter()
         tokens = round_fn()
+        sync()
         rates.append(tokens / (time.perf_counter() - t))
     return sorted(rates)[rounds // 2]
 
@@ -44,7 +56,12 @@ def measure(ref: dict, rounds: int) -> dict:
     bench/didact.json has never spelled out."""
     m, tr, pf, gen = ref["model"], ref["train"], ref["prefill"], ref["generate"]
     torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(
+    # Qwen2 is Llama with biases on q/k/v alone (Llama's attention_bias
+    # would add one to o_proj too).
+    qwen2 = m.get("model_type") == "qwen2"
+    config_class = transformers.Qwen2Config if qwen2 else transformers.LlamaConfig
+    model_class = transformers.Qwen2ForCausalLM if qwen2 else transformers.LlamaForCausalLM
+    cfg = config_class(
         vocab_size=m["vocab_size"],
         hidden_size=m["hidden_size"],
         intermediate_size=m["intermediate_size"],
@@ -57,7 +74,7 @@ def measure(ref: dict, rounds: int) -> dict:
         rope_theta=m.get("rope_theta", 10_000.0),
         tie_word_embeddings=m.get("tie_word_embeddings", False),
     )
-    model = transformers.LlamaForCausalLM(cfg).float()
+    model = model_class(cfg).float().to(DEVICE)
     model.config.pad_token_id = 0
     tied = model.lm_head.weight is model.model.embed_tokens.weight
     assert tied == cfg.tie_word_embeddings, "lm_head tying differs from the config"
@@ -67,7 +84,7 @@ def measure(ref: dict, rounds: int) -> dict:
     # Training: forward + backward + AdamW on batch x seq.
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    ids = torch.randint(8, m["vocab_size"], (tr["batch"], tr["seq"] + 1))
+    ids = torch.randint(8, m["vocab_size"], (tr["batch"], tr["seq"] + 1), device=DEVICE)
 
     def step() -> None:
         # The forward pass runs on `seq` tokens per row, as didact's does
@@ -92,7 +109,7 @@ def measure(ref: dict, rounds: int) -> dict:
 
     model.eval()
     with torch.no_grad():
-        x = torch.randint(8, m["vocab_size"], (pf["batch"], pf["seq"]))
+        x = torch.randint(8, m["vocab_size"], (pf["batch"], pf["seq"]), device=DEVICE)
         model(input_ids=x)
 
         def prefill_round() -> int:
@@ -102,7 +119,7 @@ def measure(ref: dict, rounds: int) -> dict:
 
         prefill_tps = median_rate(pf.get("rounds", rounds), prefill_round)
 
-        prompts = torch.randint(8, m["vocab_size"], (gen["batch"], gen["prompt"]))
+        prompts = torch.randint(8, m["vocab_size"], (gen["batch"], gen["prompt"]), device=DEVICE)
 
         def kw(new_tokens: int) -> dict:
             return dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, use_cache=True)
@@ -127,9 +144,34 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--didact", default="bench/didact.json")
     ap.add_argument("--out", default="bench/torch.json")
+    ap.add_argument(
+        "--device",
+        default="cpu",
+        help="cuda: measure one shape on the GPU, the one a bench/gpu/didact-SHAPE.json "
+        "written by the Rust bench's GPU mode describes (its rounds, no thread count)",
+    )
     args = ap.parse_args()
     with open(args.didact) as f:
         ref = json.load(f)
+    if args.device != "cpu":
+        global DEVICE
+        DEVICE = torch.device(args.device)
+        torch.cuda.reset_peak_memory_stats(DEVICE)
+        started = time.perf_counter()
+        result = measure(ref, ref["train"]["rounds"])
+        result.update(
+            implementation=f"PyTorch {torch.__version__}, transformers {transformers.__version__} (eager, fp32)",
+            device=torch.cuda.get_device_name(DEVICE),
+            shape=ref["shape"],
+            tf32=torch.backends.cuda.matmul.allow_tf32,
+            max_memory_allocated_bytes=torch.cuda.max_memory_allocated(DEVICE),
+            max_memory_reserved_bytes=torch.cuda.max_memory_reserved(DEVICE),
+            seconds=time.perf_counter() - started,
+        )
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=2)
+        print(json.dumps(result, indent=2))
+        return
     torch.set_num_threads(ref["threads"])
     rounds = ref["rounds"]
     reference = measure(ref, rounds)

@@ -167,6 +167,8 @@ fn rl_stages_write_checkpoints_rollouts_logs_and_the_eval_grid() {
         "gains.parquet",
         "gains.png",
         "accuracy_rl2f_all.png",
+        "self_correction_rl2f.png",
+        "self_correction_base.png",
     ] {
         assert!(report.join(f).exists(), "report/{f} missing");
     }
@@ -195,6 +197,19 @@ fn rl_stages_write_checkpoints_rollouts_logs_and_the_eval_grid() {
             .finish()
             .unwrap();
     assert_eq!(gains.height(), 4 * 6 * 5);
+    // The recovered fraction and its interval sit on critic rows alone, the
+    // interval ordered where there is one.
+    let records = tables::GainRecord::read(&report.join("gains.parquet")).unwrap();
+    for r in &records {
+        if r.condition != "critic" {
+            assert!(
+                r.recovered_fraction.is_nan() && r.recovered_ci_low.is_nan(),
+                "{r:?}"
+            );
+        } else if !r.recovered_ci_low.is_nan() {
+            assert!(r.recovered_ci_low <= r.recovered_ci_high, "{r:?}");
+        }
+    }
     // Paired contrasts: every required name at turn K, pooled.
     let contrasts = read_table(&report.join("contrasts.parquet"), &tables::CONTRASTS).unwrap();
     let names: std::collections::BTreeSet<String> = tables::strs(&contrasts, "contrast")
@@ -248,6 +263,11 @@ fn rl_stages_write_checkpoints_rollouts_logs_and_the_eval_grid() {
     }
     let md = fs::read_to_string(report.join("report.md")).unwrap();
     assert!(md.contains("well-formed %"), "{md}");
+    // The verdict's calibration on held-out attempts, per domain.
+    assert!(
+        md.contains("| domain | attempts | right % | mean P | ECE | Brier | AUROC |"),
+        "{md}"
+    );
     assert!(
         md.contains("## Headline") && md.contains("| rl2f | critic |"),
         "{md}"

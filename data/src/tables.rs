@@ -386,6 +386,10 @@ table! {
         pub delta_i_to_c: f64,
         pub delta_c_to_i: f64,
         pub recovered_fraction: f64,
+        /// Its two-level bootstrap 95% interval (NaN where the teacher's
+        /// gain is not told apart from zero, and on rows other than critic).
+        pub recovered_ci_low: f64,
+        pub recovered_ci_high: f64,
         pub n_tasks: u32,
         pub n_seeds: u32,
     }

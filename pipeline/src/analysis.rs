@@ -121,14 +121,6 @@ pub fn verdict_precision_recall(trajectories: &[&Trajectory]) -> (Option<f64>, O
     (ratio(tp, fp), ratio(tp, fn_))
 }
 
-/// (acc_critic@K − acc@1) / (acc_teacher@K − acc@1): the share of the
-/// teacher's gain the critic recovers. `None` when the teacher gains
-/// nothing.
-pub fn recovered_fraction(acc1: f64, critic_k: f64, teacher_k: f64) -> Option<f64> {
-    let teacher_gain = teacher_k - acc1;
-    (teacher_gain.abs() > 1e-12).then(|| (critic_k - acc1) / teacher_gain)
-}
-
 /// One value per (training seed, task): the unit every interval of the
 /// report resamples. Trajectories of the same task and training seed
 /// (several sampling seeds) are averaged into one value first.
@@ -226,6 +218,58 @@ pub fn two_level_ci(values: &SeedTaskValues, resamples: usize, seed: u64) -> (f6
         .collect();
     means.sort_by(f64::total_cmp);
     let at = |q: f64| means[((q * (resamples - 1) as f64).round() as usize).min(resamples - 1)];
+    (at(0.025), at(0.975))
+}
+
+/// A two-level percentile bootstrap 95% interval of `mean(num) / mean(den)`
+/// over the (training seed, task) units both have, each resample drawing
+/// the same units for both (seeds, then tasks within each): the interval of
+/// a ratio of two paired means, such as the critic's gain over the
+/// teacher's. A resample whose denominator is zero has no ratio; if more
+/// than 2.5% have none, the denominator is not told apart from zero and the
+/// bounds are NaN rather than an interval that hides it. Deterministic
+/// under `seed`.
+pub fn two_level_ratio_ci(
+    num: &SeedTaskValues,
+    den: &SeedTaskValues,
+    resamples: usize,
+    seed: u64,
+) -> (f64, f64) {
+    let seeds: Vec<Vec<(f64, f64)>> = num
+        .iter()
+        .filter_map(|(s, tn)| {
+            let td = den.get(s)?;
+            let pairs: Vec<(f64, f64)> = tn
+                .iter()
+                .filter_map(|(t, n)| td.get(t).map(|d| (*n, *d)))
+                .collect();
+            (!pairs.is_empty()).then_some(pairs)
+        })
+        .collect();
+    if seeds.is_empty() || resamples == 0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let mut rng = Rng::new(seed);
+    let mut ratios: Vec<f64> = (0..resamples)
+        .filter_map(|_| {
+            let (mut n, mut d) = (0.0, 0.0);
+            for _ in 0..seeds.len() {
+                let pairs = &seeds[rng.below(seeds.len() as u64) as usize];
+                for _ in 0..pairs.len() {
+                    let (a, b) = pairs[rng.below(pairs.len() as u64) as usize];
+                    n += a;
+                    d += b;
+                }
+            }
+            (d.abs() > 1e-12).then(|| n / d)
+        })
+        .collect();
+    if (ratios.len() as f64) < 0.975 * resamples as f64 {
+        return (f64::NAN, f64::NAN);
+    }
+    ratios.sort_by(f64::total_cmp);
+    let m = ratios.len();
+    let at = |q: f64| ratios[((q * (m - 1) as f64).round() as usize).min(m - 1)];
     (at(0.025), at(0.975))
 }
 
@@ -449,11 +493,37 @@ mod tests {
     }
 
     #[test]
-    fn recovered_fraction_is_the_share_of_the_teacher_gain() {
-        let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-12);
-        assert!(close(recovered_fraction(0.2, 0.3, 0.4), 0.5));
-        assert!(close(recovered_fraction(0.2, 0.1, 0.4), -0.5));
-        assert_eq!(recovered_fraction(0.2, 0.3, 0.2), None);
+    fn ratio_interval_covers_the_ratio_and_refuses_a_zero_denominator() {
+        // Critic gains half the teacher's on every unit, over two seeds.
+        let unit = |v: f64| -> SeedTaskValues {
+            (0..2u64)
+                .map(|s| {
+                    (
+                        s,
+                        (0..40usize).map(|t| (t, v * (1 + t % 3) as f64)).collect(),
+                    )
+                })
+                .collect()
+        };
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        let (lo, hi) = two_level_ratio_ci(&unit(0.1), &unit(0.2), 500, 3);
+        assert!(close(lo, 0.5) && close(hi, 0.5), "[{lo}, {hi}]");
+        // Noisy numerator: the interval has width and holds the point ratio.
+        let mut num = unit(0.1);
+        for (i, v) in num.get_mut(&0).unwrap().values_mut().enumerate() {
+            *v += if i % 2 == 0 { 0.3 } else { -0.3 };
+        }
+        let den = unit(0.2);
+        let point = mean_of(&num) / mean_of(&den);
+        let (lo, hi) = two_level_ratio_ci(&num, &den, 500, 3);
+        assert!(
+            lo < point && point < hi && hi - lo > 0.01,
+            "{point} in [{lo}, {hi}]"
+        );
+        // A denominator of zeros has no ratio at all.
+        let zero = unit(0.0);
+        let (lo, hi) = two_level_ratio_ci(&num, &zero, 500, 3);
+        assert!(lo.is_nan() && hi.is_nan());
     }
 
     #[test]

@@ -23,10 +23,12 @@ use std::time::Instant;
 
 use burn::backend::{Autodiff, Flex};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use didact_data::rng::Rng;
 use didact_student::checkpoint::init_random;
 use didact_student::generate::{SamplingParams, generate};
+use didact_student::kernels::Kernels;
 use didact_student::sft::{Example, make_batch, masked_nll};
 use didact_student::{Llama, LlamaConfig};
 
@@ -53,6 +55,10 @@ struct Prefill {
     /// Forward passes per timed round.
     reps: usize,
     rounds: usize,
+    /// Copy all logits to the host after each pass (the CPU figures always
+    /// have). On a GPU that copy would time the PCIe link rather than the
+    /// model, so there each pass ends at a device sync instead.
+    logits_to_host: bool,
 }
 
 /// Greedy KV-cache generation of `new_tokens` after each of `batch`
@@ -93,17 +99,28 @@ fn tokens(rng: &mut Rng, vocab: usize, n: usize) -> Vec<u32> {
         .collect()
 }
 
-fn measure(llama: &LlamaConfig, train: &Train, prefill: &Prefill, gen_plan: &Generate) -> Rates {
+/// Waits for the device's queued work, so that a timed round ends when its
+/// kernels have run (a no-op on the CPU, where work runs when called).
+fn sync<B: Backend>(device: &B::Device) {
+    B::sync(device).expect("the device failed while running the benchmark");
+}
+
+fn measure<B: Kernels>(
+    llama: &LlamaConfig,
+    train: &Train,
+    prefill: &Prefill,
+    gen_plan: &Generate,
+    device: &B::Device,
+) -> Rates {
     let vocab = llama.vocab_size;
-    let device = Default::default();
     let mut rng = Rng::new(0);
 
     // The training model and its optimizer state are dropped before the
     // inference model is built: at 135M parameters they hold about 2 GB.
     let train_tps = {
-        type A = Autodiff<Flex>;
-        let mut model: Llama<A> = init_random(llama, 0, &device).unwrap();
-        let mut optim = AdamWConfig::new().init::<A, Llama<A>>();
+        type A<B> = Autodiff<B>;
+        let mut model: Llama<A<B>> = init_random(llama, 0, device).unwrap();
+        let mut optim = AdamWConfig::new().init::<A<B>, Llama<A<B>>>();
         let examples: Vec<Example> = (0..train.batch)
             .map(|_| Example {
                 ids: tokens(&mut rng, vocab, train.seq + 1),
@@ -111,8 +128,8 @@ fn measure(llama: &LlamaConfig, train: &Train, prefill: &Prefill, gen_plan: &Gen
             })
             .collect();
         let refs: Vec<&Example> = examples.iter().collect();
-        let mut step = |model: Llama<A>| {
-            let batch = make_batch::<A>(&refs, train.seq + 1, 0, &device);
+        let mut step = |model: Llama<A<B>>| {
+            let batch = make_batch::<A<B>>(&refs, train.seq + 1, 0, device);
             let loss = masked_nll(&model, &batch);
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             optim.step(1e-3, model, grads)
@@ -120,31 +137,41 @@ fn measure(llama: &LlamaConfig, train: &Train, prefill: &Prefill, gen_plan: &Gen
         for _ in 0..train.warmup_steps {
             model = step(model);
         }
+        sync::<B>(device);
         let mut model = Some(model);
         median_rate(train.rounds, || {
             for _ in 0..train.steps {
                 model = Some(step(model.take().unwrap()));
             }
+            sync::<B>(device);
             train.steps * train.batch * train.seq
         })
     };
 
     // Inference on the inner backend.
-    let model: Llama<Flex> = init_random(llama, 0, &device).unwrap();
+    let model: Llama<B> = init_random(llama, 0, device).unwrap();
     let ids: Vec<i64> = tokens(&mut rng, vocab, prefill.batch * prefill.seq)
         .into_iter()
         .map(i64::from)
         .collect();
     let input = || {
-        Tensor::<Flex, 2, Int>::from_data(
+        Tensor::<B, 2, Int>::from_data(
             TensorData::new(ids.clone(), [prefill.batch, prefill.seq]),
-            &device,
+            device,
         )
     };
-    let _ = model.forward(input(), None, None).into_data();
+    let forward = || {
+        let logits = model.forward(input(), None, None);
+        if prefill.logits_to_host {
+            let _ = logits.into_data();
+        } else {
+            sync::<B>(device);
+        }
+    };
+    forward();
     let prefill_tps = median_rate(prefill.rounds, || {
         for _ in 0..prefill.reps {
-            let _ = model.forward(input(), None, None).into_data();
+            forward();
         }
         prefill.reps * prefill.batch * prefill.seq
     });
@@ -153,10 +180,10 @@ fn measure(llama: &LlamaConfig, train: &Train, prefill: &Prefill, gen_plan: &Gen
         .map(|_| tokens(&mut rng, vocab, gen_plan.prompt))
         .collect();
     let warmup = SamplingParams::greedy(gen_plan.warmup_new_tokens);
-    let _ = generate(&model, &prompts[..2], &[], 0, &warmup, 0, &device);
+    let _ = generate(&model, &prompts[..2], &[], 0, &warmup, 0, device);
     let params = SamplingParams::greedy(gen_plan.new_tokens);
     let gen_tps = median_rate(gen_plan.rounds, || {
-        let out = generate(&model, &prompts, &[], 0, &params, 0, &device);
+        let out = generate(&model, &prompts, &[], 0, &params, 0, device);
         out.iter().map(|g| g.tokens.len()).sum()
     });
 
@@ -165,6 +192,13 @@ fn measure(llama: &LlamaConfig, train: &Train, prefill: &Prefill, gen_plan: &Gen
         prefill: prefill_tps,
         generate: gen_tps,
     }
+}
+
+/// The configuration the pipeline trains from scratch (about 1M parameters).
+fn reference() -> LlamaConfig {
+    let mut llama = LlamaConfig::small(128, 128, 4, 4, 4);
+    llama.intermediate_size = 512;
+    llama
 }
 
 /// SmolLM2-135M-Instruct's `config.json`, field for field where it shapes
@@ -179,14 +213,25 @@ fn smollm2_135m() -> LlamaConfig {
     llama
 }
 
+#[cfg(feature = "cuda")]
+#[path = "throughput/gpu.rs"]
+mod gpu;
+
 fn main() {
+    if let Ok(device) = std::env::var("DIDACT_BENCH_DEVICE")
+        && device != "cpu"
+    {
+        #[cfg(feature = "cuda")]
+        return gpu::main(&device);
+        #[cfg(not(feature = "cuda"))]
+        panic!("DIDACT_BENCH_DEVICE={device} needs `cargo bench --features cuda`");
+    }
     didact_student::alloc::keep_freed_memory();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     // The reference configuration, measured exactly as before the second
     // shape existed, so its figures stay comparable with earlier runs.
-    let mut llama = LlamaConfig::small(128, 128, 4, 4, 4);
-    llama.intermediate_size = 512;
+    let llama = reference();
     let (train, prefill, gen_plan) = (
         Train {
             batch: 32,
@@ -200,6 +245,7 @@ fn main() {
             seq: 128,
             reps: 4,
             rounds: ROUNDS,
+            logits_to_host: true,
         },
         Generate {
             batch: 32,
@@ -209,7 +255,7 @@ fn main() {
             rounds: ROUNDS,
         },
     );
-    let rates = measure(&llama, &train, &prefill, &gen_plan);
+    let rates = measure::<Flex>(&llama, &train, &prefill, &gen_plan, &Default::default());
     let mut json = serde_json::json!({
         "implementation": "didact (burn 0.21, Flex backend)",
         "threads": threads,
@@ -246,6 +292,7 @@ fn main() {
             seq: 128,
             reps: 1,
             rounds: 3,
+            logits_to_host: true,
         },
         Generate {
             batch: 16,
@@ -255,7 +302,7 @@ fn main() {
             rounds: 3,
         },
     );
-    let rates = measure(&llama, &train, &prefill, &gen_plan);
+    let rates = measure::<Flex>(&llama, &train, &prefill, &gen_plan, &Default::default());
     json["smollm2_135m"] = serde_json::json!({
         "name": "SmolLM2-135M-Instruct shape, random weights",
         "parameters": llama.num_params(),

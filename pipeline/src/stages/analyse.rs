@@ -27,8 +27,8 @@ use serde_json::json;
 use super::common::{Stage, StageContext, StageOutput};
 use super::verdict::read_verdict;
 use crate::analysis::{
-    SeedTaskValues, Trajectory, counts, excludes_zero, gains, mean_of, paired, recovered_fraction,
-    revision_stats, seed_task_values, two_level_ci, verdict_precision_recall,
+    SeedTaskValues, Trajectory, counts, excludes_zero, gains, mean_of, paired, revision_stats,
+    seed_task_values, two_level_ci, two_level_ratio_ci, verdict_precision_recall,
 };
 use crate::config::Condition;
 use crate::layout::{
@@ -275,16 +275,13 @@ struct GainRow {
     est: Estimate,
     i_to_c: f64,
     c_to_i: f64,
-    recovered: Option<f64>,
+    /// On critic rows: the critic's gain over the teacher's, with its
+    /// interval (NaN bounds where the teacher's gain is not told apart
+    /// from zero).
+    recovered: Option<Estimate>,
 }
 
-fn gain_rows(grid: &Grid, summary: &[SummaryRow], k: usize) -> Vec<GainRow> {
-    let acc = |m: &str, c: &str, d: &str, t: usize| {
-        summary
-            .iter()
-            .find(|r| r.model == m && r.condition == c && r.domain == d && r.turn == t)
-            .map(|r| r.est.value)
-    };
+fn gain_rows(grid: &Grid, k: usize) -> Vec<GainRow> {
     let mut out = Vec::new();
     for (model, condition, domain) in grid.cells.keys() {
         if condition == Condition::Single.name() {
@@ -296,13 +293,10 @@ fn gain_rows(grid: &Grid, summary: &[SummaryRow], k: usize) -> Vec<GainRow> {
             .gain_at(model, condition, domain, k)
             .expect("cell exists");
         let recovered = if condition == Condition::Critic.name() {
-            (|| {
-                recovered_fraction(
-                    acc(model, condition, domain, 1)?,
-                    acc(model, condition, domain, k)?,
-                    acc(model, Condition::Teacher.name(), domain, k)?,
-                )
-            })()
+            grid.gain_at(model, Condition::Teacher.name(), domain, k)
+                .and_then(|teacher| {
+                    recovered_fraction(&v, &teacher, &["recovered", model, domain], k)
+                })
         } else {
             None
         };
@@ -317,6 +311,37 @@ fn gain_rows(grid: &Grid, summary: &[SummaryRow], k: usize) -> Vec<GainRow> {
         });
     }
     out
+}
+
+/// The critic's gain over the teacher's, (acc_critic@K − acc@1) /
+/// (acc_teacher@K − acc@1), on the (training seed, task) units both
+/// conditions have, with its two-level bootstrap interval; None where the
+/// teacher gains nothing on average.
+fn recovered_fraction(
+    critic: &SeedTaskValues,
+    teacher: &SeedTaskValues,
+    key: &[&str],
+    k: usize,
+) -> Option<Estimate> {
+    // Each on the units the other has too (`x − 0` on the shared units).
+    let zeros = |x: &SeedTaskValues| paired(x, x);
+    let (num, den) = (
+        paired(critic, &zeros(teacher)),
+        paired(teacher, &zeros(critic)),
+    );
+    let (n, d) = (mean_of(&num), mean_of(&den));
+    if d.is_nan() || d.abs() <= 1e-12 {
+        return None;
+    }
+    let (lo, hi) = two_level_ratio_ci(&num, &den, RESAMPLES, stat_seed(key, k));
+    let (n_tasks, n_seeds) = counts(&num);
+    Some(Estimate {
+        value: n / d,
+        lo,
+        hi,
+        n_tasks,
+        n_seeds,
+    })
 }
 
 struct ContrastRow {
@@ -490,7 +515,9 @@ fn write_gains(path: &Path, rows: &[GainRow]) -> Result<()> {
             delta_ci_high: r.est.hi,
             delta_i_to_c: r.i_to_c,
             delta_c_to_i: r.c_to_i,
-            recovered_fraction: r.recovered.unwrap_or(f64::NAN),
+            recovered_fraction: r.recovered.map_or(f64::NAN, |e| e.value),
+            recovered_ci_low: r.recovered.map_or(f64::NAN, |e| e.lo),
+            recovered_ci_high: r.recovered.map_or(f64::NAN, |e| e.hi),
             n_tasks: n(r.est.n_tasks),
             n_seeds: n(r.est.n_seeds),
         })
@@ -774,8 +801,13 @@ fn accuracy_section(
                     g.map_or(String::new(), |g| points(&g.est)),
                     g.map_or(String::new(), |g| pct(g.i_to_c)),
                     g.map_or(String::new(), |g| pct(g.c_to_i)),
-                    g.and_then(|g| g.recovered)
-                        .map_or(String::new(), |r| format!("{r:.2}")),
+                    g.and_then(|g| g.recovered).map_or(String::new(), |r| {
+                        if r.lo.is_nan() {
+                            format!("{:.2} [teacher gain ≈ 0]", r.value)
+                        } else {
+                            format!("{:.2} [{:.2}, {:.2}]", r.value, r.lo, r.hi)
+                        }
+                    }),
                 )?;
             }
         }
@@ -784,8 +816,10 @@ fn accuracy_section(
             writeln!(
                 md,
                 "acc@{k} under `teacher` is the paper's headline metric (cumulative accuracy at turn K \
-                 with the teacher). `recovered` = (acc_critic@K − acc@1) / (acc_teacher@K − acc@1): the \
-                 share of the teacher's gain the critic recovers without any oracle.\n"
+                 with the teacher). `recovered` = (acc_critic@K − acc@1) / (acc_teacher@K − acc@1) [95% CI]: the \
+                 share of the teacher's gain the critic recovers without any oracle, on the (training \
+                 seed, task) units both conditions have, its interval from the same two-level \
+                 bootstrap with the critic's and the teacher's gain drawn together.\n"
             )?;
             writeln!(md, "## By domain\n")?;
             writeln!(
@@ -797,6 +831,22 @@ fn accuracy_section(
         }
     }
     Ok(md)
+}
+
+/// Whether an AUROC says the critic ranks right attempts above wrong ones:
+/// below 0.6 it barely does, and its verdict is no better than a threshold
+/// on chance, whatever rule set it.
+fn tells_apart(auroc: Option<f64>) -> &'static str {
+    let Some(auroc) = auroc else {
+        return "no attempts of one kind";
+    };
+    if auroc < 0.6 {
+        "no: it cannot tell right from wrong"
+    } else if auroc < 0.75 {
+        "weakly"
+    } else {
+        "yes"
+    }
 }
 
 /// The critic's calibration (per training seed), its verdicts against the
@@ -845,6 +895,33 @@ fn critic_section(
             pct(v.recall),
             pct(v.specificity)
         )?;
+        if !v.calibration.is_empty() {
+            writeln!(
+                md,
+                "Its P(\"Correct.\") on the held-out attempts (training seed {seed}): ECE = expected \
+                 calibration error over 10 bins, Brier = mean (P − right)², AUROC = P(a right attempt \
+                 scores above a wrong one), 0.5 for a critic that cannot tell them apart.\n"
+            )?;
+            writeln!(
+                md,
+                "| domain | attempts | right % | mean P | ECE | Brier | AUROC | can it tell? |"
+            )?;
+            writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---|")?;
+            for (domain, c) in &v.calibration {
+                writeln!(
+                    md,
+                    "| {domain} | {} | {} | {} | {:.3} | {:.3} | {} | {} |",
+                    c.attempts,
+                    pct(c.correct as f64 / c.attempts.max(1) as f64),
+                    pct(c.mean_p),
+                    c.ece,
+                    c.brier,
+                    c.auroc.map_or("–".into(), |a| format!("{a:.2}")),
+                    tells_apart(c.auroc),
+                )?;
+            }
+            writeln!(md)?;
+        }
     }
     writeln!(
         md,
@@ -925,25 +1002,50 @@ fn plots(
     conditions: &[Condition],
     k: usize,
 ) -> Result<Vec<String>> {
+    // Accuracy by turn of `model` in `domain` under each of `conditions`.
+    let accuracy = |model: &str, domain: &str, conditions: &[Condition]| -> Vec<plot::Series> {
+        conditions
+            .iter()
+            .filter_map(|c| {
+                let rows: Vec<&SummaryRow> = summary
+                    .iter()
+                    .filter(|r| r.model == model && r.condition == c.name() && r.domain == domain)
+                    .collect();
+                (!rows.is_empty()).then(|| plot::Series {
+                    name: c.name().to_string(),
+                    values: rows.iter().map(|r| r.est.value).collect(),
+                    band: rows.iter().map(|r| (r.est.lo, r.est.hi)).collect(),
+                })
+            })
+            .collect()
+    };
     let mut files = Vec::new();
     for model in ["rl2f", "base"] {
+        // Self-correction side by side: the teacher, the critic with its own
+        // stop and with the oracle's, and "Try again.", pooled.
+        let side_by_side = [
+            Condition::Teacher,
+            Condition::Critic,
+            Condition::CriticOracleStop,
+            Condition::Retry,
+        ];
+        let shown: Vec<Condition> = side_by_side
+            .into_iter()
+            .filter(|c| conditions.contains(c))
+            .collect();
+        if shown.contains(&Condition::Critic) {
+            let file = format!("self_correction_{model}.png");
+            plot::rate_by_turn(
+                &out.join(&file),
+                &format!("{model} · all: teacher, critic, critic with oracle stop, retry"),
+                "accuracy (%)",
+                &accuracy(model, "all", &shown),
+                k,
+            )?;
+            files.push(file);
+        }
         for domain in &grid.domains {
-            let series: Vec<plot::Series> = conditions
-                .iter()
-                .filter_map(|c| {
-                    let rows: Vec<&SummaryRow> = summary
-                        .iter()
-                        .filter(|r| {
-                            r.model == model && r.condition == c.name() && &r.domain == domain
-                        })
-                        .collect();
-                    (!rows.is_empty()).then(|| plot::Series {
-                        name: c.name().to_string(),
-                        values: rows.iter().map(|r| r.est.value).collect(),
-                        band: rows.iter().map(|r| (r.est.lo, r.est.hi)).collect(),
-                    })
-                })
-                .collect();
+            let series = accuracy(model, domain, conditions);
             let file = format!("accuracy_{model}_{domain}.png");
             plot::rate_by_turn(
                 &out.join(&file),
@@ -1135,10 +1237,16 @@ fn stage_metrics(
     n_seeds: usize,
     critic_metrics: &serde_json::Value,
 ) -> serde_json::Value {
-    let rec: BTreeMap<String, Option<f64>> = gains
+    let rec: BTreeMap<String, serde_json::Value> = gains
         .iter()
         .filter(|r| r.domain == "all" && r.condition == Condition::Critic.name())
-        .map(|r| (r.model.clone(), r.recovered))
+        .map(|r| {
+            let v = r.recovered.map_or(
+                json!(null),
+                |e| json!({"estimate": e.value, "ci_low": e.lo, "ci_high": e.hi}),
+            );
+            (r.model.clone(), v)
+        })
         .collect();
     let headline: BTreeMap<String, serde_json::Value> = headline_names()
         .into_iter()
@@ -1185,7 +1293,7 @@ fn run(ctx: &StageContext) -> Result<StageOutput> {
 
     let summary = summary_rows(&grid, k);
     write_summary(&out.join(SUMMARY_FILE), &summary)?;
-    let gains = gain_rows(&grid, &summary, k);
+    let gains = gain_rows(&grid, k);
     write_gains(&out.join(GAINS_FILE), &gains)?;
     let contrasts = contrast_rows(&grid, k);
     write_contrasts(&out, &contrasts)?;

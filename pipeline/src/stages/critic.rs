@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use burn::module::{AutodiffModule, Module};
+use didact_critic::calibration::{Calibration, calibration};
 use didact_critic::config::VerdictRule;
 use didact_critic::data::fix_counts;
 use didact_critic::data::{CritiqueRow, attempt_context, critic_examples, critique_dialogues};
@@ -486,5 +487,29 @@ fn calibrate_verdict<B: TrainBackend>(
         recall: rate(true, true),
         specificity: rate(false, false),
         held_out_attempts: scored.len(),
+        calibration: calibration_by_domain(&scored, val_rows),
     })
+}
+
+/// [`calibration`] of the held-out scores per domain and pooled (`all`).
+fn calibration_by_domain(
+    scored: &[(f64, bool)],
+    val_rows: &[CritiqueRow],
+) -> BTreeMap<String, Calibration> {
+    let mut out: BTreeMap<String, Calibration> = BTreeMap::new();
+    for domain in DomainKind::ALL.into_iter().chain(DomainKind::IMPORTED) {
+        let of: Vec<(f64, bool)> = scored
+            .iter()
+            .zip(val_rows)
+            .filter(|(_, r)| r.domain == domain)
+            .map(|(s, _)| *s)
+            .collect();
+        if let Some(c) = calibration(&of) {
+            out.insert(domain.name().to_string(), c);
+        }
+    }
+    if let Some(c) = calibration(scored) {
+        out.insert("all".into(), c);
+    }
+    out
 }

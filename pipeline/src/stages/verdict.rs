@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
+use didact_critic::calibration::Calibration;
 use didact_critic::config::VerdictRule;
 use didact_data::DomainKind;
 
@@ -31,6 +32,11 @@ pub struct VerdictCalibration {
     /// Held-out wrong attempts judged wrong.
     pub specificity: f64,
     pub held_out_attempts: usize,
+    /// Per domain, and `all` pooled: how P("Correct.") on the held-out
+    /// attempts reads as a probability and whether it ranks right attempts
+    /// above wrong ones. Empty in files from before it was measured.
+    #[serde(default)]
+    pub calibration: BTreeMap<String, Calibration>,
 }
 
 /// Reads the calibrated threshold saved by the critic stage.
