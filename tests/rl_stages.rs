@@ -265,7 +265,9 @@ fn rl_stages_write_checkpoints_rollouts_logs_and_the_eval_grid() {
     assert!(md.contains("well-formed %"), "{md}");
     // The verdict's calibration on held-out attempts, per domain.
     assert!(
-        md.contains("| domain | attempts | right % | mean P | ECE | Brier | AUROC |"),
+        md.contains(
+            "| domain | attempts | right % | mean P | ECE | Brier | AUROC | AUROC, first attempts |"
+        ),
         "{md}"
     );
     assert!(

@@ -904,19 +904,22 @@ fn critic_section(
             )?;
             writeln!(
                 md,
-                "| domain | attempts | right % | mean P | ECE | Brier | AUROC | can it tell? |"
+                "| domain | attempts | right % | mean P | ECE | Brier | AUROC | AUROC, first attempts | can it tell? |"
             )?;
-            writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---|")?;
+            writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---|")?;
+            let auroc = |a: Option<f64>| a.map_or("–".into(), |a| format!("{a:.2}"));
             for (domain, c) in &v.calibration {
+                let first = v.calibration_first.get(domain).and_then(|c| c.auroc);
                 writeln!(
                     md,
-                    "| {domain} | {} | {} | {} | {:.3} | {:.3} | {} | {} |",
+                    "| {domain} | {} | {} | {} | {:.3} | {:.3} | {} | {} | {} |",
                     c.attempts,
                     pct(c.correct as f64 / c.attempts.max(1) as f64),
                     pct(c.mean_p),
                     c.ece,
                     c.brier,
-                    c.auroc.map_or("–".into(), |a| format!("{a:.2}")),
+                    auroc(c.auroc),
+                    auroc(first),
                     tells_apart(c.auroc),
                 )?;
             }

@@ -487,28 +487,33 @@ fn calibrate_verdict<B: TrainBackend>(
         recall: rate(true, true),
         specificity: rate(false, false),
         held_out_attempts: scored.len(),
-        calibration: calibration_by_domain(&scored, val_rows),
+        calibration: calibration_by_domain(&scored, val_rows, &|_| true),
+        calibration_first: calibration_by_domain(&scored, val_rows, &|r| r.turn == 1),
     })
 }
 
-/// [`calibration`] of the held-out scores per domain and pooled (`all`).
+/// [`calibration`] of the held-out scores of the rows `keep` selects, per
+/// domain and pooled (`all`).
 fn calibration_by_domain(
     scored: &[(f64, bool)],
     val_rows: &[CritiqueRow],
+    keep: &dyn Fn(&CritiqueRow) -> bool,
 ) -> BTreeMap<String, Calibration> {
-    let mut out: BTreeMap<String, Calibration> = BTreeMap::new();
-    for domain in DomainKind::ALL.into_iter().chain(DomainKind::IMPORTED) {
-        let of: Vec<(f64, bool)> = scored
+    let of = |domain: Option<DomainKind>| -> Vec<(f64, bool)> {
+        scored
             .iter()
             .zip(val_rows)
-            .filter(|(_, r)| r.domain == domain)
+            .filter(|(_, r)| keep(r) && domain.is_none_or(|d| r.domain == d))
             .map(|(s, _)| *s)
-            .collect();
-        if let Some(c) = calibration(&of) {
+            .collect()
+    };
+    let mut out: BTreeMap<String, Calibration> = BTreeMap::new();
+    for domain in DomainKind::ALL.into_iter().chain(DomainKind::IMPORTED) {
+        if let Some(c) = calibration(&of(Some(domain))) {
             out.insert(domain.name().to_string(), c);
         }
     }
-    if let Some(c) = calibration(scored) {
+    if let Some(c) = calibration(&of(None)) {
         out.insert("all".into(), c);
     }
     out

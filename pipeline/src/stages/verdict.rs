@@ -37,6 +37,11 @@ pub struct VerdictCalibration {
     /// above wrong ones. Empty in files from before it was measured.
     #[serde(default)]
     pub calibration: BTreeMap<String, Calibration>,
+    /// The same on first attempts alone. A verdict learnt from dialogues
+    /// in which "Correct." mostly follows a revision can rank by turn
+    /// rather than by correctness; within one turn it cannot.
+    #[serde(default)]
+    pub calibration_first: BTreeMap<String, Calibration>,
 }
 
 /// Reads the calibrated threshold saved by the critic stage.
