@@ -263,7 +263,17 @@ fn rl_stages_write_checkpoints_rollouts_logs_and_the_eval_grid() {
     }
     let md = fs::read_to_string(report.join("report.md")).unwrap();
     assert!(md.contains("well-formed %"), "{md}");
-    // The verdict's calibration on held-out attempts, per domain.
+    // The verdict's calibration on held-out attempts, per domain, and the
+    // attempts its threshold was set on (first ones, by default).
+    let verdict: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("critic/verdict.json")).unwrap())
+            .unwrap();
+    assert_eq!(verdict["calibrated_on"], "first", "{verdict}");
+    assert!(
+        verdict["calibration"]["all"]["attempts"].as_u64().unwrap() > 0,
+        "{verdict}"
+    );
+    assert!(md.contains("set on first held-out attempts"), "{md}");
     assert!(
         md.contains(
             "| domain | attempts | right % | mean P | ECE | Brier | AUROC | AUROC, first attempts |"

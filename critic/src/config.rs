@@ -43,6 +43,21 @@ pub enum VerdictRule {
     Utility,
 }
 
+/// Which held-out attempts the verdict threshold is calibrated on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CalibrateOn {
+    /// First attempts alone. The loop's first verdict decides the most, and
+    /// first attempts are right about as often as at evaluation's first
+    /// turn; later held-out attempts are nearly all wrong, and pooled with
+    /// them a threshold that pays on the calibration set calls right first
+    /// attempts wrong at evaluation (issue 17).
+    #[default]
+    First,
+    /// Every held-out attempt, whatever its turn.
+    All,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CriticConfig {
@@ -76,6 +91,8 @@ pub struct CriticConfig {
     pub self_weight: f64,
     /// How the verdict threshold is calibrated.
     pub verdict: VerdictRule,
+    /// Which held-out attempts the threshold is calibrated on.
+    pub calibrate_on: CalibrateOn,
     /// With `verdict = "recall"`: the threshold is the largest at which the
     /// critic still calls at least this share of the held-out correct
     /// attempts correct.
@@ -118,6 +135,7 @@ impl Default for CriticConfig {
             correct_copies: 3,
             self_weight: 0.05,
             verdict: VerdictRule::Utility,
+            calibrate_on: CalibrateOn::First,
             min_recall: 0.9,
             train: TrainConfig {
                 steps: 300,

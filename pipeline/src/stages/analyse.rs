@@ -874,13 +874,17 @@ fn critic_section(
         };
         writeln!(
             md,
-            "Training seed {seed}. Verdict: P(\"Correct.\") against a per-domain threshold ({} rule; \
-             {}). After the teacher's feedback the student fixed a wrong attempt at its next attempt \
+            "Training seed {seed}. Verdict: P(\"Correct.\") against a per-domain threshold ({} rule, \
+             set on {} held-out attempts; {}). After the teacher's feedback the student fixed a wrong attempt at its next attempt \
              at these rates in the critic's training dialogues: {}. On held-out attempts the critic \
              called {}% of the correct ones correct and {}% of the wrong ones wrong.\n",
             match v.rule {
                 didact_critic::config::VerdictRule::Utility => "`utility`",
                 didact_critic::config::VerdictRule::Recall => "`recall`",
+            },
+            match v.calibrated_on {
+                didact_critic::config::CalibrateOn::First => "first",
+                didact_critic::config::CalibrateOn::All => "all",
             },
             per_domain(&v.thresholds, &|t| {
                 if t <= 0.0 {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use burn::module::{AutodiffModule, Module};
 use didact_critic::calibration::{Calibration, calibration};
-use didact_critic::config::VerdictRule;
+use didact_critic::config::{CalibrateOn, VerdictRule};
 use didact_critic::data::fix_counts;
 use didact_critic::data::{CritiqueRow, attempt_context, critic_examples, critique_dialogues};
 use didact_critic::head::freeze_trunk;
@@ -403,9 +403,12 @@ fn summary_lines(
 }
 
 /// The critic's verdict rule, calibrated on the held-out attempts
-/// (`val_contexts`, `val_rows`): one threshold on P("Correct.") per domain
-/// under `cfg.verdict`, with the student's fix rates after the teacher's
-/// feedback (from the train `rows`) as the `utility` rule's stakes.
+/// (`val_contexts`, `val_rows`; the first ones alone under
+/// `critic.calibrate_on = "first"`): one threshold on P("Correct.") per
+/// domain under `cfg.verdict`, with the student's fix rates after the
+/// teacher's feedback (from the train `rows`) as the `utility` rule's
+/// stakes. Its calibration (ECE, Brier, AUROC) is measured on every held-out
+/// attempt and on the first ones.
 fn calibrate_verdict<B: TrainBackend>(
     critic_model: &Llama<B::InnerBackend>,
     tokenizer: &Tokenizer,
@@ -448,17 +451,22 @@ fn calibrate_verdict<B: TrainBackend>(
         VerdictRule::Recall => calibrate(of, cfg.min_recall),
         VerdictRule::Utility => (!of.is_empty()).then(|| calibrate_utility(of, fix_rate, 1.0)),
     };
-    let global = threshold(&scored, pooled_fix).unwrap_or(0.5);
+    // The attempts the thresholds are set on (`critic.calibrate_on`).
+    let calibrating = |r: &CritiqueRow| cfg.calibrate_on == CalibrateOn::All || r.turn == 1;
+    let on = |domain: Option<DomainKind>| -> Vec<(f64, bool)> {
+        scored
+            .iter()
+            .zip(val_rows)
+            .filter(|(_, r)| calibrating(r) && domain.is_none_or(|d| r.domain == d))
+            .map(|(s, _)| *s)
+            .collect()
+    };
+    let global = threshold(&on(None), pooled_fix).unwrap_or(0.5);
     // One threshold per domain: how sure the critic is differs by domain,
     // and so does what a missed wrong answer costs.
     let mut thresholds = BTreeMap::new();
     for domain in DomainKind::ALL.into_iter().chain(DomainKind::IMPORTED) {
-        let of: Vec<(f64, bool)> = scored
-            .iter()
-            .zip(val_rows)
-            .filter(|(_, r)| r.domain == domain)
-            .map(|(s, _)| *s)
-            .collect();
+        let of = on(Some(domain));
         if let Some(t) = threshold(&of, fix.get(&domain).copied().unwrap_or(0.0)) {
             thresholds.insert(domain.name().to_string(), t);
         }
@@ -479,6 +487,7 @@ fn calibrate_verdict<B: TrainBackend>(
         thresholds: thresholds.clone(),
         default_threshold: global,
         rule: cfg.verdict,
+        calibrated_on: cfg.calibrate_on,
         min_recall: cfg.min_recall,
         fix_rates: fix
             .iter()

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use didact_critic::calibration::Calibration;
-use didact_critic::config::VerdictRule;
+use didact_critic::config::{CalibrateOn, VerdictRule};
 use didact_data::DomainKind;
 
 use crate::layout::VERDICT_FILE;
@@ -21,6 +21,10 @@ pub struct VerdictCalibration {
     /// How the thresholds were chosen.
     #[serde(default)]
     pub rule: VerdictRule,
+    /// The held-out attempts the thresholds were set on; files from before
+    /// the choice existed were set on all of them.
+    #[serde(default = "calibrated_on_all")]
+    pub calibrated_on: CalibrateOn,
     pub min_recall: f64,
     /// Per domain: the share of wrong attempts the student fixes at its
     /// next attempt after the teacher's feedback (the `utility` rule's
@@ -42,6 +46,10 @@ pub struct VerdictCalibration {
     /// rather than by correctness; within one turn it cannot.
     #[serde(default)]
     pub calibration_first: BTreeMap<String, Calibration>,
+}
+
+fn calibrated_on_all() -> CalibrateOn {
+    CalibrateOn::All
 }
 
 /// Reads the calibrated threshold saved by the critic stage.
