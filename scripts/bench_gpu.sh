@@ -22,7 +22,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 sampled() {
     local mem=$1
     shift
-    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 >"$mem.log" 2>/dev/null &
+    nvidia-smi -i 0 --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 >"$mem.log" 2>/dev/null &
     local sampler=$!
     "$@"
     local rc=$?
@@ -45,17 +45,22 @@ limit() {
     echo "$l"
 }
 
-idle=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
+# The bench runs on cuda:0, the GPU both readings are of.
+idle=$(nvidia-smi -i 0 --query-gpu=memory.used --format=csv,noheader,nounits)
 echo "$idle" >"$out/mem-idle.txt"
+failed=0
 for shape in $shapes; do
+    # A shape that fails now must not be reported with an earlier run's files.
+    rm -f "$out/didact-$shape.json" "$out/torch-$shape.json" "$out/mem-didact-$shape.txt" "$out/mem-torch-$shape.txt"
     echo "== $shape: didact" >&2
     DIDACT_BENCH_DEVICE=cuda DIDACT_BENCH_SHAPE=$shape DIDACT_BENCH_OUT="$out/didact-$shape.json" \
         sampled "$out/mem-didact-$shape.txt" timeout "$(limit)" "$bin" --bench ||
-        echo "didact $shape failed" >&2
+        { echo "didact $shape failed" >&2; failed=1; }
     [ -f "$out/didact-$shape.json" ] || continue
     echo "== $shape: PyTorch" >&2
     sampled "$out/mem-torch-$shape.txt" timeout "$(limit)" "$python" "$here/bench_torch.py" \
         --device cuda --didact "$out/didact-$shape.json" --out "$out/torch-$shape.json" >/dev/null ||
-        echo "PyTorch $shape failed" >&2
+        { echo "PyTorch $shape failed" >&2; failed=1; }
 done
-"$python" "$here/bench_gpu_report.py" "$out"
+"$python" "$here/bench_gpu_report.py" "$out" || failed=1
+exit $failed

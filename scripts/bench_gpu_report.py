@@ -117,8 +117,9 @@ def main() -> None:
         dm, tm = mem(dir_, f"mem-didact-{shape}.txt", idle), mem(dir_, f"mem-torch-{shape}.txt", idle)
         section["memory_mib"] = {"didact": dm, "torch": tm}
         lines += ["", f"Peak GPU memory: didact {dm:,.0f} MiB, PyTorch {tm:,.0f} MiB"
-                  + (f" (torch's own max allocated {t['max_memory_allocated_bytes'] / 2**20:,.0f} MiB)." if t else ".")
-                  if dm is not None and tm is not None else "Peak GPU memory: not sampled.", ""]
+                  + f" (torch's own max allocated {t['max_memory_allocated_bytes'] / 2**20:,.0f} MiB)."
+                  if t and dm is not None and tm is not None
+                  else f"Peak GPU memory: didact {dm:,.0f} MiB." if dm is not None else "Peak GPU memory: not sampled.", ""]
         results["shapes"][shape] = section
     with open(os.path.join(dir_, "results.md"), "w") as f:
         f.write("\n".join(lines))

@@ -26,7 +26,11 @@ left() {
 }
 # burn's CUDA runtime loads the driver and NVRTC at run time.
 nvrtc=$(python3 -c 'import nvidia.cuda_nvrtc, os; print(os.path.join(list(nvidia.cuda_nvrtc.__path__)[0], "lib"))' 2>/dev/null)
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/nvidia/lib64:${nvrtc}:${LD_LIBRARY_PATH:-}
+# (An empty entry would put the working directory on the search path.)
+libs=/usr/local/cuda/lib64:/usr/local/nvidia/lib64
+[ -n "$nvrtc" ] && libs=$libs:$nvrtc
+[ -n "${LD_LIBRARY_PATH:-}" ] && libs=$libs:$LD_LIBRARY_PATH
+export LD_LIBRARY_PATH=$libs
 {
     nvidia-smi -L
     nvidia-smi --query-gpu=driver_version,memory.total --format=csv
@@ -35,8 +39,10 @@ export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/nvidia/lib64:${nvrtc}:${
     echo "nvrtc from pip: $nvrtc"
 } >"$out/env.log" 2>&1
 
+failed=0
 bench_phase() {
-    SHAPES="$1" SHAPE_TIMEOUT=$2 DEADLINE=$deadline bash "$here/bench_gpu.sh" "$bench" /tmp/bench-gpu >>"$out/bench.log" 2>&1
+    SHAPES="$1" SHAPE_TIMEOUT=$2 DEADLINE=$deadline bash "$here/bench_gpu.sh" "$bench" /tmp/bench-gpu >>"$out/bench.log" 2>&1 ||
+        failed=1
     tar -czf "$out/bench.tar.gz" -C /tmp bench-gpu
 }
 
@@ -46,8 +52,11 @@ bench_phase qwen2.5_0.5b 120
 start=$(date +%s)
 timeout "$(left 150)" "$didact" pipeline --config configs/smoke.toml --run-dir /tmp/smoke-cuda \
     --device cuda -q >"$out/smoke.log" 2>&1
-echo "smoke pipeline on cuda: rc=$? in $(($(date +%s) - start)) s" >>"$out/smoke.log"
+rc=$?
+[ "$rc" -ne 0 ] && failed=1
+echo "smoke pipeline on cuda: rc=$rc in $(($(date +%s) - start)) s" >>"$out/smoke.log"
 tar -czf "$out/smoke-report.tar.gz" -C /tmp/smoke-cuda --exclude='*.safetensors' --exclude='*.mpk' . 2>/dev/null
 
 bench_phase "smollm2_135m reference" 75
 ls -la "$out"
+exit $failed

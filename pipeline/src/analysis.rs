@@ -225,10 +225,10 @@ pub fn two_level_ci(values: &SeedTaskValues, resamples: usize, seed: u64) -> (f6
 /// over the (training seed, task) units both have, each resample drawing
 /// the same units for both (seeds, then tasks within each): the interval of
 /// a ratio of two paired means, such as the critic's gain over the
-/// teacher's. A resample whose denominator is zero has no ratio; if more
-/// than 2.5% have none, the denominator is not told apart from zero and the
-/// bounds are NaN rather than an interval that hides it. Deterministic
-/// under `seed`.
+/// teacher's. Where more than 2.5% of resamples give a denominator of the
+/// other sign than the whole sample's, or zero, the denominator's own
+/// interval holds zero: the ratio is unbounded there, and the bounds are NaN
+/// rather than an interval that hides it. Deterministic under `seed`.
 pub fn two_level_ratio_ci(
     num: &SeedTaskValues,
     den: &SeedTaskValues,
@@ -249,6 +249,7 @@ pub fn two_level_ratio_ci(
     if seeds.is_empty() || resamples == 0 {
         return (f64::NAN, f64::NAN);
     }
+    let sign = seeds.iter().flatten().map(|p| p.1).sum::<f64>().signum();
     let mut rng = Rng::new(seed);
     let mut ratios: Vec<f64> = (0..resamples)
         .filter_map(|_| {
@@ -261,7 +262,7 @@ pub fn two_level_ratio_ci(
                     d += b;
                 }
             }
-            (d.abs() > 1e-12).then(|| n / d)
+            (d * sign > 1e-12).then(|| n / d)
         })
         .collect();
     if (ratios.len() as f64) < 0.975 * resamples as f64 {
@@ -524,6 +525,15 @@ mod tests {
         let zero = unit(0.0);
         let (lo, hi) = two_level_ratio_ci(&num, &zero, 500, 3);
         assert!(lo.is_nan() && hi.is_nan());
+        // Nor has one whose mean is nonzero but not told apart from zero:
+        // resamples flip its sign.
+        let mut noisy = unit(0.0);
+        for (i, v) in noisy.get_mut(&1).unwrap().values_mut().enumerate() {
+            *v = if i % 2 == 0 { 1.0 } else { -0.9 };
+        }
+        assert!(mean_of(&noisy) > 0.0);
+        let (lo, hi) = two_level_ratio_ci(&num, &noisy, 500, 3);
+        assert!(lo.is_nan() && hi.is_nan(), "[{lo}, {hi}]");
     }
 
     #[test]

@@ -118,9 +118,8 @@ fn measure<B: Kernels>(
     // The training model and its optimizer state are dropped before the
     // inference model is built: at 135M parameters they hold about 2 GB.
     let train_tps = {
-        type A<B> = Autodiff<B>;
-        let mut model: Llama<A<B>> = init_random(llama, 0, device).unwrap();
-        let mut optim = AdamWConfig::new().init::<A<B>, Llama<A<B>>>();
+        let mut model: Llama<Autodiff<B>> = init_random(llama, 0, device).unwrap();
+        let mut optim = AdamWConfig::new().init::<Autodiff<B>, Llama<Autodiff<B>>>();
         let examples: Vec<Example> = (0..train.batch)
             .map(|_| Example {
                 ids: tokens(&mut rng, vocab, train.seq + 1),
@@ -128,8 +127,8 @@ fn measure<B: Kernels>(
             })
             .collect();
         let refs: Vec<&Example> = examples.iter().collect();
-        let mut step = |model: Llama<A<B>>| {
-            let batch = make_batch::<A<B>>(&refs, train.seq + 1, 0, device);
+        let mut step = |model: Llama<Autodiff<B>>| {
+            let batch = make_batch::<Autodiff<B>>(&refs, train.seq + 1, 0, device);
             let loss = masked_nll(&model, &batch);
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             optim.step(1e-3, model, grads)
@@ -192,6 +191,34 @@ fn measure<B: Kernels>(
         prefill: prefill_tps,
         generate: gen_tps,
     }
+}
+
+/// One shape's section of the results: the model as the PyTorch side
+/// rebuilds it (`scripts/bench_torch.py`), the plan, and the rates.
+fn shape_json(
+    llama: &LlamaConfig,
+    train: &Train,
+    prefill: &Prefill,
+    gen_plan: &Generate,
+    rates: &Rates,
+) -> serde_json::Value {
+    serde_json::json!({
+        "parameters": llama.num_params(),
+        "model": {"hidden_size": llama.hidden_size, "layers": llama.num_hidden_layers,
+                  "heads": llama.num_attention_heads, "kv_heads": llama.kv_heads(),
+                  "head_dim": llama.head_dim(), "intermediate_size": llama.intermediate_size,
+                  "vocab_size": llama.vocab_size, "tie_word_embeddings": llama.tie_word_embeddings,
+                  "attention_bias": llama.attention_bias, "model_type": llama.model_type,
+                  "rms_norm_eps": llama.rms_norm_eps, "rope_theta": llama.rope_theta(),
+                  "max_position_embeddings": llama.max_position_embeddings},
+        "train": {"batch": train.batch, "seq": train.seq, "steps": train.steps,
+                  "warmup_steps": train.warmup_steps, "rounds": train.rounds, "tokens_per_s": rates.train},
+        "prefill": {"batch": prefill.batch, "seq": prefill.seq, "reps": prefill.reps,
+                    "rounds": prefill.rounds, "tokens_per_s": rates.prefill},
+        "generate": {"batch": gen_plan.batch, "prompt": gen_plan.prompt, "new_tokens": gen_plan.new_tokens,
+                     "warmup_new_tokens": gen_plan.warmup_new_tokens, "rounds": gen_plan.rounds,
+                     "tokens_per_s": rates.generate},
+    })
 }
 
 /// The configuration the pipeline trains from scratch (about 1M parameters).
@@ -303,24 +330,10 @@ fn main() {
         },
     );
     let rates = measure::<Flex>(&llama, &train, &prefill, &gen_plan, &Default::default());
-    json["smollm2_135m"] = serde_json::json!({
-        "name": "SmolLM2-135M-Instruct shape, random weights",
-        "parameters": llama.num_params(),
-        "model": {"hidden_size": llama.hidden_size, "layers": llama.num_hidden_layers,
-                  "heads": llama.num_attention_heads, "kv_heads": llama.kv_heads(),
-                  "head_dim": llama.head_dim(), "intermediate_size": llama.intermediate_size,
-                  "vocab_size": llama.vocab_size, "tie_word_embeddings": llama.tie_word_embeddings,
-                  "rms_norm_eps": llama.rms_norm_eps, "rope_theta": llama.rope_theta(),
-                  "max_position_embeddings": llama.max_position_embeddings},
-        "train": {"batch": train.batch, "seq": train.seq, "steps": train.steps,
-                  "warmup_steps": train.warmup_steps, "rounds": train.rounds, "tokens_per_s": rates.train},
-        "prefill": {"batch": prefill.batch, "seq": prefill.seq, "reps": prefill.reps,
-                    "rounds": prefill.rounds, "tokens_per_s": rates.prefill},
-        "generate": {"batch": gen_plan.batch, "prompt": gen_plan.prompt, "new_tokens": gen_plan.new_tokens,
-                     "warmup_new_tokens": gen_plan.warmup_new_tokens, "rounds": gen_plan.rounds,
-                     "tokens_per_s": rates.generate},
-        "seconds": started.elapsed().as_secs_f64(),
-    });
+    let mut section = shape_json(&llama, &train, &prefill, &gen_plan, &rates);
+    section["name"] = "SmolLM2-135M-Instruct shape, random weights".into();
+    section["seconds"] = started.elapsed().as_secs_f64().into();
+    json["smollm2_135m"] = section;
     eprintln!(
         "smollm2-135m shape: train {:.0}, prefill {:.0}, generate {:.0} tokens/s ({:.0} s)",
         rates.train,

@@ -433,6 +433,7 @@ fn calibrate_verdict<B: TrainBackend>(
         .map(|(ids, stop)| critic_prompt(tokenizer, ids, Some(*stop)))
         .collect::<didact_data::Result<_>>()?;
     let p = critic.p_correct(&val_prompts, &tokenizer.encode(CORRECT_MESSAGE)?);
+    debug_assert_eq!(p.len(), val_rows.len(), "one score per held-out row");
     let scored: Vec<(f64, bool)> = p
         .iter()
         .zip(val_rows)
@@ -453,14 +454,7 @@ fn calibrate_verdict<B: TrainBackend>(
     };
     // The attempts the thresholds are set on (`critic.calibrate_on`).
     let calibrating = |r: &CritiqueRow| cfg.calibrate_on == CalibrateOn::All || r.turn == 1;
-    let on = |domain: Option<DomainKind>| -> Vec<(f64, bool)> {
-        scored
-            .iter()
-            .zip(val_rows)
-            .filter(|(_, r)| calibrating(r) && domain.is_none_or(|d| r.domain == d))
-            .map(|(s, _)| *s)
-            .collect()
-    };
+    let on = |domain| scores_where(&scored, val_rows, &calibrating, domain);
     let global = threshold(&on(None), pooled_fix).unwrap_or(0.5);
     // One threshold per domain: how sure the critic is differs by domain,
     // and so does what a missed wrong answer costs.
@@ -501,6 +495,22 @@ fn calibrate_verdict<B: TrainBackend>(
     })
 }
 
+/// The held-out (score, right) pairs of the rows `keep` selects in `domain`
+/// (every domain with `None`).
+fn scores_where(
+    scored: &[(f64, bool)],
+    val_rows: &[CritiqueRow],
+    keep: &dyn Fn(&CritiqueRow) -> bool,
+    domain: Option<DomainKind>,
+) -> Vec<(f64, bool)> {
+    scored
+        .iter()
+        .zip(val_rows)
+        .filter(|(_, r)| keep(r) && domain.is_none_or(|d| r.domain == d))
+        .map(|(s, _)| *s)
+        .collect()
+}
+
 /// [`calibration`] of the held-out scores of the rows `keep` selects, per
 /// domain and pooled (`all`).
 fn calibration_by_domain(
@@ -508,14 +518,7 @@ fn calibration_by_domain(
     val_rows: &[CritiqueRow],
     keep: &dyn Fn(&CritiqueRow) -> bool,
 ) -> BTreeMap<String, Calibration> {
-    let of = |domain: Option<DomainKind>| -> Vec<(f64, bool)> {
-        scored
-            .iter()
-            .zip(val_rows)
-            .filter(|(_, r)| keep(r) && domain.is_none_or(|d| r.domain == d))
-            .map(|(s, _)| *s)
-            .collect()
-    };
+    let of = |domain| scores_where(scored, val_rows, keep, domain);
     let mut out: BTreeMap<String, Calibration> = BTreeMap::new();
     for domain in DomainKind::ALL.into_iter().chain(DomainKind::IMPORTED) {
         if let Some(c) = calibration(&of(Some(domain))) {

@@ -15,7 +15,7 @@ use burn::backend::Cuda;
 use burn::backend::cuda::CudaDevice;
 use didact_student::LlamaConfig;
 
-use super::{Generate, Prefill, Train, measure, reference, smollm2_135m};
+use super::{Generate, Prefill, Train, measure, reference, shape_json, smollm2_135m};
 
 /// Qwen2.5-0.5B-Instruct's `config.json`, field for field where it shapes
 /// the computation.
@@ -82,27 +82,11 @@ pub fn main(device: &str) {
     let started = Instant::now();
     let rates = measure::<Cuda>(&llama, &train, &prefill, &gen_plan, &device);
     let seconds = started.elapsed().as_secs_f64();
-    let json = serde_json::json!({
-        "implementation": "didact (burn 0.21, CUDA backend, fp32)",
-        "device": device_name(),
-        "shape": shape,
-        "parameters": llama.num_params(),
-        "model": {"hidden_size": llama.hidden_size, "layers": llama.num_hidden_layers,
-                  "heads": llama.num_attention_heads, "kv_heads": llama.kv_heads(),
-                  "head_dim": llama.head_dim(), "intermediate_size": llama.intermediate_size,
-                  "vocab_size": llama.vocab_size, "tie_word_embeddings": llama.tie_word_embeddings,
-                  "attention_bias": llama.attention_bias, "model_type": llama.model_type,
-                  "rms_norm_eps": llama.rms_norm_eps, "rope_theta": llama.rope_theta(),
-                  "max_position_embeddings": llama.max_position_embeddings},
-        "train": {"batch": train.batch, "seq": train.seq, "steps": train.steps,
-                  "warmup_steps": train.warmup_steps, "rounds": train.rounds, "tokens_per_s": rates.train},
-        "prefill": {"batch": prefill.batch, "seq": prefill.seq, "reps": prefill.reps,
-                    "rounds": prefill.rounds, "tokens_per_s": rates.prefill},
-        "generate": {"batch": gen_plan.batch, "prompt": gen_plan.prompt, "new_tokens": gen_plan.new_tokens,
-                     "warmup_new_tokens": gen_plan.warmup_new_tokens, "rounds": gen_plan.rounds,
-                     "tokens_per_s": rates.generate},
-        "seconds": seconds,
-    });
+    let mut json = shape_json(&llama, &train, &prefill, &gen_plan, &rates);
+    json["implementation"] = "didact (burn 0.21, CUDA backend, fp32)".into();
+    json["device"] = device_name(index).into();
+    json["shape"] = shape.clone().into();
+    json["seconds"] = seconds.into();
     eprintln!(
         "{shape} on cuda:{index}: train {:.0}, prefill {:.0}, generate {:.0} tokens/s ({seconds:.0} s)",
         rates.train, rates.prefill, rates.generate
@@ -120,10 +104,15 @@ pub fn main(device: &str) {
     eprintln!("wrote {out_path}");
 }
 
-/// The GPU's name as `nvidia-smi` gives it, for the results file.
-fn device_name() -> String {
+/// GPU `index`'s name as `nvidia-smi` gives it, for the results file.
+fn device_name(index: usize) -> String {
     std::process::Command::new("nvidia-smi")
-        .args(["--query-gpu=name", "--format=csv,noheader"])
+        .args([
+            "-i",
+            &index.to_string(),
+            "--query-gpu=name",
+            "--format=csv,noheader",
+        ])
         .output()
         .ok()
         .and_then(|o| String::from_utf8(o.stdout).ok())
