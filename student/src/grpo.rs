@@ -870,6 +870,37 @@ mod tests {
         assert_eq!(&a[4..], &[0.0; 4], "identical rewards: exactly zero");
     }
 
+    /// [`policy_loss`] of one row of two positions over a vocabulary of 3
+    /// (`logits` flat), normaliser 1, and the loss's gradient with respect
+    /// to the logits.
+    fn loss_and_grad(
+        logits: &[f32],
+        batch: &PolicyBatch<A>,
+        cfg: &RlConfig,
+        critique_normaliser: f64,
+    ) -> (PolicyLoss<A>, Vec<f32>) {
+        let device = Default::default();
+        let logits =
+            Tensor::<A, 3>::from_data(TensorData::new(logits.to_vec(), [1, 2, 3]), &device)
+                .require_grad();
+        let parts = policy_loss(
+            logits.clone(),
+            batch,
+            None,
+            None,
+            cfg,
+            1.0,
+            critique_normaliser,
+        );
+        let grad = logits
+            .grad(&parts.loss.backward())
+            .unwrap()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        (parts, grad)
+    }
+
     fn episode(ids: Vec<u32>, mask: Vec<bool>, group: usize, reward: f64) -> Episode {
         Episode {
             group,
@@ -1009,21 +1040,12 @@ mod tests {
         let targets = [2usize, 0];
         let flat: Vec<f32> = z.iter().flatten().map(|x| *x as f32).collect();
         let run = |temperature: f32| {
-            let logits =
-                Tensor::<A, 3>::from_data(TensorData::new(flat.clone(), [1, 2, 3]), &device)
-                    .require_grad();
             let cfg = RlConfig {
                 temperature,
                 ..RlConfig::default()
             };
-            let parts = policy_loss(logits.clone(), &batch, None, None, &cfg, 1.0, 1.0);
-            let logp = parts.logp.clone().into_data().to_vec::<f32>().unwrap();
-            let grad = logits
-                .grad(&parts.loss.backward())
-                .unwrap()
-                .into_data()
-                .to_vec::<f32>()
-                .unwrap();
+            let (parts, grad) = loss_and_grad(&flat, &batch, &cfg, 1.0);
+            let logp = parts.logp.into_data().to_vec::<f32>().unwrap();
             (logp, grad, parts.entropy_sum)
         };
         for t in [1.0f32, 0.5] {
@@ -1072,21 +1094,13 @@ mod tests {
         assert_eq!((batch.n_trained, batch.n_critique), (1, 1));
         let z = [[0.5f32, -1.0, 2.0, 1.0, 0.2, -0.3]];
         let run = |weight: f64, temperature: f32| {
-            let logits = Tensor::<A, 3>::from_data(TensorData::new(z.concat(), [1, 2, 3]), &device)
-                .require_grad();
             let cfg = RlConfig {
                 critique_weight: weight,
                 temperature,
                 ..RlConfig::default()
             };
-            let parts = policy_loss(logits.clone(), &batch, None, None, &cfg, 1.0, 4.0);
-            let loss: f32 = parts.loss.clone().into_scalar().elem();
-            let grad = logits
-                .grad(&parts.loss.backward())
-                .unwrap()
-                .into_data()
-                .to_vec::<f32>()
-                .unwrap();
+            let (parts, grad) = loss_and_grad(&z.concat(), &batch, &cfg, 4.0);
+            let loss: f32 = parts.loss.into_scalar().elem();
             (loss as f64, grad, parts.critique_nll_sum)
         };
         // Softmax of position 1 at temperature 1, whatever the sampling one.

@@ -524,15 +524,7 @@ pub fn run_dialogues_sharing<B: Kernels>(
             // handover replaces or follows the stop token.
             let handover = to_teacher.len() - stop.is_some() as usize;
             if run.ids.len() + handover + tokens.len() + budget <= context {
-                tokenizer.hand_over(
-                    &mut run.ids,
-                    &mut run.mask,
-                    stop,
-                    Role::Student,
-                    Role::Teacher,
-                )?;
-                run.mask.extend(std::iter::repeat_n(false, tokens.len()));
-                run.ids.extend(tokens);
+                append_teacher_turn(tokenizer, &mut run.ids, &mut run.mask, stop, tokens)?;
                 record.feedback = Some(reply.message);
                 record.leak_blocked = reply.leak_blocked;
                 still_open.push(r);
@@ -697,6 +689,22 @@ impl<'a> DialogueEnv<'a> {
     }
 }
 
+/// Hands a dialogue over from the student to the teacher (the handover
+/// replaces or follows the student's `stop`) and appends the teacher's
+/// `message` tokens, which the policy loss does not train.
+fn append_teacher_turn(
+    tokenizer: &Tokenizer,
+    ids: &mut Vec<u32>,
+    mask: &mut Vec<bool>,
+    stop: Option<u32>,
+    message: Vec<u32>,
+) -> Result<()> {
+    tokenizer.hand_over(ids, mask, stop, Role::Student, Role::Teacher)?;
+    mask.extend(std::iter::repeat_n(false, message.len()));
+    ids.extend(message);
+    Ok(())
+}
+
 /// The teacher's turns of `run` as a loss mask over its tokens, for the
 /// critique loss of `critic.mode = "self"`: the messages of the rollout's
 /// teacher (at `student.feedback_level`). A dialogue that ends on a right
@@ -711,17 +719,9 @@ fn teacher_turns(tokenizer: &Tokenizer, run: &mut DialogueRun) -> Result<Vec<boo
             .last()
             .copied()
             .filter(|t| tokenizer.stop_ids().contains(t));
-        tokenizer.hand_over(
-            &mut run.ids,
-            &mut run.mask,
-            stop,
-            Role::Student,
-            Role::Teacher,
-        )?;
         let mut correct = tokenizer.encode(didact_data::domain::CORRECT_MESSAGE)?;
         correct.extend(tokenizer.boundary(Some(Role::Teacher), None)?);
-        run.mask.extend(std::iter::repeat_n(false, correct.len()));
-        run.ids.extend(correct);
+        append_teacher_turn(tokenizer, &mut run.ids, &mut run.mask, stop, correct)?;
     }
     Ok(tokenizer.turn_mask(&run.ids, Role::Teacher)?)
 }
